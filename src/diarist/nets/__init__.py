@@ -1,0 +1,1 @@
+"""Neural networks whose pretrained weights diarist loads (see ``diarist.models``)."""

@@ -1,0 +1,181 @@
+"""The diarization pipeline: segmentation -> embeddings -> clustering -> reconstruction.
+
+Audio is read once, in pages of consecutive windows, so memory does not grow with duration:
+each page is segmented and embedded, then only the small per-window outputs are kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from diarist import models
+from diarist.audio import as_mono_16k, duration_seconds, stream_audio
+from diarist.errors import ZeroLengthAudioError
+from diarist.nets.pyannet import SAMPLE_RATE, WINDOW_SAMPLES
+from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
+from diarist.pipeline.config import CONFIGS, PipelineConfig
+from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
+from diarist.pipeline.reconstruction import reconstruct
+from diarist.pipeline.segmentation import segment_windows
+from diarist.result import DiarizationResult
+
+PAGE_BATCHES = 4  # windows per page = this many segmentation batches
+Progress = Callable[[float], None]
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each stage: load (weights, first call only), decode, segmentation, ..."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+
+@dataclass
+class WindowAnalysis:
+    """Everything later steps need from the audio, per 10 s window."""
+
+    activity: np.ndarray  # (windows, 589, 3) bool
+    certainty: np.ndarray  # (windows, 589) float32
+    embeddings: np.ndarray  # (windows, 3, 192) float32, NaN for silent local speakers
+    clean_seconds: np.ndarray  # (windows, 3)
+    num_samples: int
+
+
+def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) -> np.ndarray:
+    """Flag the 20 ms backbone frames in which any window of the page detects speech."""
+    speech = np.zeros(total_frames, dtype=bool)
+    frames = np.arange(activity.shape[1]) * 270 + 495
+    for offset, window in zip(offsets, activity, strict=True):
+        talking = frames[window.any(axis=1)] + offset
+        speech[np.minimum(talking // FEATURE_STEP_SAMPLES, total_frames - 1)] = True
+    return speech
+
+
+def _analyse_page(audio: np.ndarray, offsets: list[int], config: PipelineConfig, timings: Timings) -> tuple:
+    """Segment and embed the windows of one page; `offsets` are relative to `audio`."""
+    batches = [offsets[i : i + config.batch_size] for i in range(0, len(offsets), config.batch_size)]
+    waveform = torch.from_numpy(audio)
+    with timings.stage("segmentation"):
+        parts = [segment_windows(models.segmentation_model(), waveform, batch) for batch in batches]
+        activity = np.concatenate([p.activity for p in parts])
+        certainty = np.concatenate([p.certainty for p in parts])
+    with timings.stage("embeddings"):
+        embedding_model = models.embedding_model()
+        speech = _speech_frames(offsets, activity, -(-len(audio) // FEATURE_STEP_SAMPLES))
+        features = backbone_features(embedding_model, audio, speech, config.embedding_chunk, config.embedding_context)
+        pooled = [
+            pool_embeddings(
+                embedding_model, features, batch, activity[i * config.batch_size : i * config.batch_size + len(batch)]
+            )
+            for i, batch in enumerate(batches)
+        ]
+    return activity, certainty, np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
+
+
+def analyse_windows(
+    blocks: Iterable[np.ndarray],
+    config: PipelineConfig,
+    total_samples: int | None = None,
+    progress: Progress | None = None,
+    timings: Timings | None = None,
+) -> WindowAnalysis:
+    """Read the audio once and segment and embed every window of it."""
+    timings = timings or Timings()
+    step, page_windows = config.step_samples, PAGE_BATCHES * config.batch_size
+    reader = iter(blocks)
+    buffer, buffer_start, num_samples, finished = np.zeros(0, dtype=np.float32), 0, 0, False
+    next_window, outputs = 0, []
+    while True:
+        page_start = next_window * step
+        needed = page_start + (page_windows - 1) * step + WINDOW_SAMPLES - buffer_start
+        pending = [buffer]
+        while sum(len(p) for p in pending) < needed and not finished:
+            with timings.stage("decode"):
+                block = next(reader, None)
+            if block is None:
+                finished = True
+            else:
+                pending.append(block)
+                num_samples += len(block)
+        buffer = np.concatenate(pending)
+        if finished:
+            last_window = max(0, -(-(num_samples - WINDOW_SAMPLES) // step))
+            count = min(page_windows, last_window - next_window + 1)
+        else:
+            count = page_windows
+        if count <= 0:
+            break
+        offsets = [i * step for i in range(count)]
+        page = buffer[page_start - buffer_start : page_start - buffer_start + offsets[-1] + WINDOW_SAMPLES]
+        page = np.pad(page, (0, offsets[-1] + WINDOW_SAMPLES - len(page)))
+        outputs.append(_analyse_page(page, offsets, config, timings))
+        next_window += count
+        buffer = buffer[next_window * step - buffer_start :]
+        buffer_start = next_window * step
+        if progress is not None:
+            progress(min(1.0, buffer_start / total_samples) if total_samples else 0.0)
+    if num_samples == 0:
+        raise ZeroLengthAudioError("the audio has no samples")
+    activity, certainty, embeddings, clean = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
+    return WindowAnalysis(activity, certainty, embeddings, clean, num_samples)
+
+
+def get_config(model: str) -> PipelineConfig:
+    try:
+        return CONFIGS[model]
+    except KeyError:
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(CONFIGS)}") from None
+
+
+def diarize(
+    audio: str | os.PathLike | np.ndarray,
+    num_speakers: int | None = None,
+    min_speakers: int | None = None,
+    max_speakers: int | None = None,
+    model: str = "community-1",
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    progress: Progress | None = None,
+) -> DiarizationResult:
+    """Who spoke when in `audio`: a path to anything ffmpeg reads, or a waveform array.
+
+    A waveform is (samples,) or (channels, samples) at `sample_rate`. `num_speakers` forces the
+    count; `min_speakers` / `max_speakers` bound it. `progress` is called with 0..1 as pages of
+    audio are done. Raises ``AudioError`` subclasses for unusable input, ``ValueError`` for bad
+    arguments and ``ModelNotInstalledError`` when weights are missing.
+    """
+    config = get_config(model)
+    bounds = SpeakerBounds.from_request(num_speakers, min_speakers, max_speakers)
+    timings = Timings()
+    if isinstance(audio, (str, os.PathLike)):
+        duration = duration_seconds(audio)
+        blocks: Iterable[np.ndarray] = stream_audio(audio)
+        total = int(duration * SAMPLE_RATE) if duration else None
+    else:
+        waveform = as_mono_16k(audio, sample_rate)
+        blocks, total = [waveform] if len(waveform) else [], len(waveform)
+    with timings.stage("load"):
+        models.segmentation_model(), models.embedding_model()
+    with torch.inference_mode():
+        analysis = analyse_windows(blocks, config, total, progress, timings)
+    with timings.stage("clustering"):
+        clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
+    with timings.stage("reconstruction"):
+        result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, config)
+    result.timings = timings.seconds
+    return result

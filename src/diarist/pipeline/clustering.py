@@ -1,0 +1,137 @@
+"""Step 3: group the (window, local speaker) embeddings into global speakers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.optimize import linear_sum_assignment
+
+from diarist.pipeline.config import PipelineConfig
+
+
+@dataclass(frozen=True)
+class SpeakerBounds:
+    """How many speakers the caller allows: exactly `min` when `min == max`."""
+
+    min: int = 1
+    max: int | None = None
+
+    @classmethod
+    def from_request(
+        cls, num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None
+    ) -> SpeakerBounds:
+        """Validate the three ways of constraining the count; raises ValueError when they conflict."""
+        for name, value in (
+            ("num_speakers", num_speakers),
+            ("min_speakers", min_speakers),
+            ("max_speakers", max_speakers),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if num_speakers is not None:
+            if min_speakers is not None or max_speakers is not None:
+                raise ValueError("num_speakers cannot be used together with min_speakers or max_speakers")
+            return cls(num_speakers, num_speakers)
+        if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+            raise ValueError(f"min_speakers ({min_speakers}) must be <= max_speakers ({max_speakers})")
+        return cls(min_speakers or 1, max_speakers)
+
+    def clamp(self, count: int) -> int:
+        count = max(count, self.min)
+        return count if self.max is None else min(count, self.max)
+
+
+@dataclass
+class Clustering:
+    """Global speaker of each (window, local speaker) and how close each one is to every speaker."""
+
+    assignment: np.ndarray  # (windows, 3) int, -1 for silent local speakers
+    similarity: np.ndarray  # (windows, 3, speakers) cosine similarity to each speaker's centroid
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_speakers(self) -> int:
+        return self.similarity.shape[-1]
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> tuple[np.ndarray, list[str]]:
+    """Cluster labels (0..K-1) of unit vectors `x`, honouring `bounds` where the data allows."""
+    warnings: list[str] = []
+    if len(x) < 2:
+        labels = np.zeros(len(x), dtype=int)
+    else:
+        tree = linkage(x, method=config.clustering_linkage, metric="euclidean")
+        labels = fcluster(tree, config.clustering_threshold, criterion="distance") - 1
+        sizes = np.bincount(labels)
+        large = np.flatnonzero(sizes >= config.min_cluster_share * len(x))
+        if 0 < len(large) < len(sizes):
+            # Tiny clusters are mostly noise: fold them into the nearest large one.
+            centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in large]))
+            labels = large[np.argmax(x @ centroids.T, axis=1)]
+        labels = np.unique(labels, return_inverse=True)[1]
+        found = labels.max() + 1
+        wanted = bounds.clamp(found)
+        if wanted != found:
+            labels = fcluster(tree, min(wanted, len(x)), criterion="maxclust") - 1
+    found = labels.max() + 1 if len(labels) else 0
+    if found < bounds.min:
+        warnings.append(
+            f"Only {found} speaker(s) could be told apart in this audio, fewer than the {bounds.min} requested: "
+            "it holds too little speech for more."
+        )
+    return labels, warnings
+
+
+def _assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Map each active local speaker to a centroid, at most one per centroid in each window.
+
+    Local speakers left over when a window has more of them than there are centroids go to
+    their closest centroid anyway: keeping their speech beats dropping it.
+    """
+    similarity = np.einsum("wld,kd->wlk", np.nan_to_num(_normalize(embeddings)), centroids)
+    active = ~np.isnan(embeddings[..., 0])
+    assignment = np.full(active.shape, -1)
+    for w in np.flatnonzero(active.any(axis=1)):
+        local = np.flatnonzero(active[w])
+        rows, cols = linear_sum_assignment(-similarity[w, local])
+        assignment[w, local] = np.argmax(similarity[w, local], axis=1)
+        assignment[w, local[rows]] = cols
+    return assignment, similarity
+
+
+def cluster_embeddings(
+    embeddings: np.ndarray, clean_seconds: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig
+) -> Clustering:
+    """Cluster (windows, 3, dim) embeddings (NaN where a local speaker is silent).
+
+    Only embeddings backed by `config.min_clean_speech` seconds of speech without overlap train
+    the clustering (all of them when there are too few such); every active one is then assigned.
+    """
+    active = ~np.isnan(embeddings[..., 0])
+    train = active & (clean_seconds >= config.min_clean_speech)
+    if train.sum() < 2:
+        train = active
+    x = _normalize(embeddings[train])
+    if len(x) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
+        x = x[np.linspace(0, len(x) - 1, config.max_clustering_embeddings).astype(int)]
+    labels, warnings = _agglomerate(x, bounds, config)
+    if len(labels) == 0:
+        return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)), warnings)
+    centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
+    assignment, similarity = _assign(embeddings, centroids)
+    for _ in range(config.refinement_rounds):
+        # Re-estimate each centroid from everything assigned to it, weighted by clean speech.
+        weights = np.where(train, clean_seconds, 0.0)
+        members = [(assignment == k) & train for k in range(len(centroids))]
+        if any(not m.any() for m in members):
+            break
+        unit = np.nan_to_num(_normalize(embeddings))
+        centroids = _normalize(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
+        assignment, similarity = _assign(embeddings, centroids)
+    return Clustering(assignment, similarity, warnings)

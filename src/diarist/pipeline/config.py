@@ -1,0 +1,54 @@
+"""Hyperparameters of each pipeline, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diarist.nets.pyannet import FRAME_STEP_SAMPLES, SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything that differs between models. Times are in seconds unless the name says frames."""
+
+    name: str
+    # Segmentation: 10 s windows every `step_frames` output frames (16.875 ms each). A whole
+    # number of frames keeps every window on one global frame grid.
+    step_frames: int
+    batch_size: int = 32
+    # Embeddings: the CAM++ backbone runs once over the audio in chunks of this length (plus
+    # context on both sides); each (window, local speaker) pools its own frames from it.
+    embedding_chunk: float = 30.0
+    embedding_context: float = 2.0
+    # A (window, speaker) pair trains the clustering only with this much speech without overlap.
+    min_clean_speech: float = 0.5
+    # Agglomerative clustering of unit-length embeddings: scipy linkage method and distance cut.
+    clustering_linkage: str = "centroid"
+    clustering_threshold: float = 0.8
+    # Clusters holding less than this share of the training embeddings are folded into the
+    # nearest larger one. The dev set's 30 s files never reach it; it guards long recordings
+    # against clusters of a few stray embeddings.
+    min_cluster_share: float = 0.02
+    max_clustering_embeddings: int = 4000
+    # Rounds of centroid refinement after the first assignment (0: none).
+    refinement_rounds: int = 0
+    # Reconstruction: gaps shorter than this inside one speaker's speech are filled.
+    min_duration_off: float = 0.0
+    # Confidence curve resolution (seconds per value) and turn-level softmax sharpness.
+    confidence_resolution: float = 0.02
+    turn_confidence_temperature: float = 10.0
+
+    @property
+    def step_samples(self) -> int:
+        return self.step_frames * FRAME_STEP_SAMPLES
+
+    @property
+    def step_seconds(self) -> float:
+        return self.step_samples / SAMPLE_RATE
+
+
+# Tuned on the pooled dev set (bench/der.py); see docs/benchmarks.md.
+COMMUNITY_1 = PipelineConfig(name="community-1", step_frames=178)  # 3.00 s step
+PRECISION_2 = PipelineConfig(name="precision-2", step_frames=74, refinement_rounds=1)  # 1.25 s step
+
+CONFIGS = {config.name: config for config in (COMMUNITY_1, PRECISION_2)}

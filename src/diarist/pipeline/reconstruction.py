@@ -1,0 +1,149 @@
+"""Step 4: from clustered windows back to speaker turns on the audio's timeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
+from diarist.pipeline.clustering import Clustering
+from diarist.pipeline.config import PipelineConfig
+from diarist.result import DiarizationResult, Turn
+
+FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
+FRAME_CENTER = RECEPTIVE_FIELD_SAMPLES / 2 / SAMPLE_RATE
+
+
+def frame_time(index: np.ndarray | int) -> np.ndarray | float:
+    """Time (s) of the middle of global frame `index`."""
+    return index * FRAME_STEP + FRAME_CENTER
+
+
+@dataclass
+class FrameScores:
+    """Window outputs averaged onto the global frame grid."""
+
+    speakers: np.ndarray  # (frames, speakers) share of covering windows where each speaker speaks
+    count: np.ndarray  # (frames,) int: how many speakers speak at once
+    certainty: np.ndarray  # (frames,) mean probability of the segmentation's decision
+
+
+def aggregate_windows(
+    activity: np.ndarray, certainty: np.ndarray, clustering: Clustering, step_frames: int, num_frames: int
+) -> FrameScores:
+    """Average the per-window activity of each global speaker over the windows covering each frame."""
+    windows, window_frames, _ = activity.shape
+    total = (windows - 1) * step_frames + window_frames
+    speakers = np.zeros((total, clustering.num_speakers), dtype=np.float32)
+    coverage = np.zeros(total, dtype=np.float32)
+    count = np.zeros(total, dtype=np.float32)
+    certainty_sum = np.zeros(total, dtype=np.float32)
+    for w in range(windows):
+        frames = slice(w * step_frames, w * step_frames + window_frames)
+        coverage[frames] += 1
+        count[frames] += activity[w].sum(axis=1)
+        certainty_sum[frames] += certainty[w]
+        for local, speaker in enumerate(clustering.assignment[w]):
+            if speaker >= 0:
+                # Two local speakers sent to one global speaker count once.
+                own = speakers[frames, speaker]
+                own += activity[w, :, local] * (own < coverage[frames])
+    coverage = coverage[:num_frames]
+    return FrameScores(
+        speakers=speakers[:num_frames] / coverage[:, None],
+        count=np.rint(count[:num_frames] / coverage).astype(int),
+        certainty=certainty_sum[:num_frames] / coverage,
+    )
+
+
+def binarize(scores: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """(frames, speakers) bool: in each frame, the `count` highest-scoring speakers that have any score."""
+    if scores.shape[1] == 0:
+        return np.zeros(scores.shape, dtype=bool)
+    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1)
+    return (ranks < count[:, None]) & (scores > 0)
+
+
+def _runs(active: np.ndarray, min_gap_frames: int) -> list[tuple[int, int]]:
+    """[start, end) frame runs where `active` is true, joining gaps shorter than `min_gap_frames`."""
+    edges = np.diff(np.concatenate([[0], active.astype(np.int8), [0]]))
+    runs = list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
+    merged: list[tuple[int, int]] = []
+    for start, end in runs:
+        if merged and start - merged[-1][1] < min_gap_frames:
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _turn_confidence(
+    speaker: int, start: int, end: int, activity: np.ndarray, clustering: Clustering, step_frames: int, sharpness: float
+) -> np.ndarray:
+    """0-1 probability per global speaker that frames [start, end) belong to them.
+
+    Averages, over the windows that cover the turn, the softmax of the cosine similarities of
+    the local speaker that was assigned to `speaker`, weighted by its speech inside the turn.
+    """
+    window_frames = activity.shape[1]
+    first = max(0, -(-(start - window_frames + 1) // step_frames))
+    last = min(len(activity) - 1, (end - 1) // step_frames)
+    total = np.zeros(clustering.num_speakers)
+    for w in range(first, last + 1):
+        lo, hi = max(start - w * step_frames, 0), min(end - w * step_frames, window_frames)
+        for local in np.flatnonzero(clustering.assignment[w] == speaker):
+            weight = activity[w, lo:hi, local].sum()
+            if weight:
+                logits = sharpness * clustering.similarity[w, local]
+                probabilities = np.exp(logits - logits.max())
+                total += weight * probabilities / probabilities.sum()
+    return total / total.sum() if total.sum() else total
+
+
+def reconstruct(
+    activity: np.ndarray,
+    certainty: np.ndarray,
+    clustering: Clustering,
+    num_samples: int,
+    config: PipelineConfig,
+) -> DiarizationResult:
+    """Turn per-window segmentation plus clustering into the final result."""
+    duration = num_samples / SAMPLE_RATE
+    num_frames = max(0, int(np.ceil((num_samples - RECEPTIVE_FIELD_SAMPLES / 2) / FRAME_STEP_SAMPLES)))
+    scores = aggregate_windows(activity, certainty, clustering, config.step_frames, num_frames)
+    overlapping = binarize(scores.speakers, scores.count)
+    exclusive = binarize(scores.speakers, np.minimum(scores.count, 1))
+
+    # Label speakers in order of first speech; clusters that never win a frame disappear.
+    first_frame = [
+        np.argmax(overlapping[:, k]) if overlapping[:, k].any() else None for k in range(scores.speakers.shape[1])
+    ]
+    order = sorted((f, k) for k, f in enumerate(first_frame) if f is not None)
+    names = {k: f"SPEAKER_{i:02d}" for i, (_, k) in enumerate(order)}
+    gap = round(config.min_duration_off / FRAME_STEP)
+
+    def turns(binary: np.ndarray) -> list[Turn]:
+        out = []
+        for k, name in names.items():
+            for start, end in _runs(binary[:, k], gap):
+                probabilities = _turn_confidence(
+                    k, start, end, activity, clustering, config.step_frames, config.turn_confidence_temperature
+                )
+                confidence = {names[j]: round(100 * float(probabilities[j])) for j in names}
+                out.append(Turn(frame_time(start), min(frame_time(end), duration), name, confidence))
+        return sorted(out, key=lambda t: (t.start, t.end, t.speaker))
+
+    resolution = config.confidence_resolution
+    samples = np.arange(int(np.ceil(duration / resolution))) * resolution + resolution / 2
+    nearest = np.rint((samples - FRAME_CENTER) / FRAME_STEP).astype(int).clip(0, max(num_frames - 1, 0))
+    curve = np.rint(100 * scores.certainty[nearest]).astype(int).tolist() if num_frames else []
+    return DiarizationResult(
+        turns=turns(overlapping),
+        exclusive_turns=turns(exclusive),
+        speakers=list(names.values()),
+        duration=duration,
+        confidence=curve,
+        confidence_resolution=resolution,
+        warnings=list(clustering.warnings),
+    )

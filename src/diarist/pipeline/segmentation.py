@@ -1,0 +1,66 @@
+"""Step 1: local speaker activity in sliding 10 s windows (powerset segmentation).
+
+Consecutive windows overlap by most of their length, so the costliest layer of the model, the
+sinc filterbank over the raw waveform, is run once over the audio shared by a batch of windows
+and sliced per window. That is exact: the model's per-window waveform normalisation is affine,
+so it is applied after the (linear) filterbank instead of before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from diarist.nets.pyannet import WINDOW_SAMPLES, PyanNet, powerset_to_speakers
+
+FILTER_STRIDE = 10
+
+
+@dataclass
+class WindowSegmentation:
+    """Segmentation of a batch of windows, at the model's 16.875 ms frame rate."""
+
+    activity: np.ndarray  # (windows, 589, 3) bool: local speaker k speaks in frame t
+    certainty: np.ndarray  # (windows, 589) float32: probability of the decoded powerset class
+
+
+def segment_windows(model: PyanNet, audio: torch.Tensor, offsets: list[int]) -> WindowSegmentation:
+    """Segment the windows of `audio` (1-D, zero-padded as needed) that start at `offsets`.
+
+    Offsets are in samples and must be multiples of 30 (filterbank stride times pooling).
+    """
+    sincnet = model.sincnet
+    filters = sincnet.conv1d[0].filterbank.filters()
+    first, last = min(offsets), max(offsets) + WINDOW_SAMPLES
+    shared = F.conv1d(audio[first:last].view(1, 1, -1), filters, stride=FILTER_STRIDE)[0]
+    windows = torch.stack([audio[o : o + WINDOW_SAMPLES] for o in offsets])
+    # InstanceNorm1d(1, affine=True) on each window: y = scale * x + shift, per window.
+    norm = sincnet.wav_norm1d
+    var, mean = torch.var_mean(windows, dim=1, unbiased=False)
+    scale = norm.weight / torch.sqrt(var + norm.eps)
+    shift = norm.bias - scale * mean
+    filter_sums = filters.sum(dim=(1, 2))
+    # |.| then max-pooling of an affine map of the shared filter outputs only needs their
+    # pooled maxima and minima: max |a*v + b| over a pool is max(|a*max v + b|, |a*min v + b|).
+    pool = sincnet.pool1d[0]
+    highs, lows = pool(shared), -pool(-shared)
+    frames = ((WINDOW_SAMPLES - filters.shape[-1]) // FILTER_STRIDE + 1) // pool.stride
+    starts = [(o - first) // (FILTER_STRIDE * pool.stride) for o in offsets]
+    high = torch.stack([highs[:, s : s + frames] for s in starts])
+    low = torch.stack([lows[:, s : s + frames] for s in starts])
+    a, b = scale[:, None, None], shift[:, None, None] * filter_sums[None, :, None]
+    x = torch.maximum((a * high + b).abs(), (a * low + b).abs())
+    x = F.leaky_relu(sincnet.norm1d[0](x))
+    for conv, pool, norm1d in zip(sincnet.conv1d[1:], sincnet.pool1d[1:], sincnet.norm1d[1:], strict=True):
+        x = F.leaky_relu(norm1d(pool(conv(x))))
+    x, _ = model.lstm(x.transpose(1, 2))
+    for linear in model.linear:
+        x = F.leaky_relu(linear(x))
+    log_probs = F.log_softmax(model.classifier(x), dim=-1)
+    best = log_probs.argmax(dim=-1)
+    activity = powerset_to_speakers()[best] > 0
+    certainty = log_probs.max(dim=-1).values.exp()
+    return WindowSegmentation(activity=activity.numpy(), certainty=certainty.numpy().astype(np.float32))

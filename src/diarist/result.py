@@ -1,0 +1,57 @@
+"""What a diarization returns, and its pyannoteAI JSON and RTTM forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One speaker speaking from `start` to `end` (seconds)."""
+
+    start: float
+    end: float
+    speaker: str
+    # 0-100 score for each speaker that this turn belongs to them.
+    confidence: dict[str, int] | None = None
+
+    def to_dict(self, with_confidence: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {"speaker": self.speaker, "start": round(self.start, 3), "end": round(self.end, 3)}
+        if with_confidence and self.confidence is not None:
+            out["confidence"] = self.confidence
+        return out
+
+
+@dataclass
+class DiarizationResult:
+    """Who spoke when. `turns` may overlap; `exclusive_turns` never do."""
+
+    turns: list[Turn]
+    exclusive_turns: list[Turn]
+    speakers: list[str]
+    duration: float
+    confidence: list[int] = field(default_factory=list)  # 0-100, one value per `confidence_resolution` s
+    confidence_resolution: float = 0.02
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
+
+    def to_dict(
+        self, exclusive: bool = False, confidence: bool = False, turn_level_confidence: bool = False
+    ) -> dict[str, Any]:
+        """The pyannoteAI diarization job output; optional parts as a job would request them."""
+        out: dict[str, Any] = {"diarization": [t.to_dict(turn_level_confidence) for t in self.turns]}
+        if exclusive:
+            out["exclusiveDiarization"] = [t.to_dict(turn_level_confidence) for t in self.exclusive_turns]
+        if confidence:
+            out["confidence"] = {"score": self.confidence, "resolution": self.confidence_resolution}
+        if self.warnings:
+            out["warning"] = " ".join(self.warnings)
+        return out
+
+    def to_rttm(self, uri: str = "audio", exclusive: bool = False) -> str:
+        """NIST RTTM, one SPEAKER line per turn."""
+        turns = self.exclusive_turns if exclusive else self.turns
+        return "".join(
+            f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
+        )
