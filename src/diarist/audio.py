@@ -35,7 +35,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise NotAudioError(f"{path}: not an audio or video file that ffmpeg can read ({e})") from e
     if not container.streams.audio:
         container.close()
-        raise NotAudioError(f"{path}: the file has no audio track")
+        raise NotAudioError(f"{path}: no audio track found (is it an audio or video file?)")
     return container
 
 

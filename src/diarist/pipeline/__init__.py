@@ -176,6 +176,6 @@ def diarize(
     with timings.stage("clustering"):
         clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
     with timings.stage("reconstruction"):
-        result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, config)
+        result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
     result.timings = timings.seconds
     return result

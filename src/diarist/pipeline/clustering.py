@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -13,9 +13,9 @@ from diarist.pipeline.config import PipelineConfig
 
 @dataclass(frozen=True)
 class SpeakerBounds:
-    """How many speakers the caller allows: exactly `min` when `min == max`."""
+    """How many speakers the caller allows: exactly `min` when `min == max`; 0 means no minimum."""
 
-    min: int = 1
+    min: int = 0
     max: int | None = None
 
     @classmethod
@@ -36,7 +36,7 @@ class SpeakerBounds:
             return cls(num_speakers, num_speakers)
         if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
             raise ValueError(f"min_speakers ({min_speakers}) must be <= max_speakers ({max_speakers})")
-        return cls(min_speakers or 1, max_speakers)
+        return cls(min_speakers or 0, max_speakers)
 
     def clamp(self, count: int) -> int:
         count = max(count, self.min)
@@ -49,7 +49,6 @@ class Clustering:
 
     assignment: np.ndarray  # (windows, 3) int, -1 for silent local speakers
     similarity: np.ndarray  # (windows, 3, speakers) cosine similarity to each speaker's centroid
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def num_speakers(self) -> int:
@@ -60,9 +59,8 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
-def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> tuple[np.ndarray, list[str]]:
+def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> np.ndarray:
     """Cluster labels (0..K-1) of unit vectors `x`, honouring `bounds` where the data allows."""
-    warnings: list[str] = []
     if len(x) < 2:
         labels = np.zeros(len(x), dtype=int)
     else:
@@ -79,13 +77,7 @@ def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -
         wanted = bounds.clamp(found)
         if wanted != found:
             labels = fcluster(tree, min(wanted, len(x)), criterion="maxclust") - 1
-    found = labels.max() + 1 if len(labels) else 0
-    if found < bounds.min:
-        warnings.append(
-            f"Only {found} speaker(s) could be told apart in this audio, fewer than the {bounds.min} requested: "
-            "it holds too little speech for more."
-        )
-    return labels, warnings
+    return labels
 
 
 def _assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,9 +112,9 @@ def cluster_embeddings(
     x = _normalize(embeddings[train])
     if len(x) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
         x = x[np.linspace(0, len(x) - 1, config.max_clustering_embeddings).astype(int)]
-    labels, warnings = _agglomerate(x, bounds, config)
+    labels = _agglomerate(x, bounds, config)
     if len(labels) == 0:
-        return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)), warnings)
+        return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
     centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
     assignment, similarity = _assign(embeddings, centroids)
     for _ in range(config.refinement_rounds):
@@ -134,4 +126,4 @@ def cluster_embeddings(
         unit = np.nan_to_num(_normalize(embeddings))
         centroids = _normalize(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
         assignment, similarity = _assign(embeddings, centroids)
-    return Clustering(assignment, similarity, warnings)
+    return Clustering(assignment, similarity)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering
+from diarist.pipeline.clustering import Clustering, SpeakerBounds
 from diarist.pipeline.config import PipelineConfig
 from diarist.result import DiarizationResult, Turn
 
@@ -106,6 +106,7 @@ def reconstruct(
     certainty: np.ndarray,
     clustering: Clustering,
     num_samples: int,
+    bounds: SpeakerBounds,
     config: PipelineConfig,
 ) -> DiarizationResult:
     """Turn per-window segmentation plus clustering into the final result."""
@@ -145,5 +146,14 @@ def reconstruct(
         duration=duration,
         confidence=curve,
         confidence_resolution=resolution,
-        warnings=list(clustering.warnings),
+        warnings=_count_warnings(len(names), bounds),
     )
+
+
+def _count_warnings(found: int, bounds: SpeakerBounds) -> list[str]:
+    if found >= bounds.min:
+        return []
+    return [
+        f"Only {found} speaker(s) could be told apart in this audio, fewer than the {bounds.min} requested: "
+        "it holds too little speech for more."
+    ]

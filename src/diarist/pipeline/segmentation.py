@@ -32,6 +32,8 @@ def segment_windows(model: PyanNet, audio: torch.Tensor, offsets: list[int]) -> 
 
     Offsets are in samples and must be multiples of 30 (filterbank stride times pooling).
     """
+    if any(o % (FILTER_STRIDE * 3) for o in offsets):
+        raise ValueError("window offsets must be multiples of 30 samples")
     sincnet = model.sincnet
     filters = sincnet.conv1d[0].filterbank.filters()
     first, last = min(offsets), max(offsets) + WINDOW_SAMPLES

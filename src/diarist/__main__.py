@@ -1,0 +1,5 @@
+import sys
+
+from diarist.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared fixtures: the real 30 s sample, its reference, and media encoded from it with ffmpeg."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+import diarist
+from diarist.audio import load_audio
+
+DEV = Path(__file__).parents[1] / "bench" / "data" / "dev"
+SAMPLE = DEV / "pyannote-sample.wav"
+
+
+def encode(path: Path, samples: np.ndarray, container: str, codec: str, rate: int = 16000, channels: int = 1, video: bool = False) -> Path:
+    """Write `samples` (16 kHz mono) with the given container and codec, optionally beside a video track."""
+    layout = "stereo" if channels == 2 else "mono"
+    with av.open(str(path), "w", format=container) as out:
+        picture = None
+        if video:
+            picture = out.add_stream("mpeg4", rate=10)
+            picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream(codec, rate=rate, layout=layout)
+        for i in range(0, len(samples), 1024):
+            chunk = np.tile(samples[i : i + 1024], (channels, 1)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+            frame.sample_rate, frame.pts = 16000, i
+            for packet in sound.encode(frame):
+                out.mux(packet)
+            if picture is not None and i % 16000 == 0:
+                image = av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")
+                for packet in picture.encode(image):
+                    out.mux(packet)
+        for stream in (sound, picture):
+            if stream is not None:
+                for packet in stream.encode(None):
+                    out.mux(packet)
+    return path
+
+
+def reference_turns(path: Path) -> list[tuple[float, float, str]]:
+    turns = []
+    for line in path.read_text().splitlines():
+        fields = line.split()
+        turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
+    return turns
+
+
+@pytest.fixture(scope="session")
+def sample_audio() -> np.ndarray:
+    return load_audio(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def sample_result() -> diarist.DiarizationResult:
+    return diarist.diarize(SAMPLE)

@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+
+from diarist import errors
+from diarist.audio import as_mono_16k, duration_seconds, load_audio, stream_audio
+
+from .conftest import SAMPLE, encode
+
+
+def _similar(reference: np.ndarray, decoded: np.ndarray) -> float:
+    assert abs(len(decoded) - len(reference)) < 0.05 * 16000  # codec padding is a few ms at most
+    n = min(len(reference), len(decoded))
+    return float(np.corrcoef(reference[:n], decoded[:n])[0, 1])
+
+
+def test_wav_decodes_to_16k_mono_float32(sample_audio):
+    assert sample_audio.dtype == np.float32
+    assert len(sample_audio) == 30 * 16000
+    assert 0.01 < np.abs(sample_audio).max() <= 1.0
+    assert duration_seconds(SAMPLE) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "container", "codec", "rate", "channels", "video", "min_correlation"),
+    [
+        ("lossless.flac", "flac", "flac", 16000, 1, False, 0.99999),
+        ("stereo44k.wav", "wav", "pcm_s16le", 44100, 2, False, 0.999),
+        ("lossy.mp3", "mp3", "libmp3lame", 16000, 1, False, 0.99),
+        ("lossy.m4a", "mp4", "aac", 16000, 1, False, 0.99),
+        ("lossy.opus", "ogg", "libopus", 48000, 1, False, 0.99),
+        ("lossy.webm", "webm", "libopus", 48000, 2, False, 0.99),
+        ("video.mp4", "mp4", "aac", 16000, 1, True, 0.99),
+    ],
+)
+def test_formats_decode_to_the_same_waveform(tmp_path, sample_audio, name, container, codec, rate, channels, video, min_correlation):
+    path = encode(tmp_path / name, sample_audio, container, codec, rate, channels, video)
+    assert _similar(sample_audio, load_audio(path)) >= min_correlation
+
+
+def test_streaming_blocks_concatenate_to_the_whole(sample_audio):
+    blocks = list(stream_audio(SAMPLE, block_seconds=7.0))
+    assert [len(b) for b in blocks[:-1]] == [7 * 16000] * 4
+    assert np.array_equal(np.concatenate(blocks), sample_audio)
+
+
+def test_in_memory_waveforms_are_downmixed_and_resampled(sample_audio):
+    stereo_8k = np.stack([sample_audio[::2], sample_audio[::2]])
+    converted = as_mono_16k(stereo_8k, sample_rate=8000)
+    assert converted.shape == (len(sample_audio),)
+    assert _similar(sample_audio, converted) > 0.9
+    with pytest.raises(ValueError, match="waveform"):
+        as_mono_16k(np.zeros((2, 2, 2)))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(errors.AudioFileNotFoundError, match="no such file"):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(errors.EmptyAudioFileError, match="empty"):
+        load_audio(tmp_path / "empty.wav")
+
+
+def test_not_audio(tmp_path):
+    (tmp_path / "notes.wav").write_bytes(b"\x00\x01binary junk that is no media at all\xff" * 50)
+    with pytest.raises(errors.NotAudioError):
+        load_audio(tmp_path / "notes.wav")
+
+
+def test_video_without_audio_track(tmp_path):
+    import av
+
+    path = tmp_path / "silent-film.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with pytest.raises(errors.NotAudioError, match="no audio track"):
+        load_audio(path)
+
+
+def test_corrupt_data(tmp_path, sample_audio):
+    path = encode(tmp_path / "cut.flac", sample_audio, "flac", "flac")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # a download cut off half way
+    with pytest.raises(errors.CorruptAudioError, match="corrupt audio data after"):
+        load_audio(path)
+
+
+def test_zero_length_audio(tmp_path):
+    import wave
+
+    with wave.open(str(tmp_path / "zero.wav"), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+    with pytest.raises(errors.ZeroLengthAudioError, match="no samples"):
+        load_audio(tmp_path / "zero.wav")
