@@ -15,7 +15,15 @@ DEV = Path(__file__).parents[1] / "bench" / "data" / "dev"
 SAMPLE = DEV / "pyannote-sample.wav"
 
 
-def encode(path: Path, samples: np.ndarray, container: str, codec: str, rate: int = 16000, channels: int = 1, video: bool = False) -> Path:
+def encode(
+    path: Path,
+    samples: np.ndarray,
+    container: str,
+    codec: str,
+    rate: int = 16000,
+    channels: int = 1,
+    video: bool = False,
+) -> Path:
     """Write `samples` (16 kHz mono) with the given container and codec, optionally beside a video track."""
     layout = "stereo" if channels == 2 else "mono"
     with av.open(str(path), "w", format=container) as out:

@@ -32,7 +32,9 @@ def test_wav_decodes_to_16k_mono_float32(sample_audio):
         ("video.mp4", "mp4", "aac", 16000, 1, True, 0.99),
     ],
 )
-def test_formats_decode_to_the_same_waveform(tmp_path, sample_audio, name, container, codec, rate, channels, video, min_correlation):
+def test_formats_decode_to_the_same_waveform(
+    tmp_path, sample_audio, name, container, codec, rate, channels, video, min_correlation
+):
     path = encode(tmp_path / name, sample_audio, container, codec, rate, channels, video)
     assert _similar(sample_audio, load_audio(path)) >= min_correlation
 

@@ -6,7 +6,9 @@ from .conftest import SAMPLE
 
 
 def diarist(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "diarist", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "diarist", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_diarize_prints_json_with_options():
@@ -20,7 +22,9 @@ def test_diarize_prints_json_with_options():
 
 def test_diarize_writes_rttm_for_several_files(tmp_path):
     out = tmp_path / "out.rttm"
-    done = diarist("diarize", str(SAMPLE), str(SAMPLE.with_name("ami-EN2001e-0-30.wav")), "--format", "rttm", "-o", str(out))
+    done = diarist(
+        "diarize", str(SAMPLE), str(SAMPLE.with_name("ami-EN2001e-0-30.wav")), "--format", "rttm", "-o", str(out)
+    )
     assert done.returncode == 0, done.stderr
     uris = {line.split()[1] for line in out.read_text().splitlines()}
     assert uris == {"pyannote-sample", "ami-EN2001e-0-30"}

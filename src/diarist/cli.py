@@ -52,7 +52,14 @@ def _progress_bar(path: Path):
     duration = duration_seconds(path) or 0.0
     if duration < LONG_FILE_SECONDS:
         return None
-    return tqdm(total=100, desc=path.name, unit="%", file=sys.stderr, leave=False, bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+    return tqdm(
+        total=100,
+        desc=path.name,
+        unit="%",
+        file=sys.stderr,
+        leave=False,
+        bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
+    )
 
 
 def run_diarize(args: argparse.Namespace) -> str:

@@ -26,7 +26,7 @@ from diarist.pipeline.reconstruction import reconstruct
 from diarist.pipeline.segmentation import segment_windows
 from diarist.result import DiarizationResult
 
-PAGE_BATCHES = 4  # windows per page = this many segmentation batches
+PAGE_WINDOWS = 128  # windows read, segmented and embedded together
 Progress = Callable[[float], None]
 
 
@@ -96,7 +96,7 @@ def analyse_windows(
 ) -> WindowAnalysis:
     """Read the audio once and segment and embed every window of it."""
     timings = timings or Timings()
-    step, page_windows = config.step_samples, PAGE_BATCHES * config.batch_size
+    step, page_windows = config.step_samples, PAGE_WINDOWS
     reader = iter(blocks)
     buffer, buffer_start, num_samples, finished = np.zeros(0, dtype=np.float32), 0, 0, False
     next_window, outputs = 0, []

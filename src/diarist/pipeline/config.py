@@ -15,7 +15,7 @@ class PipelineConfig:
     # Segmentation: 10 s windows every `step_frames` output frames (16.875 ms each). A whole
     # number of frames keeps every window on one global frame grid.
     step_frames: int
-    batch_size: int = 32
+    batch_size: int = 8  # windows per segmentation batch: larger ones cost memory, not time
     # Embeddings: the CAM++ backbone runs once over the audio in chunks of this length (plus
     # context on both sides); each (window, local speaker) pools its own frames from it.
     embedding_chunk: float = 30.0

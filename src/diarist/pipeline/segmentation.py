@@ -54,10 +54,12 @@ def segment_windows(model: PyanNet, audio: torch.Tensor, offsets: list[int]) -> 
     high = torch.stack([highs[:, s : s + frames] for s in starts])
     low = torch.stack([lows[:, s : s + frames] for s in starts])
     a, b = scale[:, None, None], shift[:, None, None] * filter_sums[None, :, None]
-    x = torch.maximum((a * high + b).abs(), (a * low + b).abs())
-    x = F.leaky_relu(sincnet.norm1d[0](x))
+    # In place: these (windows, 80, 5325) tensors are the largest the pipeline holds.
+    x = torch.maximum(high.mul_(a).add_(b).abs_(), low.mul_(a).add_(b).abs_(), out=high)
+    del low
+    x = F.leaky_relu_(sincnet.norm1d[0](x))
     for conv, pool, norm1d in zip(sincnet.conv1d[1:], sincnet.pool1d[1:], sincnet.norm1d[1:], strict=True):
-        x = F.leaky_relu(norm1d(pool(conv(x))))
+        x = F.leaky_relu_(norm1d(pool(conv(x))))
     x, _ = model.lstm(x.transpose(1, 2))
     for linear in model.linear:
         x = F.leaky_relu(linear(x))
