@@ -64,10 +64,8 @@ def main() -> None:
             out = subprocess.run(
                 [sys.executable, "-c", CHILD, str(wav), model], capture_output=True, text=True, check=True
             )
-            idle, peak, elapsed, speakers = out.stdout.split()
-            print(
-                f"| {model} | {minutes} min WAV | {float(idle):.0f} | {float(peak):.0f} | {float(elapsed):.0f} | {speakers} |"
-            )
+            idle, peak, elapsed, speakers = (float(v) for v in out.stdout.split())
+            print(f"| {model} | {minutes} min WAV | {idle:.0f} | {peak:.0f} | {elapsed:.0f} | {speakers:.0f} |")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment
@@ -48,7 +50,7 @@ def test_turns_keep_overlapping_speech(sample_result):
 
 def test_exclusive_turns_never_overlap(sample_result):
     turns = sorted(sample_result.exclusive_turns, key=lambda t: t.start)
-    assert all(a.end <= b.start + 1e-9 for a, b in zip(turns, turns[1:], strict=False))
+    assert all(a.end <= b.start + 1e-9 for a, b in itertools.pairwise(turns))
     assert _der(turns) < 0.15
 
 
