@@ -18,7 +18,7 @@ import torch
 from diarist import models
 from diarist.audio import as_mono_16k, duration_seconds, stream_audio
 from diarist.errors import ZeroLengthAudioError
-from diarist.nets.pyannet import SAMPLE_RATE, WINDOW_SAMPLES
+from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
 from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
@@ -59,7 +59,7 @@ class WindowAnalysis:
 def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) -> np.ndarray:
     """Flag the 20 ms backbone frames in which any window of the page detects speech."""
     speech = np.zeros(total_frames, dtype=bool)
-    frames = np.arange(activity.shape[1]) * 270 + 495
+    frames = np.arange(activity.shape[1]) * FRAME_STEP_SAMPLES + RECEPTIVE_FIELD_SAMPLES // 2
     for offset, window in zip(offsets, activity, strict=True):
         talking = frames[window.any(axis=1)] + offset
         speech[np.minimum(talking // FEATURE_STEP_SAMPLES, total_frames - 1)] = True
