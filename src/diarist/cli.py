@@ -1,4 +1,4 @@
-"""Command line: ``diarist diarize FILE...`` and ``diarist models``."""
+"""Command line: ``diarist diarize | serve | keys | models``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--threads", type=_positive, help="CPU threads for inference (default: all)")
 
     commands.add_parser("models", help="check that the pretrained weights are installed and intact")
+
+    serve = commands.add_parser("serve", help="run the pyannoteAI-compatible HTTP service")
+    _state_options(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, metavar="N", help="local worker processes running jobs (default 1)")
+
+    keys = commands.add_parser("keys", help="create, list and revoke API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="make a key; prints it and its webhook secret once")
+    _state_options(create)
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute (default: the server's)")
+    create.add_argument(
+        "--quota-hours", type=float, metavar="H", help="hours of audio it may diarize (default: unlimited)"
+    )
+    _state_options(key_commands.add_parser("list", help="list keys (never their secrets)"))
+    revoke = key_commands.add_parser("revoke", help="revoke a key at once")
+    _state_options(revoke)
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")
     return parser
+
+
+def _state_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where all state lives ($DIARIST_DATA_DIR)")
 
 
 def _progress_bar(path: Path):
@@ -104,10 +128,52 @@ def run_models() -> str:
     return "".join(f"ok  {w.name} ({w.license}): {path}\n" for w, path in check_models())
 
 
+def run_serve(args: argparse.Namespace) -> str:
+    import logging
+
+    import uvicorn
+
+    from diarist.api.app import create_app
+    from diarist.settings import Settings
+
+    settings = Settings.load(data_dir=args.data_dir, host=args.host, port=args.port, workers=args.workers)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    address = f"http://{settings.host}:{settings.port}"
+    print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return ""
+
+
+def run_keys(args: argparse.Namespace) -> str:
+    from diarist.jobs.store import Store
+    from diarist.settings import Settings
+
+    store = Store(Settings.load(data_dir=args.data_dir).database)
+    store.migrate()
+    if args.keys_command == "create":
+        new = store.create_key(args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours)
+        print("Store both now: they are not shown again.", file=sys.stderr)
+        return f"api key:        {new.key}\nwebhook secret: {new.webhook_secret}\n"
+    if args.keys_command == "revoke":
+        if not store.revoke_key(args.key_id):
+            raise ValueError(f"no live key with id {args.key_id}")
+        return f"revoked {args.key_id}\n"
+    lines = [f"{'id':12}  {'name':20}  {'created':20}  {'used h':>8}  {'quota h':>8}  state"]
+    for key in store.list_keys():
+        quota = "-" if key.quota_seconds is None else f"{key.quota_seconds / 3600:.2f}"
+        state = "revoked" if key.revoked_at else "active"
+        created = key.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"{key.id:12}  {key.name:20}  {created:20}  {key.used_seconds / 3600:8.2f}  {quota:>8}  {state}")
+    return "\n".join(lines) + "\n"
+
+
+COMMANDS = {"diarize": run_diarize, "serve": run_serve, "keys": run_keys, "models": lambda args: run_models()}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        text = run_diarize(args) if args.command == "diarize" else run_models()
+        text = COMMANDS[args.command](args)
     except (DiaristError, ValueError) as e:
         print(f"diarist: error: {e}", file=sys.stderr)
         return 1

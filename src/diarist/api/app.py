@@ -1,0 +1,96 @@
+"""The FastAPI app and what runs beside it: local workers, webhook dispatcher, retention janitor."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from diarist import __version__
+from diarist.api.errors import RequestIdMiddleware, install_error_handlers
+from diarist.api.routes import router
+from diarist.api.services import Services
+from diarist.errors import DiaristError
+from diarist.jobs.media import MediaStore, server_secret
+from diarist.jobs.queue import JobQueue
+from diarist.jobs.retention import Janitor
+from diarist.jobs.store import Store
+from diarist.jobs.webhooks import WebhookDispatcher
+from diarist.jobs.worker import LocalWorkers, net_policy
+from diarist.settings import Settings
+
+log = logging.getLogger("diarist.api")
+
+
+def _lock_data_dir(data_dir: Path):
+    """One server per data dir: at start it re-queues every running job, which must be its own."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "server.lock").open("w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise DiaristError(f"another diarist server is using {data_dir}") from None
+    return handle
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service on `settings`; workers and background threads start with the app's lifespan."""
+    store = Store(settings.database)
+    media = MediaStore(settings.media_dir)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        lock = _lock_data_dir(settings.data_dir)
+        store.migrate()
+        requeued = store.requeue_jobs(None, settings.max_attempts)
+        if requeued:
+            log.info("re-queued %d jobs that were running when the server stopped", requeued)
+        workers = LocalWorkers(settings, store)
+        app.state.services.queue.wake = workers.notify
+        dispatcher = WebhookDispatcher(
+            store, net_policy(settings), settings.webhook_timeout, settings.webhook_retry_delays
+        )
+        janitor = Janitor(
+            settings.janitor_interval_seconds,
+            store=store,
+            media=media,
+            downloads=settings.downloads_dir,
+            result_ttl=timedelta(hours=settings.result_ttl_hours),
+            media_ttl=timedelta(hours=settings.media_ttl_hours),
+        )
+        workers.start()
+        dispatcher.start()
+        janitor.start()
+        try:
+            yield
+        finally:
+            workers.stop()
+            dispatcher.stop()
+            janitor.stop()
+            store.close()
+            lock.close()
+
+    app = FastAPI(
+        title="diarist",
+        version=__version__,
+        summary="Self-hosted speaker diarization with the pyannoteAI API",
+        lifespan=lifespan,
+    )
+    app.state.services = Services(
+        settings=settings,
+        store=store,
+        media=media,
+        queue=JobQueue(store),
+        policy=net_policy(settings),
+        secret=server_secret(settings.data_dir),
+    )
+    app.add_middleware(RequestIdMiddleware)
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

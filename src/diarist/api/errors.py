@@ -1,0 +1,119 @@
+"""Every error leaves in the pyannoteAI shapes, and every response carries a request id.
+
+400: `{message, errors: [{field, message}]}`; everything else: `ApiError {requestId, message}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("diarist.api")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+class ApiProblem(Exception):
+    """An error answered as `ApiError` with this status, message and extra headers."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+class InvalidRequest(Exception):
+    """A 400 with one entry per invalid field."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+        self.errors = errors
+
+
+def request_id(request: Request) -> str:
+    return request.scope.get("state", {}).get("request_id", "")
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (`request.state.request_id`) and sends it back as `X-Request-Id`."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((REQUEST_ID_HEADER.lower().encode(), rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    """("body", "numSpeakers") -> "numSpeakers"; ("query", "limit") -> "limit"; ("body",) -> "body"."""
+    parts = [str(p) for p in loc[1:] if not isinstance(p, int)] if len(loc) > 1 else [str(p) for p in loc]
+    return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "json_invalid":
+        return f"Malformed JSON: {error.get('ctx', {}).get('error', 'could not parse the body')}"
+    if kind == "missing":
+        return "Required"
+    if kind == "literal_error":
+        return f"Must be one of {error['ctx']['expected']}"
+    if kind in ("model_attributes_type", "dict_type"):
+        return "The body must be a JSON object"
+    if kind == "value_error":
+        return str(error["ctx"]["error"]).capitalize()
+    return error["msg"]
+
+
+def validation_body(request: Request, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "message": "Invalid request",
+        "errors": [{"field": f, "message": m} for f, m in errors],
+        "requestId": request_id(request),
+    }
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [(_field(tuple(e["loc"])), _message(e)) for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            errors = [(f, m) for f, m in errors if m.startswith("Malformed JSON")]
+        return JSONResponse(validation_body(request, errors), status_code=400)
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid_fields(request: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse(validation_body(request, exc.errors), status_code=400)
+
+    @app.exception_handler(ApiProblem)
+    async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        body = {"requestId": request_id(request), "message": exc.message}
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
+        body = {"requestId": request_id(request), "message": message}
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request %s failed", request_id(request))
+        body = {"requestId": request_id(request), "message": "Internal server error"}
+        return JSONResponse(body, status_code=500)

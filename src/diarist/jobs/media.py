@@ -1,0 +1,89 @@
+"""Temporary media storage behind `media://` URLs, and the signed URLs that read and write it.
+
+Files live under `<media dir>/<key id>/<sha256 of the object key>`: object keys may hold `/` and
+`..`, so they never become paths themselves.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import time
+from pathlib import Path
+
+MEDIA_URL = re.compile(r"^media://[a-zA-Z0-9\-_./]+$")
+MAX_MEDIA_URL = 255
+
+
+def object_key(media_url: str) -> str:
+    """`media://a/b.wav` -> `a/b.wav`; ValueError for anything else."""
+    if len(media_url) > MAX_MEDIA_URL or not MEDIA_URL.match(media_url):
+        raise ValueError(
+            f"must look like media://object-key (letters, digits, - _ . /), at most {MAX_MEDIA_URL} characters"
+        )
+    return media_url.removeprefix("media://")
+
+
+class MediaStore:
+    """Uploaded files on the local disk, one folder per API key."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, key_id: str, key: str) -> Path:
+        return self.root / key_id / hashlib.sha256(key.encode()).hexdigest()
+
+    def partial_path(self, key_id: str, key: str) -> Path:
+        """Where an upload is written before it replaces the previous file in one rename."""
+        final = self.path(key_id, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f"{final.name}.{secrets.token_hex(4)}.part")
+
+    def delete(self, key_id: str, key: str) -> None:
+        self.path(key_id, key).unlink(missing_ok=True)
+
+
+def server_secret(data_dir: Path) -> bytes:
+    """The key that signs upload/download URLs, made once per data dir and kept private."""
+    path = data_dir / "secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def make_token(secret: bytes, action: str, key_id: str, key: str, ttl_seconds: int) -> str:
+    """A URL-safe token allowing one `action` ("put" or "get") on one object until it expires."""
+    payload = _b64(json.dumps([action, key_id, key, int(time.time()) + ttl_seconds]).encode())
+    signature = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}"
+
+
+def read_token(secret: bytes, action: str, token: str) -> tuple[str, str] | None:
+    """(key id, object key) for a valid, unexpired token for `action`, else None."""
+    payload, _, signature = token.partition(".")
+    expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(signature, expected):
+        return None
+    try:
+        token_action, key_id, key, expires = json.loads(_unb64(payload))
+    except ValueError:
+        return None
+    if token_action != action or expires < time.time():
+        return None
+    return key_id, key

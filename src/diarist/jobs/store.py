@@ -1,0 +1,499 @@
+"""The job store: API keys, jobs, uploads and pending webhooks, in one SQL database.
+
+The database is also the queue: workers claim `pending` jobs with one atomic UPDATE, so any
+number of worker processes (here, or on other machines against PostgreSQL) never run a job
+twice. Writes are single statements or short write-first transactions, which keeps SQLite's
+one-writer lock short.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    delete,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+CREATED, PENDING, RUNNING = "created", "pending", "running"
+SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
+TERMINAL = (SUCCEEDED, FAILED, CANCELED)
+STATUSES = (PENDING, CREATED, SUCCEEDED, CANCELED, FAILED, RUNNING)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite stores no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public part of the key
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
+    webhook_secret: Mapped[str] = mapped_column(String(100))  # must be readable: it signs webhooks
+    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    quota_seconds: Mapped[float | None] = mapped_column(Float)  # None: unlimited
+    used_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_key_created", "key_id", "created_at"),
+        Index("ix_jobs_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(20))  # "diarize"
+    status: Mapped[str] = mapped_column(String(10))
+    request: Mapped[dict] = mapped_column(JSON)  # the validated request body, camelCase as sent
+    # The pyannoteAI output; {"error": ...} when failed; None once deleted by retention.
+    output: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+    progress: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    audio_seconds: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Media(Base):
+    __tablename__ = "media"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    object_key: Mapped[str] = mapped_column(String(255), primary_key=True)  # media://<object_key>
+    size: Mapped[int] = mapped_column(Integer)
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)  # frozen at enqueue time: retries send the same bytes
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # None: no more attempts
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered: Mapped[bool] = mapped_column(default=False)
+    last_reason: Mapped[str | None] = mapped_column(String(30))
+    last_status: Mapped[int | None] = mapped_column(Integer)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key as `keys create` shows it: the only time the secret parts are visible."""
+
+    record: ApiKey
+    key: str
+    webhook_secret: str
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a plain digest is enough; no slow KDF is needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Write transactions take the lock up front, so they wait for it instead of failing later.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        _sqlite_pragmas(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+class Store:
+    """All reads and writes of service state. Records come back detached, safe to keep."""
+
+    def __init__(self, url: str):
+        self.engine = make_engine(url)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        with self._write.begin() as session:
+            yield session
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest Alembic revision (creates it on a new database)."""
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def create_key(
+        self, name: str, rate_limit_per_minute: int | None = None, quota_hours: float | None = None
+    ) -> NewKey:
+        key_id = secrets.token_hex(6)
+        key = f"dia_{key_id}_{secrets.token_urlsafe(32)}"
+        secret = f"whs_{secrets.token_urlsafe(32)}"
+        record = ApiKey(
+            id=key_id,
+            name=name,
+            key_hash=hash_key(key),
+            webhook_secret=secret,
+            rate_limit_per_minute=rate_limit_per_minute,
+            quota_seconds=None if quota_hours is None else quota_hours * 3600.0,
+            used_seconds=0.0,
+            created_at=utcnow(),
+        )
+        with self.writing() as session:
+            session.add(record)
+        return NewKey(record, key, secret)
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key record for a presented key, or None."""
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "dia":
+            return None
+        with self.reading() as session:
+            record = session.get(ApiKey, parts[1])
+        if record is None or record.revoked_at is not None:
+            return None
+        return record if hmac.compare_digest(record.key_hash, hash_key(key)) else None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self.reading() as session:
+            return session.get(ApiKey, key_id)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self.reading() as session:
+            return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.writing() as session:
+            done = session.execute(
+                update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+            )
+        return done.rowcount == 1
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def create_job(self, job_id: str, key_id: str, kind: str, request: dict) -> Job:
+        now = utcnow()
+        job = Job(
+            id=job_id,
+            key_id=key_id,
+            kind=kind,
+            status=CREATED,
+            request=request,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        with self.writing() as session:
+            session.add(job)
+        return job
+
+    def enqueue(self, job_id: str) -> None:
+        """created -> pending: the job is ready for any worker."""
+        with self.writing() as session:
+            session.execute(
+                update(Job).where(Job.id == job_id, Job.status == CREATED).values(status=PENDING, updated_at=utcnow())
+            )
+
+    def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
+        with self.reading() as session:
+            job = session.get(Job, job_id)
+        return job if job is not None and (key_id is None or job.key_id == key_id) else None
+
+    def list_jobs(
+        self, key_id: str, status: str | None, limit: int, skip: int = 0, after: Job | None = None
+    ) -> list[Job]:
+        """Newest first; `after` continues a previous page from its last job."""
+        query = select(Job).where(Job.key_id == key_id)
+        if status:
+            query = query.where(Job.status == status)
+        if after is not None:
+            query = query.where(
+                or_(Job.created_at < after.created_at, (Job.created_at == after.created_at) & (Job.id < after.id))
+            )
+        query = query.order_by(Job.created_at.desc(), Job.id.desc()).offset(skip).limit(limit)
+        with self.reading() as session:
+            return list(session.scalars(query))
+
+    def count_jobs(self, key_id: str, status: str | None) -> int:
+        query = select(func.count()).select_from(Job).where(Job.key_id == key_id)
+        if status:
+            query = query.where(Job.status == status)
+        with self.reading() as session:
+            return session.scalar(query) or 0
+
+    def claim_job(self, worker: str) -> Job | None:
+        """Atomically take the oldest pending job for `worker`, or None."""
+        oldest = (
+            select(Job.id)
+            .where(Job.status == PENDING)
+            .order_by(Job.created_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        now = utcnow()
+        with self.writing() as session:
+            return session.scalars(
+                update(Job)
+                .where(Job.id == oldest, Job.status == PENDING)
+                .values(
+                    status=RUNNING,
+                    worker=worker,
+                    attempts=Job.attempts + 1,
+                    progress=0,
+                    updated_at=now,
+                    heartbeat_at=now,
+                )
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+
+    def report_progress(self, job_id: str, worker: str, progress: int) -> bool:
+        """Record progress; False when the job is no longer this worker's to run (canceled, requeued)."""
+        now = utcnow()
+        with self.writing() as session:
+            done = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker)
+                .values(progress=progress, heartbeat_at=now, updated_at=now)
+            )
+        return done.rowcount == 1
+
+    def finish_job(
+        self, job_id: str, worker: str, status: str, output: dict, audio_seconds: float | None = None
+    ) -> Job | None:
+        """running -> succeeded/failed, with usage and webhook recorded in the same transaction."""
+        now = utcnow()
+        with self.writing() as session:
+            job = session.scalars(
+                update(Job)
+                .where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker)
+                .values(status=status, output=output, progress=None, audio_seconds=audio_seconds)
+                .values(updated_at=now, finished_at=now)
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+            if job is None:
+                return None
+            if status == SUCCEEDED and audio_seconds:
+                session.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == job.key_id)
+                    .values(used_seconds=ApiKey.used_seconds + audio_seconds)
+                )
+            self._add_webhook(session, job)
+        return job
+
+    def cancel_job(self, job_id: str, key_id: str) -> Job | None:
+        """Cancel a job that has not ended; a running worker notices at its next progress report."""
+        now = utcnow()
+        output = {"error": "The job was canceled."}
+        with self.writing() as session:
+            job = session.scalars(
+                update(Job)
+                .where(Job.id == job_id, Job.key_id == key_id, Job.status.not_in(TERMINAL))
+                .values(status=CANCELED, output=output, progress=None, updated_at=now, finished_at=now)
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+            if job is not None:
+                self._add_webhook(session, job)
+        return job
+
+    def requeue_jobs(self, worker: str | None, max_attempts: int) -> int:
+        """Give the running jobs of a dead worker (all workers when None) back to the queue.
+
+        A job that already used `max_attempts` fails instead, so one input that kills its worker
+        cannot take the service down in a loop.
+        """
+        now = utcnow()
+        running = [Job.status == RUNNING] if worker is None else [Job.status == RUNNING, Job.worker == worker]
+        with self.writing() as session:
+            requeued = session.execute(
+                update(Job)
+                .where(*running, Job.attempts < max_attempts)
+                .values(status=PENDING, worker=None, progress=None, updated_at=now)
+            ).rowcount
+            gave_up = session.scalars(
+                update(Job)
+                .where(*running, Job.attempts >= max_attempts)
+                .values(status=FAILED, progress=None, updated_at=now, finished_at=now)
+                .values(output={"error": f"The worker running this job stopped {max_attempts} times."})
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).all()
+            for job in gave_up:
+                self._add_webhook(session, job)
+            # Jobs recorded but never queued (the server died between the two steps).
+            session.execute(update(Job).where(Job.status == CREATED).values(status=PENDING, updated_at=now))
+        return requeued
+
+    def expire_outputs(self, finished_before: datetime) -> int:
+        """Delete the outputs of jobs that ended before the given time; the jobs stay listed."""
+        with self.writing() as session:
+            return session.execute(
+                update(Job).where(Job.finished_at < finished_before, Job.output.is_not(None)).values(output=None)
+            ).rowcount
+
+    # --- media ----------------------------------------------------------------------------------
+
+    def record_upload(self, key_id: str, object_key: str, size: int) -> None:
+        with self.writing() as session:
+            session.merge(Media(key_id=key_id, object_key=object_key, size=size, uploaded_at=utcnow()))
+
+    def get_media(self, key_id: str, object_key: str) -> Media | None:
+        with self.reading() as session:
+            return session.get(Media, (key_id, object_key))
+
+    def expire_media(self, uploaded_before: datetime) -> list[Media]:
+        with self.writing() as session:
+            return list(
+                session.scalars(
+                    delete(Media).where(Media.uploaded_at < uploaded_before).returning(Media),
+                    execution_options={"synchronize_session": False},
+                )
+            )
+
+    # --- webhooks -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _add_webhook(session: Session, job: Job) -> None:
+        from diarist.jobs.webhooks import webhook_body  # webhooks builds on the store, not the reverse
+
+        url = job.request.get("webhook")
+        if url:
+            session.add(
+                WebhookDelivery(
+                    job_id=job.id,
+                    key_id=job.key_id,
+                    url=url,
+                    body=webhook_body(job),
+                    attempts=0,
+                    due_at=utcnow(),
+                    delivered=False,
+                )
+            )
+
+    def claim_webhooks(self, limit: int, lease: timedelta) -> list[WebhookDelivery]:
+        """Due deliveries, leased so that no other dispatcher sends them meanwhile."""
+        now = utcnow()
+        due = (
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.due_at <= now,
+                or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+            )
+            .order_by(WebhookDelivery.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.writing() as session:
+            return list(
+                session.scalars(
+                    update(WebhookDelivery)
+                    .where(WebhookDelivery.id.in_(due))
+                    .values(claimed_until=now + lease)
+                    .returning(WebhookDelivery),
+                    execution_options={"synchronize_session": False},
+                )
+            )
+
+    def record_delivery(
+        self, delivery_id: int, delivered: bool, status: int | None, reason: str | None, retry_at: datetime | None
+    ) -> None:
+        with self.writing() as session:
+            session.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.id == delivery_id)
+                .values(
+                    attempts=WebhookDelivery.attempts + 1,
+                    delivered=delivered,
+                    last_status=status,
+                    last_reason=reason,
+                    due_at=None if delivered else retry_at,
+                    claimed_until=None,
+                )
+            )
+
+    def deliveries(self, job_id: str) -> list[WebhookDelivery]:
+        with self.reading() as session:
+            return list(session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id)))

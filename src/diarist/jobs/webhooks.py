@@ -1,0 +1,91 @@
+"""Webhooks: the payload of an ended job, its signature, and delivery with retries."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from diarist.jobs.net import NetPolicy, post
+from diarist.jobs.store import Job, Store, WebhookDelivery, utcnow
+
+log = logging.getLogger("diarist.webhooks")
+POLL_SECONDS = 0.5
+
+
+def webhook_body(job: Job) -> str:
+    """`{jobId, status[, output]}`; output only for a succeeded job that did not ask for status only."""
+    payload: dict = {"jobId": job.id, "status": job.status}
+    if job.status == "succeeded" and not job.request.get("webhookStatusOnly") and job.output is not None:
+        payload["output"] = job.output
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def sign(secret: str, timestamp: int, body: str) -> str:
+    """Base64 HMAC-SHA256 of `v0:{timestamp}:{body}` keyed with the UTF-8 secret."""
+    digest = hmac.new(secret.encode(), f"v0:{timestamp}:{body}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def signed_headers(secret: str, body: str, now: float | None = None) -> dict[str, str]:
+    timestamp = int(time.time() if now is None else now)
+    return {
+        "Content-Type": "application/json",
+        "X-Request-Timestamp": str(timestamp),
+        "X-Signature": sign(secret, timestamp, body),
+    }
+
+
+class WebhookDispatcher:
+    """Sends due webhook deliveries from the store, in a background thread, retrying on failure.
+
+    Attempts: the first delivery, then one retry after each delay in `retry_delays` (immediate,
+    1 min, 5 min by default). Retries carry `x-retry-num` and the previous `x-retry-reason`.
+    """
+
+    def __init__(self, store: Store, policy: NetPolicy, timeout: float, retry_delays: list[float]):
+        self.store, self.policy, self.timeout, self.retry_delays = store, policy, timeout, retry_delays
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
+        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._pool.shutdown(wait=True)
+
+    def _run(self) -> None:
+        lease = timedelta(seconds=self.timeout * 3 + 5)
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                for delivery in self.store.claim_webhooks(limit=32, lease=lease):
+                    self._pool.submit(self.deliver, delivery)
+            except Exception:
+                log.exception("webhook dispatch failed; trying again")
+
+    def deliver(self, delivery: WebhookDelivery) -> None:
+        """Make one attempt and record its outcome (and when to try again)."""
+        key = self.store.get_key(delivery.key_id)
+        if key is None:
+            self.store.record_delivery(delivery.id, False, None, "unknown_error", None)
+            return
+        headers = signed_headers(key.webhook_secret, delivery.body)
+        if delivery.attempts > 0:
+            headers["x-retry-num"] = str(delivery.attempts)
+            headers["x-retry-reason"] = delivery.last_reason or "unknown_error"
+        result = post(delivery.url, delivery.body.encode(), headers, self.policy, timeout=self.timeout)
+        retry_at = None
+        if not result.ok and delivery.attempts < len(self.retry_delays):
+            retry_at = utcnow() + timedelta(seconds=self.retry_delays[delivery.attempts])
+        if not result.ok:
+            log.warning("webhook for job %s to %s failed: %s", delivery.job_id, delivery.url, result.reason)
+        self.store.record_delivery(delivery.id, result.ok, result.status, result.reason, retry_at)

@@ -1,0 +1,91 @@
+"""Service settings, from command-line flags, `DIARIST_*` environment variables or a TOML file.
+
+Precedence: flags > environment > file > defaults. The file is `$DIARIST_CONFIG` if set, else
+`<data dir>/diarist.toml` when it exists. Every piece of state lives under `data_dir`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GIB = 1024**3
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "diarist"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Field `foo_bar` is `DIARIST_FOO_BAR` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DIARIST_", extra="forbid")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = None  # default: SQLite at <data_dir>/diarist.db
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None  # base of upload/download URLs handed to clients; default: the request's
+    workers: int = Field(default=1, ge=0)  # local worker processes; 0 runs no jobs (external workers only)
+    threads_per_worker: int | None = None  # torch threads in each worker; default: CPU count / workers
+
+    rate_limit_per_minute: int = Field(default=100, ge=0)  # per key, sliding minute; 0 = unlimited
+    result_ttl_hours: float = 24.0  # job outputs are deleted this long after the job ends
+    media_ttl_hours: float = 48.0  # uploads are deleted this long after they were written
+    upload_url_ttl_seconds: int = 3600  # validity of the pre-signed PUT/GET URLs
+    max_input_bytes: int = GIB
+    max_duration_hours: float = 24.0
+    max_attempts: int = 3  # a job whose worker died this many times fails instead of running again
+
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # may be private/loopback
+    fetch_connect_timeout: float = 10.0
+    fetch_read_timeout: float = 30.0
+    fetch_max_redirects: int = 5
+
+    webhook_timeout: float = 10.0
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])
+    janitor_interval_seconds: float = 600.0
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
+
+    @field_validator("webhook_retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        return [float(d) for d in value.split(",") if d.strip()] if isinstance(value, str) else value
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'diarist.db'}"
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def downloads_dir(self) -> Path:
+        return self.data_dir / "downloads"
+
+    @classmethod
+    def load(cls, **flags: Any) -> Settings:
+        """Settings from flags (None = not given), the environment and the config file."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        data_dir = Path(given.get("data_dir") or os.environ.get("DIARIST_DATA_DIR") or default_data_dir())
+        path = os.environ.get("DIARIST_CONFIG")
+        config = Path(path) if path else data_dir / "diarist.toml"
+        from_file: dict[str, Any] = {}
+        if path or config.exists():
+            with config.open("rb") as f:
+                from_file = tomllib.load(f)
+        env_names = {name for name in cls.model_fields if f"DIARIST_{name.upper()}" in os.environ}
+        # File values only fill what the environment does not set; flags win over both.
+        defaults = {k: v for k, v in from_file.items() if k not in env_names}
+        return cls(**{**defaults, "data_dir": data_dir, **given})
