@@ -397,8 +397,8 @@ def _request_headers(
 ) -> list[tuple[str, str]]:
     """Headers for one hop: the caller's, plus Host, User-Agent, credentials and framing."""
     cross_origin = target.origin != first.origin
-    headers = [(b"Host", target.host_header())]
-    names = set()
+    headers = [("Host", target.host_header())]
+    names: set[str] = set()
     for name, value in given.items():
         lower = name.lower()
         # Like browsers, never hand the caller's credentials to another origin a redirect points at.
@@ -413,10 +413,9 @@ def _request_headers(
         headers.append(("Authorization", f"Basic {token}"))
     if body is not None:
         headers.append(("Content-Length", str(len(body))))
-    return [(str(k), str(v)) for k, v in headers]
+    return headers
 
 
-_TIMEOUTS = (httpcore.ConnectTimeout, httpcore.ReadTimeout, httpcore.WriteTimeout, httpcore.PoolTimeout)
 _HTTPCORE_ERRORS = (
     httpcore.TimeoutException,
     httpcore.NetworkError,
