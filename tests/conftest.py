@@ -65,3 +65,54 @@ def sample_audio() -> np.ndarray:
 @pytest.fixture(scope="session")
 def sample_result() -> diarist.DiarizationResult:
     return diarist.diarize(SAMPLE)
+
+
+@pytest.fixture(scope="session")
+def long_audio(tmp_path_factory, sample_audio) -> Path:
+    """Five minutes of the sample, for jobs that must still be running when a test acts."""
+    import scipy.io.wavfile
+
+    path = tmp_path_factory.mktemp("audio") / "long.wav"
+    scipy.io.wavfile.write(path, 16000, (np.tile(sample_audio, 10) * 32767).astype(np.int16))
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One live service for the API tests: small upload limit, webhook retries a second apart."""
+    from .live import LiveServer
+
+    env = {"DIARIST_MAX_INPUT_BYTES": str(20 * 1024**2), "DIARIST_WEBHOOK_RETRY_DELAYS": "0,0.5,1"}
+    live = LiveServer(tmp_path_factory.mktemp("server"), env=env).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="session")
+def key(server):
+    from .live import create_key
+
+    return create_key(server.data_dir, "tests", "--rate-limit", "0")
+
+
+@pytest.fixture
+def api(server, key):
+    with server.client(key) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def sample_media(server, key) -> str:
+    from .live import upload
+
+    with server.client(key) as client:
+        return upload(client, SAMPLE, "sample.wav")
+
+
+@pytest.fixture
+def peer():
+    from .live import Peer
+
+    receiver = Peer()
+    yield receiver
+    receiver.close()

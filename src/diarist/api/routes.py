@@ -75,14 +75,12 @@ def _check_speakers(body: DiarizeRequest) -> list[tuple[str, str]]:
     return errors
 
 
-def _check_url(field: str, url: str, svc: Services, key: ApiKey, allow_media: bool) -> list[tuple[str, str]]:
+def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[tuple[str, str]]:
     if allow_media and url.startswith("media://"):
         try:
-            key_name = object_key(url)
+            object_key(url)
         except ValueError as e:
             return [(field, f"Invalid media URL: {e}")]
-        if svc.store.get_media(key.id, key_name) is None:
-            raise ApiProblem(404, f"Media {url} not found: upload it first (uploads expire after a while).")
         return []
     try:
         check_url(url, svc.policy)
@@ -105,11 +103,13 @@ def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
             errors.append(("transcription", "Only available with the precision-2 model"))
         else:
             errors.append(("transcription", "Transcription is not available on this server yet"))
-    errors += _check_url("url", body.url, svc, key, allow_media=True)
+    errors += _check_url("url", body.url, svc, allow_media=True)
     if body.webhook is not None:
-        errors += _check_url("webhook", body.webhook, svc, key, allow_media=False)
+        errors += _check_url("webhook", body.webhook, svc, allow_media=False)
     if errors:
         raise InvalidRequest(errors)
+    if body.url.startswith("media://") and svc.store.get_media(key.id, object_key(body.url)) is None:
+        raise ApiProblem(404, f"Media {body.url} not found: upload it first (uploads expire after a while).")
     if key.quota_seconds is not None and key.used_seconds >= key.quota_seconds:
         raise ApiProblem(402, f"This key's quota of {key.quota_seconds / 3600:g} hours of audio is used up.")
     job = svc.store.create_job(str(uuid.uuid4()), key.id, "diarize", body.normalized())

@@ -1,0 +1,194 @@
+"""A real `diarist serve` in a subprocess, and small real HTTP servers for webhooks and audio URLs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+# Test servers listen here; the service may reach this address (DIARIST_ALLOWED_HOSTS) but not
+# 127.0.0.1, so SSRF refusals of the usual loopback address stay testable.
+PEER_HOST = "127.0.0.2"
+TERMINAL = ("succeeded", "failed", "canceled")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, data_dir: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "diarist", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class Key:
+    key: str
+    webhook_secret: str
+
+    @property
+    def id(self) -> str:
+        return self.key.split("_")[1]
+
+
+def create_key(data_dir: Path, name: str, *options: str) -> Key:
+    lines = run_cli("keys", "create", "--name", name, *options, data_dir=data_dir).splitlines()
+    return Key(lines[0].split()[-1], lines[1].split()[-1])
+
+
+@dataclass
+class LiveServer:
+    """`diarist serve` on a free port with its own data dir."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        env = {
+            **os.environ,
+            "DIARIST_ALLOWED_HOSTS": PEER_HOST,
+            "DIARIST_THREADS_PER_WORKER": "2",
+            **self.env,
+        }
+        command = [sys.executable, "-m", "diarist", "serve", "--data-dir", str(self.data_dir)]
+        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = (self.data_dir / "server.log").open("ab")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log()
+            try:
+                httpx.get(f"{self.url}/openapi.json", timeout=1)
+                return self
+            except httpx.TransportError:
+                time.sleep(0.2)
+        raise AssertionError(f"server did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        path = self.data_dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def client(self, key: Key | None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key.key}"} if key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def upload(client: httpx.Client, path: Path | bytes, name: str) -> str:
+    """Upload through the media API, as the official SDK does; returns the media:// URL."""
+    media_url = f"media://{name}"
+    target = client.post("/v1/media/input", json={"url": media_url})
+    assert target.status_code == 201, target.text
+    data = path if isinstance(path, bytes) else path.read_bytes()
+    put = httpx.put(target.json()["url"], content=data, timeout=60)
+    assert put.status_code == 200, put.text
+    return media_url
+
+
+def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} still {job['status']} after {timeout} s")
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+
+class Peer:
+    """A real HTTP server on PEER_HOST: records POSTs (webhooks), serves files (audio URLs).
+
+    `answers` is the queue of status codes for the next POSTs (then 200); `files` maps a path
+    to the bytes GET returns (404 otherwise).
+    """
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.answers: list[int] = []
+        self.files: dict[str, bytes] = {}
+        self.got_request = threading.Event()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                peer.received.append(Received(self.path, dict(self.headers), body))
+                peer.got_request.set()
+                self.send_response(peer.answers.pop(0) if peer.answers else 200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:
+                data = peer.files.get(self.path)
+                self.send_response(200 if data is not None else 404)
+                self.send_header("Content-Length", str(len(data or b"")))
+                self.end_headers()
+                self.wfile.write(data or b"")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((PEER_HOST, 0), Handler)
+        self.url = f"http://{PEER_HOST}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, count: int, timeout: float = 30) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, f"got {len(self.received)} requests, expected {count}"
+        return self.received
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
