@@ -121,6 +121,11 @@ def test_malformed_and_non_object_bodies(api):
     bad_json = api.post("/v1/diarize", content=b'{"url": ', headers={"Content-Type": "application/json"})
     assert error_fields(bad_json)["body"].startswith("Malformed JSON")
     assert "body" in error_fields(api.post("/v1/diarize", json=["media://x"]))
+    # curl -d without a Content-Type header still means JSON; a form body gets told to send JSON.
+    no_type = api.post("/v1/diarize", content=b'{"url": "media://never-uploaded"}')
+    assert no_type.status_code == 404
+    form = api.post("/v1/diarize", data={"url": "media://x"})
+    assert "JSON" in error_fields(form)["body"]
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost", "[::1]"])

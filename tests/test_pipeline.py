@@ -154,3 +154,11 @@ def test_output_shapes(sample_result):
     rttm = sample_result.to_rttm("call").splitlines()
     assert len(rttm) == len(sample_result.turns)
     assert rttm[0].split()[:2] == ["SPEAKER", "call"] and rttm[0].split()[7] == sample_result.turns[0].speaker
+
+
+def test_progress_moves_often_and_ends_at_one(long_audio):
+    reports: list[float] = []
+    diarist.diarize(long_audio, model="community-1", progress=reports.append)
+    assert reports == sorted(reports) and reports[-1] == 1.0
+    # Several reports within one page of windows: a canceled job stops within seconds.
+    assert len(reports) >= 10

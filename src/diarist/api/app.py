@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         summary="Self-hosted speaker diarization with the pyannoteAI API",
         lifespan=lifespan,
+        strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
     )
     app.state.services = Services(
         settings=settings,

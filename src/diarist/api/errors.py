@@ -75,7 +75,7 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         return f"Must be one of {error['ctx']['expected']}"
     if kind in ("model_attributes_type", "dict_type"):
-        return "The body must be a JSON object"
+        return "The body must be a JSON object, sent with Content-Type: application/json"
     if kind == "value_error":
         return str(error["ctx"]["error"]).capitalize()
     return error["msg"]
@@ -114,6 +114,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("request %s failed", request_id(request))
-        body = {"requestId": request_id(request), "message": "Internal server error"}
-        return JSONResponse(body, status_code=500)
+        rid = request_id(request)
+        log.exception("request %s failed", rid)
+        # Starlette answers this outside the middleware stack, so the id header is added here.
+        body = {"requestId": rid, "message": "Internal server error"}
+        return JSONResponse(body, status_code=500, headers={REQUEST_ID_HEADER: rid})

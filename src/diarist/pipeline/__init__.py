@@ -27,6 +27,7 @@ from diarist.pipeline.segmentation import segment_windows
 from diarist.result import DiarizationResult
 
 PAGE_WINDOWS = 128  # windows read, segmented and embedded together
+SEGMENTATION_SHARE = 0.3  # of a page's time, for progress reports
 Progress = Callable[[float], None]
 
 
@@ -66,18 +67,33 @@ def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) 
     return speech
 
 
-def _analyse_page(audio: np.ndarray, offsets: list[int], config: PipelineConfig, timings: Timings) -> tuple:
-    """Segment and embed the windows of one page; `offsets` are relative to `audio`."""
+def _analyse_page(
+    audio: np.ndarray, offsets: list[int], config: PipelineConfig, timings: Timings, tick: Progress
+) -> tuple:
+    """Segment and embed the windows of one page; `offsets` are relative to `audio`.
+
+    `tick` hears the fraction of the page done, often enough for a job to notice a cancel.
+    """
     batches = [offsets[i : i + config.batch_size] for i in range(0, len(offsets), config.batch_size)]
     waveform = torch.from_numpy(audio)
     with timings.stage("segmentation"):
-        parts = [segment_windows(models.segmentation_model(), waveform, batch) for batch in batches]
+        parts = []
+        for i, batch in enumerate(batches):
+            parts.append(segment_windows(models.segmentation_model(), waveform, batch))
+            tick(SEGMENTATION_SHARE * (i + 1) / len(batches))
         activity = np.concatenate([p.activity for p in parts])
         certainty = np.concatenate([p.certainty for p in parts])
     with timings.stage("embeddings"):
         embedding_model = models.embedding_model()
         speech = _speech_frames(offsets, activity, -(-len(audio) // FEATURE_STEP_SAMPLES))
-        features = backbone_features(embedding_model, audio, speech, config.embedding_chunk, config.embedding_context)
+        features = backbone_features(
+            embedding_model,
+            audio,
+            speech,
+            config.embedding_chunk,
+            config.embedding_context,
+            lambda done: tick(SEGMENTATION_SHARE + (1 - SEGMENTATION_SHARE) * done),
+        )
         pooled = [
             pool_embeddings(
                 embedding_model, features, batch, activity[i * config.batch_size : i * config.batch_size + len(batch)]
@@ -123,14 +139,21 @@ def analyse_windows(
         offsets = [i * step for i in range(count)]
         page = buffer[page_start - buffer_start : page_start - buffer_start + offsets[-1] + WINDOW_SAMPLES]
         page = np.pad(page, (0, offsets[-1] + WINDOW_SAMPLES - len(page)))
-        outputs.append(_analyse_page(page, offsets, config, timings))
+        page_end = (next_window + count) * step
+
+        def tick(done: float, page_start: int = page_start, page_end: int = page_end) -> None:
+            if progress is not None and total_samples:
+                progress(min(1.0, (page_start + done * (page_end - page_start)) / total_samples))
+
+        outputs.append(_analyse_page(page, offsets, config, timings, tick))
         next_window += count
         buffer = buffer[next_window * step - buffer_start :]
         buffer_start = next_window * step
-        if progress is not None:
-            progress(min(1.0, buffer_start / total_samples) if total_samples else 0.0)
+        tick(1.0)
     if num_samples == 0:
         raise ZeroLengthAudioError("the audio has no samples")
+    if progress is not None:
+        progress(1.0)
     activity, certainty, embeddings, clean = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
     return WindowAnalysis(activity, certainty, embeddings, clean, num_samples)
 

@@ -8,6 +8,8 @@ own activity as weights, overlapped speech left out when enough clean speech rem
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import kaldi_native_fbank as knf
 import numpy as np
 import torch
@@ -35,13 +37,18 @@ def fbank(samples: np.ndarray) -> np.ndarray:
 
 
 def backbone_features(
-    model: CAMPPlus, audio: np.ndarray, speech: np.ndarray, chunk: float, context: float
+    model: CAMPPlus,
+    audio: np.ndarray,
+    speech: np.ndarray,
+    chunk: float,
+    context: float,
+    tick: Callable[[float], None] | None = None,
 ) -> torch.Tensor:
     """(512, frames) backbone features every 20 ms over `audio`, zero where there is no speech.
 
     `speech` flags each 20 ms frame that some window found speech in; chunks without any are
     skipped. Chunk and context lengths are rounded to whole frames so that every chunk lands on
-    the same frame grid.
+    the same frame grid. `tick` is told the fraction done after each chunk.
     """
     step = FEATURE_STEP_SAMPLES
     total = -(-len(audio) // step)
@@ -58,6 +65,8 @@ def backbone_features(
         computed = model.frame_features(torch.from_numpy(fbank(samples)).unsqueeze(0))[0]
         wanted = computed[:, first - begin : last - begin]
         features[:, first : first + wanted.shape[1]] = wanted
+        if tick is not None:
+            tick(last / total)
     return features
 
 
