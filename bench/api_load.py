@@ -1,6 +1,6 @@
 """Load test of the HTTP service: request latency while the workers are busy, then a burst of jobs.
 
-    cd bench && ../.venv/bin/python api_load.py [--workers 1] [--clients 100] [--duration 20] [--json out.json]
+    cd bench && ../.venv/bin/python api_load.py [--workers 1] [--clients 100] [--pace 1] [--json out.json]
 
 It starts its own `diarist serve` on a free loopback port with a fresh data dir (removed at the end),
 creates API keys without a rate limit, uploads the 30 s dev sample and a short clip cut from it
@@ -10,8 +10,10 @@ through the media API, and measures:
    `running` throughout; the script samples the database to check). Then `--clients` concurrent
    clients (asyncio + one httpx.AsyncClient and keep-alive connection each) loop for `--duration`
    seconds: POST /v1/diarize on the short clip, then GET /v1/jobs/{id} of that job. Per endpoint:
-   count, req/s, p50/p90/p99/max in ms, non-2xx. Target: p99 <= 50 ms. Closed loop with no think
-   time, so latency ~= clients / throughput (Little's law) once the server saturates.
+   count, req/s, p50/p90/p99/max in ms, non-2xx. Target: p99 <= 50 ms. With `--pace S` (default 1)
+   each client waits 0.5-1.5 x S seconds after each request, as a client polling its job does;
+   `--pace 0` is a closed loop with no think time, which measures saturation: latency is then
+   ~= clients / throughput (Little's law).
    The jobs left over (thousands) are then canceled with DELETE /v1/jobs/{id}, so that the burst
    measures only itself.
 2. Burst. `--burst` jobs on the short clip are submitted at once under a second key, whose
@@ -32,6 +34,7 @@ import json
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -373,9 +376,19 @@ async def timed(
 
 
 async def load_clients(
-    base_url: str, key: str, media_url: str, clients: int, duration: float
+    base_url: str, key: str, media_url: str, clients: int, duration: float, pace: float = 0.0
 ) -> tuple[Latencies, Latencies, list[str], float]:
-    """`clients` closed-loop clients for `duration` s: POST /v1/diarize, then GET that job."""
+    """`clients` clients for `duration` s: POST /v1/diarize, then GET that job, and again.
+
+    `pace` > 0: each client waits a random 0.5-1.5 x `pace` s after each request (a client polling
+    its job); 0: closed loop with no think time, which measures saturation rather than latency.
+    """
+    rng = random.Random(0)
+
+    async def think() -> None:
+        if pace > 0:
+            await asyncio.sleep(pace * rng.uniform(0.5, 1.5))
+
     posts, gets = Latencies("POST /v1/diarize"), Latencies("GET /v1/jobs/{id}")
     job_ids: list[str] = []
     body = {"url": media_url, "model": MODEL}
@@ -391,13 +404,17 @@ async def load_clients(
     ]
 
     async def client_loop(client: httpx.AsyncClient, deadline: float) -> None:
+        # Paced clients arrive spread over one interval, not all in the same millisecond.
+        await asyncio.sleep(pace * rng.random())
         while time.perf_counter() < deadline:
             r = await timed(client, posts, "POST", "/v1/diarize", json=body)
+            await think()
             if r is None or r.status_code != 200:
                 continue
             job_id = r.json()["jobId"]
             job_ids.append(job_id)
             await timed(client, gets, "GET", f"/v1/jobs/{job_id}")
+            await think()
 
     start = time.perf_counter()
     try:
@@ -552,6 +569,7 @@ class Options:
     threads_per_worker: int | None
     clients: int
     duration: float
+    pace: float
     baseline: float
     clip_seconds: float
     prefill: int | None
@@ -569,6 +587,9 @@ def parse_args() -> Options:
     parser.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default: the server's)")
     parser.add_argument("--clients", type=int, default=100, help="concurrent clients in the latency phase")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of the latency phase")
+    parser.add_argument(
+        "--pace", type=float, default=1.0, help="mean seconds a client waits after each request (0: closed loop)"
+    )
     parser.add_argument("--baseline", type=float, default=3.0, help="seconds of one client alone first (0: none)")
     parser.add_argument("--clip-seconds", type=float, default=5.0, help="length of the short clip")
     parser.add_argument("--prefill", type=int, help="30 s jobs queued before the latency phase (default: enough)")
@@ -611,7 +632,9 @@ def latency_phase(opts: Options, server: Server, key: str, db: Path, full: str, 
     monitor = RunningMonitor(db)
     monitor.start()
     cpu_start = CpuSnapshot.take(server.process.pid)
-    posts, gets, job_ids, elapsed = asyncio.run(load_clients(server.base_url, key, clip, opts.clients, opts.duration))
+    posts, gets, job_ids, elapsed = asyncio.run(
+        load_clients(server.base_url, key, clip, opts.clients, opts.duration, opts.pace)
+    )
     cpu = CpuSnapshot.take(server.process.pid).percent_since(cpu_start)
     monitor.stop()
     log(f"load done: {len(posts.ms)} POST, {len(gets.ms)} GET in {elapsed:.1f} s")
@@ -709,6 +732,7 @@ def busy_warning(cpu: dict[str, float]) -> str:
 def markdown(r: dict[str, Any], opts: Options) -> str:
     m, lat, b, db, srv = r["machine"], r["latency"], r["burst"], r["db"], r["server"]
     threads = opts.threads_per_worker or os.environ.get("DIARIST_THREADS_PER_WORKER") or "server default"
+    loop = "closed loop" if opts.pace == 0 else f"one request per ~{opts.pace:g} s each"
     lines = [
         "## diarist API load benchmark",
         "",
@@ -720,7 +744,7 @@ def markdown(r: dict[str, Any], opts: Options) -> str:
         f"burst timeout={opts.burst_timeout:g} s, poll interval={opts.poll_interval:g} s, model={MODEL}",
         "- server, load generator and worker(s) all run on this machine, on loopback",
         "",
-        f"### Latency under load ({opts.clients} clients, closed loop, {lat['elapsed_seconds']:g} s)",
+        f"### Latency under load ({opts.clients} clients, {loop}, {lat['elapsed_seconds']:g} s)",
         "",
         "| request | count | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | transport errors |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -737,8 +761,12 @@ def markdown(r: dict[str, Any], opts: Options) -> str:
     lines += [
         "",
         f"- target p99 <= {TARGET_P99_MS:g} ms: **{verdict}** (worst p99 {worst} ms)",
-        f"- closed loop without think time: mean latency ~ clients / throughput = "
-        f"{1000 * opts.clients / lat['all']['req_per_s']:.0f} ms (Little's law)"
+        (
+            f"- closed loop without think time: mean latency ~ clients / throughput = "
+            f"{1000 * opts.clients / lat['all']['req_per_s']:.0f} ms (Little's law)"
+            if opts.pace == 0
+            else f"- each client waits 0.5-1.5 x {opts.pace:g} s after each request, like a client polling its job"
+        )
         + (
             f"; the `(1 client)` rows: one client alone for {opts.baseline:g} s just before, worker busy too "
             "(the service time without queueing)"

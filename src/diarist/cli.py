@@ -140,7 +140,15 @@ def run_serve(args: argparse.Namespace) -> str:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=settings.access_log,
+        loop="uvloop",
+        http="httptools",
+    )
     return ""
 
 

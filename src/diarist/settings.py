@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     public_url: str | None = None  # base of upload/download URLs handed to clients; default: the request's
     workers: int = Field(default=1, ge=0)  # local worker processes; 0 runs no jobs (external workers only)
     threads_per_worker: int | None = None  # torch threads in each worker; default: CPU count / workers
+    worker_nice: int = Field(default=10, ge=0, le=19)  # workers yield the CPU to the API server
+    access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
 
     rate_limit_per_minute: int = Field(default=100, ge=0)  # per key, sliding minute; 0 = unlimited
     result_ttl_hours: float = 24.0  # job outputs are deleted this long after the job ends

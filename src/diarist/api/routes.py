@@ -112,8 +112,7 @@ def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
         raise ApiProblem(404, f"Media {body.url} not found: upload it first (uploads expire after a while).")
     if key.quota_seconds is not None and key.used_seconds >= key.quota_seconds:
         raise ApiProblem(402, f"This key's quota of {key.quota_seconds / 3600:g} hours of audio is used up.")
-    job = svc.store.create_job(str(uuid.uuid4()), key.id, "diarize", body.normalized())
-    svc.queue.submit(job.id)
+    job = svc.queue.submit(key.id, "diarize", body.normalized())
     return JobCreated(jobId=job.id, status="created")
 
 

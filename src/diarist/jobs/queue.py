@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
-from diarist.jobs.store import Store
+from diarist.jobs.store import PENDING, Job, Store
 
 
 class JobQueue:
-    """Marks a job `pending` in the store, where any worker can claim it, and wakes local workers."""
+    """Records jobs as `pending` in the store, where any worker can claim them, and wakes local workers."""
 
     def __init__(self, store: Store, wake: Callable[[], None] | None = None):
         self.store, self.wake = store, wake
 
-    def submit(self, job_id: str) -> None:
-        self.store.enqueue(job_id)
+    def submit(self, key_id: str, kind: str, request: dict) -> Job:
+        job = self.store.create_job(str(uuid.uuid4()), key_id, kind, request, status=PENDING)
         if self.wake is not None:
             self.wake()
+        return job

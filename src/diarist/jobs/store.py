@@ -8,9 +8,11 @@ one-writer lock short.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,6 +180,7 @@ class Store:
         self.engine = make_engine(url)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -186,7 +189,9 @@ class Store:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        with self._write.begin() as session:
+        # SQLite lets one writer in at a time and makes the others poll with growing sleeps; queueing
+        # this process's writers on a lock first keeps their wait as short as the write itself.
+        with self._write_lock, self._write.begin() as session:
             yield session
 
     def migrate(self) -> None:
@@ -250,13 +255,14 @@ class Store:
 
     # --- jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, key_id: str, kind: str, request: dict) -> Job:
+    def create_job(self, job_id: str, key_id: str, kind: str, request: dict, status: str = CREATED) -> Job:
+        """Record a job; `status=PENDING` also queues it for the workers that claim from this store."""
         now = utcnow()
         job = Job(
             id=job_id,
             key_id=key_id,
             kind=kind,
-            status=CREATED,
+            status=status,
             request=request,
             attempts=0,
             created_at=now,
@@ -265,13 +271,6 @@ class Store:
         with self.writing() as session:
             session.add(job)
         return job
-
-    def enqueue(self, job_id: str) -> None:
-        """created -> pending: the job is ready for any worker."""
-        with self.writing() as session:
-            session.execute(
-                update(Job).where(Job.id == job_id, Job.status == CREATED).values(status=PENDING, updated_at=utcnow())
-            )
 
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
         with self.reading() as session:

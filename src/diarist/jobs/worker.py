@@ -79,6 +79,8 @@ def work(settings: Settings, name: str, wake: Event | None = None, stop: Event |
 
 def _worker_process(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     _die_with_parent()
+    # Requests must stay fast while every core runs the models: the server wins any contention.
+    os.nice(settings.worker_nice)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C goes to the server, which stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work(settings, name, wake, stop)
