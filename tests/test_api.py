@@ -293,3 +293,19 @@ def test_openapi_and_docs(server):
 def test_peer_host_is_allowed_only_by_setting(api, peer):
     assert PEER_HOST in peer.url
     assert api.post("/v1/diarize", json={"url": f"{peer.url}/x.wav", "webhook": f"{peer.url}/h"}).status_code == 200
+
+
+def test_official_sdk_transcription_with_fallback_warning(server, key):
+    from pyannoteai.sdk import Client
+
+    Client.API_URL = f"{server.url}/v1"
+    client = Client(key.key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        media = client.upload(str(SAMPLE))
+        job_id = client.diarize(media, transcription=True, transcription_config={"model": "parakeet-tdt-0.6b-v3"})
+        output = client.retrieve(job_id, every_seconds=1)["output"]
+    words, turns = output["wordLevelTranscription"], output["turnLevelTranscription"]
+    assert {w["speaker"] for w in words} == {t["speaker"] for t in output["diarization"]}
+    assert "Chicago" in " ".join(t["text"] for t in turns)
+    assert "whisper-base" in output["warning"] and "parakeet-tdt-0.6b-v3 is not installed" in output["warning"]

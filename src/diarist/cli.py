@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from diarist.errors import DiaristError
+from diarist.transcription.asr import MODEL_NAMES
 
 LONG_FILE_SECONDS = 60.0  # show a progress bar from this duration on
+TRANSCRIPT_FORMATS = ("srt", "vtt", "txt")
 
 
 def _positive(text: str) -> int:
@@ -35,7 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument("--max-speakers", type=_positive, metavar="N")
     diarize.add_argument("--exclusive", action="store_true", help="also give turns where only one speaker speaks")
     diarize.add_argument("--confidence", action="store_true", help="add the confidence curve and per-turn scores")
-    diarize.add_argument("--format", default="json", choices=["json", "rttm"])
+    diarize.add_argument(
+        "--transcribe", action="store_true", help="also transcribe, each word and turn with its speaker"
+    )
+    diarize.add_argument("--asr-model", choices=MODEL_NAMES, help="speech recognition model (default whisper-base)")
+    diarize.add_argument(
+        "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
+    )
+    diarize.add_argument(
+        "--format", default="json", choices=["json", "rttm", *TRANSCRIPT_FORMATS], help="srt, vtt, txt: --transcribe"
+    )
     diarize.add_argument("-o", "--output", type=Path, metavar="OUT", help="write here instead of stdout")
     diarize.add_argument("--threads", type=_positive, help="CPU threads for inference (default: all)")
 
@@ -90,23 +101,39 @@ def run_diarize(args: argparse.Namespace) -> str:
     import torch
 
     from diarist.pipeline import diarize
+    from diarist.settings import Settings
+    from diarist.transcription import diarize_and_transcribe
+    from diarist.transcription.formats import to_srt, to_text, to_vtt
 
+    if args.format in TRANSCRIPT_FORMATS and not args.transcribe:
+        raise ValueError(f"--format {args.format} needs --transcribe")
+    if args.format in TRANSCRIPT_FORMATS and len(args.files) > 1:
+        raise ValueError(f"--format {args.format} takes one file at a time")
     if args.threads:
         torch.set_num_threads(args.threads)
+    asr_models = args.asr_models or Settings.load().asr_models_dir
     outputs: dict[str, dict] = {}
-    rttm: list[str] = []
+    texts: list[str] = []
     for path in args.files:
         bar = _progress_bar(path)
         progress = None if bar is None else (lambda fraction, bar=bar: bar.update(round(100 * fraction) - bar.n))
-        try:
-            result = diarize(
+
+        def run(report, path=path):
+            return diarize(
                 path,
                 num_speakers=args.num_speakers,
                 min_speakers=args.min_speakers,
                 max_speakers=args.max_speakers,
                 model=args.model,
-                progress=progress,
+                progress=report,
             )
+
+        try:
+            if args.transcribe:
+                result, transcript = diarize_and_transcribe(path, run, args.asr_model, asr_models, progress)
+                result.warnings += transcript.transcript.warnings
+            else:
+                result, transcript = run(progress), None
         finally:
             if bar is not None:
                 bar.close()
@@ -115,9 +142,15 @@ def run_diarize(args: argparse.Namespace) -> str:
         outputs[str(path)] = result.to_dict(
             exclusive=args.exclusive, confidence=args.confidence, turn_level_confidence=args.confidence
         )
-        rttm.append(result.to_rttm(uri=path.stem, exclusive=args.exclusive))
-    if args.format == "rttm":
-        return "".join(rttm)
+        if transcript is not None:
+            outputs[str(path)].update(transcript.to_dict())
+        if args.format == "rttm":
+            texts.append(result.to_rttm(uri=path.stem, exclusive=args.exclusive))
+        elif transcript is not None and args.format in TRANSCRIPT_FORMATS:
+            writer = {"srt": to_srt, "vtt": to_vtt}.get(args.format)
+            texts.append(writer(transcript.words) if writer else to_text(transcript.turns))
+    if args.format != "json":
+        return "".join(texts)
     single = next(iter(outputs.values())) if len(outputs) == 1 else outputs
     return json.dumps(single, indent=2) + "\n"
 

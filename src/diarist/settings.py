@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     webhook_timeout: float = 10.0
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])
     janitor_interval_seconds: float = 600.0
+    asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
     @field_validator("allowed_hosts", mode="before")
     @classmethod
@@ -67,6 +68,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'diarist.db'}"
+
+    @property
+    def asr_models_dir(self) -> Path:
+        return self.asr_models or self.data_dir / "asr-models"
 
     @property
     def media_dir(self) -> Path:

@@ -98,11 +98,8 @@ def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[t
 )
 def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body)
-    if body.transcription:
-        if (body.model or "precision-2") != "precision-2":
-            errors.append(("transcription", "Only available with the precision-2 model"))
-        else:
-            errors.append(("transcription", "Transcription is not available on this server yet"))
+    if body.transcription and (body.model or "precision-2") != "precision-2":
+        errors.append(("transcription", "Only available with the precision-2 model"))
     errors += _check_url("url", body.url, svc, allow_media=True)
     if body.webhook is not None:
         errors += _check_url("webhook", body.webhook, svc, allow_media=False)

@@ -12,8 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
-DIARIZATION_MODELS = ("precision-2", "community-1")
-TRANSCRIPTION_MODELS = ("parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo")
+AsrModel = Literal["parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo", "whisper-base", "whisper-tiny.en"]
 JobStatus = Literal["pending", "created", "succeeded", "canceled", "failed", "running"]
 
 
@@ -37,7 +36,8 @@ class ApiModel(BaseModel):
 
 
 class TranscriptionConfig(ApiModel):
-    model: Literal["parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo"] | None = None
+    # The reference's two names, plus the Whisper models that ship with diarist.
+    model: AsrModel | None = None
 
 
 class DiarizeRequest(ApiModel):

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diarist.errors import AudioError, DiaristError
 from diarist.jobs.media import MediaStore, object_key
 from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download
 from diarist.jobs.store import FAILED, SUCCEEDED, Job, Store
+
+if TYPE_CHECKING:
+    from diarist.result import DiarizationResult
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
@@ -33,6 +38,7 @@ class RunnerConfig:
     policy: NetPolicy
     max_input_bytes: int
     max_duration_seconds: float
+    asr_models: Path  # where an operator installs the transcription models that are not packaged
 
 
 def fetch_input(job: Job, config: RunnerConfig) -> tuple[Path, bool]:
@@ -65,24 +71,37 @@ class ProgressReporter:
             raise JobAbandoned
 
 
-def diarization_output(job: Job, path: Path, progress: ProgressReporter) -> tuple[dict, float]:
+def diarization_output(job: Job, path: Path, progress: ProgressReporter, asr_models: Path) -> tuple[dict, float]:
     """The pyannoteAI output for a diarize job, and the audio duration in seconds."""
     from diarist.pipeline import diarize
+    from diarist.transcription import diarize_and_transcribe
 
     request = job.request
-    result = diarize(
-        path,
-        num_speakers=request.get("numSpeakers"),
-        min_speakers=request.get("minSpeakers"),
-        max_speakers=request.get("maxSpeakers"),
-        model=request["model"],
-        progress=progress,
-    )
+
+    def run(report: Callable[[float], None]) -> DiarizationResult:
+        return diarize(
+            path,
+            num_speakers=request.get("numSpeakers"),
+            min_speakers=request.get("minSpeakers"),
+            max_speakers=request.get("maxSpeakers"),
+            model=request["model"],
+            progress=report,
+        )
+
+    transcript = None
+    if request.get("transcription"):
+        asr_model = (request.get("transcriptionConfig") or {}).get("model")
+        result, transcript = diarize_and_transcribe(path, run, asr_model, asr_models, progress)
+        result.warnings += transcript.transcript.warnings
+    else:
+        result = run(progress)
     output = result.to_dict(
         exclusive=request["exclusive"],
         confidence=request["confidence"],
         turn_level_confidence=request["turnLevelConfidence"],
     )
+    if transcript is not None:
+        output.update(transcript.to_dict())
     return output, result.duration
 
 
@@ -98,7 +117,7 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
         if duration is not None and duration > config.max_duration_seconds:
             hours = config.max_duration_seconds / 3600
             raise InputError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
-        output, seconds = diarization_output(job, path, ProgressReporter(store, job.id, worker))
+        output, seconds = diarization_output(job, path, ProgressReporter(store, job.id, worker), config.asr_models)
         store.finish_job(job.id, worker, SUCCEEDED, output, audio_seconds=seconds)
     except JobAbandoned:
         log.info("job %s was canceled while running", job.id)

@@ -35,6 +35,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
         policy=net_policy(settings),
         max_input_bytes=settings.max_input_bytes,
         max_duration_seconds=settings.max_duration_hours * 3600,
+        asr_models=settings.asr_models_dir,
     )
 
 
