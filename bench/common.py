@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,14 @@ def concatenated_dev(minutes: float) -> np.ndarray:
             parts.append(clip)
             total += len(clip)
     return np.concatenate(parts)[:target]
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def machine() -> str:

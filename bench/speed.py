@@ -10,22 +10,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import wave
 from pathlib import Path
 
-import numpy as np
 import torch
-from common import concatenated_dev, machine
+from common import concatenated_dev, machine, write_wav
 
 import diarist
-
-
-def write_wav(path: Path, samples: np.ndarray) -> None:
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(16000)
-        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def main() -> None:

@@ -47,4 +47,4 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path):
 def test_models_command_reports_verified_weights():
     done = diarist("models")
     assert done.returncode == 0
-    assert done.stdout.count("ok  ") == 2 and "Apache-2.0" in done.stdout
+    assert done.stdout.count("ok  ") == 11 and "Apache-2.0" in done.stdout and "MIT (OpenAI)" in done.stdout

@@ -15,7 +15,18 @@ from .conftest import SAMPLE
 
 def test_installed_weights_verify():
     checked = models.check_models()
-    assert [w.sha256 for w, _ in checked] == [models.SEGMENTATION.sha256, models.EMBEDDING.sha256]
+    expected = [models.SEGMENTATION, models.EMBEDDING, *models.WHISPER_BASE, *models.WHISPER_TINY_EN]
+    assert [w.sha256 for w, _ in checked] == [w.sha256 for w in expected]
+
+
+def test_whisper_base_is_joined_from_its_two_packages(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIARIST_CACHE_DIR", str(tmp_path))
+    directory = models.whisper_dir("whisper-base")
+    assert directory.is_relative_to(tmp_path)
+    assert models._sha256(directory / "model.bin") == models.WHISPER_BASE_MODEL_SHA256
+    assert {p.name for p in directory.iterdir()} == {"model.bin", "config.json", "tokenizer.json", "vocabulary.json"}
+    (directory / "model.bin").write_bytes(b"damaged")
+    assert models._sha256(models.whisper_dir("whisper-base") / "model.bin") == models.WHISPER_BASE_MODEL_SHA256
 
 
 def test_missing_package_names_what_to_install():
