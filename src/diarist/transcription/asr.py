@@ -84,7 +84,11 @@ class ParakeetRecognizer:
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
-        model = onnx_asr.load_model("nemo-parakeet-tdt-0.6b-v3", directory, sess_options=options)
+        # The export comes in float32 and int8 files; take whichever the operator installed.
+        quantization = None if (directory / "encoder-model.onnx").is_file() else "int8"
+        model = onnx_asr.load_model(
+            "nemo-parakeet-tdt-0.6b-v3", directory, quantization=quantization, sess_options=options
+        )
         self.name, self.model = name, model.with_timestamps()
 
     def recognize(self, audio: np.ndarray, offset: float, language: str | None) -> tuple[list[Word], str | None]:
@@ -106,8 +110,9 @@ def tokens_to_words(tokens: list[str], starts: list[float], offset: float, last_
 
 
 def operator_model_installed(name: str, directory: Path) -> bool:
-    wanted = "model.bin" if name == "faster-whisper-large-v3-turbo" else "vocab.txt"
-    return (directory / wanted).is_file()
+    if name == "faster-whisper-large-v3-turbo":
+        return (directory / "model.bin").is_file()
+    return (directory / "vocab.txt").is_file() and any(directory.glob("encoder-model*.onnx"))
 
 
 @cache
