@@ -315,6 +315,27 @@ def test_download_read_timeout(server: Server, tmp_path: Path) -> None:
     assert time.monotonic() - started < 2
 
 
+def test_download_total_time_limit(server: Server, tmp_path: Path) -> None:
+    def trickle(h: BaseHTTPRequestHandler) -> None:
+        # Each chunk comes well within the read timeout; the whole file would take about 4 s.
+        h.send_response(200)
+        h.send_header("Content-Length", str(50 * len(DATA)))
+        h.end_headers()
+        for _ in range(50):
+            if server.stop.wait(0.08):
+                return
+            h.wfile.write(DATA)
+            h.wfile.flush()
+
+    server.routes["/trickle.wav"] = trickle
+    policy = NetPolicy(allowed_hosts=("127.0.0.1",), read_timeout=1.0, total_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="did not finish within the time limit"):
+        download(server.url("/trickle.wav"), tmp_path / "a.wav", policy, max_bytes=10**9)
+    assert time.monotonic() - started < 2
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_download_connection_refused(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/a.wav"
     with pytest.raises(FetchError, match=r"could not connect to 127\.0\.0\.1"):

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     fetch_connect_timeout: float = 10.0
     fetch_read_timeout: float = 30.0
     fetch_max_redirects: int = 5
+    fetch_total_timeout: float = 3600.0  # a whole download; 1 GiB in an hour needs only 300 kB/s
 
     webhook_timeout: float = 10.0
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])

@@ -65,6 +65,7 @@ class NetPolicy:
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
     max_redirects: int = 5
+    total_timeout: float | None = None  # for a whole download: a server that trickles bytes cannot hold it
 
 
 @dataclass(frozen=True)
@@ -435,9 +436,12 @@ def _ssl_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
-def _failure(exc: Exception, target: _Target, timeouts: dict[str, float]) -> _Failure:
+def _failure(exc: Exception, target: _Target, timeouts: dict[str, float], deadline: float | None) -> _Failure:
     """Translate an httpcore exception into a webhook reason and a message for end users."""
     host = target.host
+    # A timeout cut short by the overall deadline is the deadline's doing, whatever its message.
+    if isinstance(exc, httpcore.TimeoutException) and deadline is not None and time.monotonic() >= deadline:
+        return _Failure("http_timeout", "did not finish within the time limit")
     if isinstance(exc, httpcore.ConnectTimeout):
         return _Failure("http_timeout", f"could not connect to {host}: timed out after {timeouts['connect']:g} s")
     if isinstance(exc, httpcore.TimeoutException):
@@ -516,7 +520,7 @@ def _exchange(
                 redirects += 1
                 status = response.status
         except _HTTPCORE_ERRORS as exc:
-            raise _failure(exc, target, timeouts) from exc
+            raise _failure(exc, target, timeouts, deadline) from exc
         url = urljoin(url, location.strip())
         if status == 303 or (status in (301, 302) and method == "POST"):
             # What browsers do: the next hop is a GET without the body or its description.
@@ -572,9 +576,11 @@ def download(url: str, dest: Path, policy: NetPolicy, max_bytes: int) -> int:
     }
     # Ask for the bytes as stored: httpcore does not decode, and we want the file itself.
     headers = {"Accept-Encoding": "identity"}
-    pool = httpcore.ConnectionPool(network_backend=_GuardedBackend(policy), retries=0)
+    deadline = None if policy.total_timeout is None else time.monotonic() + policy.total_timeout
+    pool = httpcore.ConnectionPool(network_backend=_GuardedBackend(policy, deadline), retries=0)
+    redirects = policy.max_redirects
     try:
-        with pool, _exchange(pool, "GET", url, headers, None, policy.max_redirects, policy, timeouts) as (resp, hop):
+        with pool, _exchange(pool, "GET", url, headers, None, redirects, policy, timeouts, deadline) as (resp, hop):
             if not 200 <= resp.status < 300:
                 raise FetchError(f"HTTP {resp.status} from {hop.host}")
             length = _content_length(resp.headers)

@@ -45,6 +45,7 @@ def net_policy(settings: Settings) -> NetPolicy:
         connect_timeout=settings.fetch_connect_timeout,
         read_timeout=settings.fetch_read_timeout,
         max_redirects=settings.fetch_max_redirects,
+        total_timeout=settings.fetch_total_timeout,
     )
 
 
