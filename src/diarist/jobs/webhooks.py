@@ -7,11 +7,11 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from diarist.jobs.background import Periodic
 from diarist.jobs.net import NetPolicy, post
 from diarist.jobs.store import Job, Store, WebhookDelivery, utcnow
 
@@ -51,26 +51,20 @@ class WebhookDispatcher:
 
     def __init__(self, store: Store, policy: NetPolicy, timeout: float, retry_delays: list[float]):
         self.store, self.policy, self.timeout, self.retry_delays = store, policy, timeout, retry_delays
-        self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
-        self._thread = threading.Thread(target=self._run, name="webhook-dispatcher", daemon=True)
+        self._loop = Periodic("webhook-dispatcher", POLL_SECONDS, self._send_due)
 
     def start(self) -> None:
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        self._loop.stop()
         self._pool.shutdown(wait=True)
 
-    def _run(self) -> None:
+    def _send_due(self) -> None:
         lease = timedelta(seconds=self.timeout * 3 + 5)
-        while not self._stop.wait(POLL_SECONDS):
-            try:
-                for delivery in self.store.claim_webhooks(limit=32, lease=lease):
-                    self._pool.submit(self.deliver, delivery)
-            except Exception:
-                log.exception("webhook dispatch failed; trying again")
+        for delivery in self.store.claim_webhooks(limit=32, lease=lease):
+            self._pool.submit(self.deliver, delivery)
 
     def deliver(self, delivery: WebhookDelivery) -> None:
         """Make one attempt and record its outcome (and when to try again)."""

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import threading
-import time
 from multiprocessing.synchronize import Event
 
 from diarist.jobs.media import MediaStore
@@ -56,7 +55,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def work(settings: Settings, name: str, wake: Event | None = None, stop: Event | None = None) -> None:
+def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     """Claim and run jobs until `stop` is set or the parent process goes away."""
     import torch
 
@@ -66,16 +65,13 @@ def work(settings: Settings, name: str, wake: Event | None = None, stop: Event |
     config = runner_config(settings)
     parent = os.getppid()
     log.info("worker %s ready (%d threads)", name, threads)
-    while not (stop is not None and stop.is_set()) and os.getppid() == parent:
+    while not stop.is_set() and os.getppid() == parent:
         job = store.claim_job(name)
         if job is not None:
             log.info("worker %s runs job %s", name, job.id)
             run_job(job, store, config, name)
-        elif wake is not None:
-            if wake.wait(IDLE_POLL_SECONDS):
-                wake.clear()
-        else:
-            time.sleep(IDLE_POLL_SECONDS)
+        elif wake.wait(IDLE_POLL_SECONDS):
+            wake.clear()
     store.close()
 
 
