@@ -164,24 +164,14 @@ def run_models() -> str:
 def run_serve(args: argparse.Namespace) -> str:
     import logging
 
-    import uvicorn
-
-    from diarist.api.app import create_app
+    from diarist.api.server import serve
     from diarist.settings import Settings
 
     settings = Settings.load(data_dir=args.data_dir, host=args.host, port=args.port, workers=args.workers)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
-        access_log=settings.access_log,
-        loop="uvloop",
-        http="httptools",
-    )
+    serve(settings)
     return ""
 
 

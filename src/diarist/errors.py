@@ -31,3 +31,11 @@ class CorruptAudioError(AudioError):
 
 class ZeroLengthAudioError(AudioError):
     """The file decodes, but to zero samples."""
+
+
+class StoreUnavailableError(DiaristError):
+    """The job database could not be reached or stayed locked: a temporary condition, worth a retry."""
+
+
+class StorageFullError(DiaristError):
+    """The disk holding the service's state has no room left."""
