@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment
+from pyannote.metrics.detection import DetectionErrorRate
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 import diarist
@@ -19,9 +20,13 @@ def _annotation(turns) -> Annotation:
     return annotation
 
 
+def _reference(duration: float = 30.0) -> Annotation:
+    """The sample's reference diarization, cut to its first `duration` seconds."""
+    return _annotation(reference_turns(SAMPLE.with_suffix(".rttm"))).crop(Segment(0, duration))
+
+
 def _der(turns) -> float:
-    reference = _annotation(reference_turns(SAMPLE.with_suffix(".rttm")))
-    return DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, _annotation(turns))
+    return DiarizationErrorRate(collar=0.0, skip_overlap=False)(_reference(), _annotation(turns))
 
 
 # Published DERs on this file (no collar, overlap scored): pyannote community-1 5.2 %, legacy
@@ -162,3 +167,25 @@ def test_progress_moves_often_and_ends_at_one(long_audio):
     assert reports == sorted(reports) and reports[-1] == 1.0
     # Several reports within one page of windows: a canceled job stops within seconds.
     assert len(reports) >= 10
+
+
+# Audio that ends in the last 30 ms of a window used to crash (IndexError): the window's frames
+# stop 38 ms before its audio does. 10 s is one window; 13.00375 s and 11.24875 s end the second
+# window of community-1 (3.00375 s step) and precision-2 (1.24875 s step). The sample has speech
+# across each cut, which must reach the end of the audio.
+@pytest.mark.parametrize(
+    ("model", "num_samples"),
+    [("community-1", 160_000), ("precision-2", 160_000), ("community-1", 208_060), ("precision-2", 179_980)],
+)
+def test_audio_ending_at_a_window_edge(tmp_path, sample_audio, model, num_samples):
+    import scipy.io.wavfile
+
+    path = tmp_path / "cut.wav"
+    scipy.io.wavfile.write(path, 16000, (sample_audio[:num_samples] * 32768).astype(np.int16))
+    result = diarist.diarize(path, model=model)
+    duration = num_samples / 16000
+    assert result.duration == duration
+    assert len(result.confidence) == -(-num_samples // 320)
+    assert max(t.end for t in result.turns) == duration
+    detection_error = DetectionErrorRate(collar=0.0)(_reference(duration), _annotation(result.turns))
+    assert detection_error < 0.2

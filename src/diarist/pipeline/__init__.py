@@ -23,7 +23,7 @@ from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.reconstruction import reconstruct
-from diarist.pipeline.segmentation import segment_windows
+from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
 
 PAGE_WINDOWS = 128  # windows read, segmented and embedded together
@@ -130,8 +130,7 @@ def analyse_windows(
                 num_samples += len(block)
         buffer = np.concatenate(pending)
         if finished:
-            last_window = max(0, -(-(num_samples - WINDOW_SAMPLES) // step))
-            count = min(page_windows, last_window - next_window + 1)
+            count = min(page_windows, window_count(num_samples, config.step_frames) - next_window)
         else:
             count = page_windows
         if count <= 0:

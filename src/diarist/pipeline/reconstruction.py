@@ -9,6 +9,7 @@ import numpy as np
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
 from diarist.pipeline.clustering import Clustering, SpeakerBounds
 from diarist.pipeline.config import PipelineConfig
+from diarist.pipeline.segmentation import frame_count
 from diarist.result import DiarizationResult, Turn
 
 FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
@@ -34,7 +35,9 @@ def aggregate_windows(
 ) -> FrameScores:
     """Average the per-window activity of each global speaker over the windows covering each frame."""
     windows, window_frames, _ = activity.shape
-    total = (windows - 1) * step_frames + window_frames
+    total = (windows - 1) * step_frames + window_frames if windows else 0
+    if total < num_frames:
+        raise ValueError(f"{windows} windows cover {total} frames, fewer than the audio's {num_frames}")
     speakers = np.zeros((total, clustering.num_speakers), dtype=np.float32)
     coverage = np.zeros(total, dtype=np.float32)
     count = np.zeros(total, dtype=np.float32)
@@ -111,7 +114,7 @@ def reconstruct(
 ) -> DiarizationResult:
     """Turn per-window segmentation plus clustering into the final result."""
     duration = num_samples / SAMPLE_RATE
-    num_frames = max(0, int(np.ceil((num_samples - RECEPTIVE_FIELD_SAMPLES / 2) / FRAME_STEP_SAMPLES)))
+    num_frames = frame_count(num_samples)
     scores = aggregate_windows(activity, certainty, clustering, config.step_frames, num_frames)
     overlapping = binarize(scores.speakers, scores.count)
     exclusive = binarize(scores.speakers, np.minimum(scores.count, 1))
@@ -128,17 +131,25 @@ def reconstruct(
         out = []
         for k, name in names.items():
             for start, end in _runs(binary[:, k], gap):
+                # Frames are timed by their centre: the last one reaches past the end of the audio,
+                # and in audio shorter than half a receptive field the first one does too.
+                start_time, end_time = min(frame_time(start), duration), min(frame_time(end), duration)
+                if start_time == end_time:
+                    continue
                 probabilities = _turn_confidence(
                     k, start, end, activity, clustering, config.step_frames, config.turn_confidence_temperature
                 )
                 confidence = {names[j]: round(100 * float(probabilities[j])) for j in names}
-                out.append(Turn(frame_time(start), min(frame_time(end), duration), name, confidence))
+                out.append(Turn(start_time, end_time, name, confidence))
         return sorted(out, key=lambda t: (t.start, t.end, t.speaker))
 
     resolution = config.confidence_resolution
-    samples = np.arange(int(np.ceil(duration / resolution))) * resolution + resolution / 2
-    nearest = np.rint((samples - FRAME_CENTER) / FRAME_STEP).astype(int).clip(0, max(num_frames - 1, 0))
-    curve = np.rint(100 * scores.certainty[nearest]).astype(int).tolist() if num_frames else []
+    # In samples, not seconds: duration / resolution in floats is a hair above a whole number
+    # for some lengths (0.14 s / 0.02 gives 7.000000000000001), which would add a value.
+    values = int(np.ceil(num_samples / (resolution * SAMPLE_RATE)))
+    samples = np.arange(values) * resolution + resolution / 2
+    nearest = np.rint((samples - FRAME_CENTER) / FRAME_STEP).astype(int).clip(0, num_frames - 1)
+    curve = np.rint(100 * scores.certainty[nearest]).astype(int).tolist()
     return DiarizationResult(
         turns=turns(overlapping),
         exclusive_turns=turns(exclusive),

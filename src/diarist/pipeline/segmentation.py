@@ -14,9 +14,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diarist.nets.pyannet import WINDOW_SAMPLES, PyanNet, powerset_to_speakers
+from diarist.nets.pyannet import (
+    FRAME_STEP_SAMPLES,
+    FRAMES_PER_WINDOW,
+    RECEPTIVE_FIELD_SAMPLES,
+    WINDOW_SAMPLES,
+    PyanNet,
+    powerset_to_speakers,
+)
 
 FILTER_STRIDE = 10
+
+
+def frame_count(num_samples: int) -> int:
+    """Frames of the global grid that describe `num_samples` of audio: those whose centre lies
+    inside it, and at least one for any audio at all."""
+    if num_samples <= 0:
+        return 0
+    # Frame f is centred on sample f * FRAME_STEP_SAMPLES + RECEPTIVE_FIELD_SAMPLES / 2 (in halves: exact).
+    return max(1, -(-(2 * num_samples - RECEPTIVE_FIELD_SAMPLES) // (2 * FRAME_STEP_SAMPLES)))
+
+
+def window_count(num_samples: int, step_frames: int) -> int:
+    """How many windows, every `step_frames` frames, it takes for their frames to cover all
+    `frame_count(num_samples)` frames.
+
+    A window's 589 frames end about 38 ms before its 10 s of audio do, so audio that ends in
+    that stretch needs one more (mostly zero-padded) window: counting windows by samples alone
+    leaves the last frames of the audio without any segmentation.
+    """
+    frames = frame_count(num_samples)
+    if frames == 0:
+        return 0
+    return 1 + max(0, -(-(frames - FRAMES_PER_WINDOW) // step_frames))
 
 
 @dataclass

@@ -1,0 +1,78 @@
+"""Reconstruction at every audio length, on synthetic segmentation of the real window geometry.
+
+The windows are laid out as the pipeline lays them out (`window_count`, each model's step); the
+expected turns and curve come from the frame grid itself: frame f of the audio is centred on
+sample f * 270 + 495.5, and 10 s windows start every `step_frames` frames and hold 589 frames.
+"""
+
+import numpy as np
+import pytest
+
+from diarist.pipeline.clustering import Clustering, SpeakerBounds
+from diarist.pipeline.config import CONFIGS
+from diarist.pipeline.reconstruction import reconstruct
+from diarist.pipeline.segmentation import window_count
+
+RATE = 16000
+FRAME_STEP, FRAME_CENTRE, WINDOW_FRAMES, WINDOW = 270, 495.5, 589, 160_000
+
+
+def _frames(num_samples: int) -> int:
+    """Frames whose centre lies inside the audio (at least one)."""
+    return max(1, int(np.ceil((num_samples - FRAME_CENTRE) / FRAME_STEP)))
+
+
+def _centre(frame: int) -> float:
+    return (frame * FRAME_STEP + FRAME_CENTRE) / RATE
+
+
+def _lengths(step_samples: int) -> list[int]:
+    """Every 10 ms from 0.1 s to 40 s, and every 2.5 ms within 50 ms of the end of each window."""
+    lengths = set(range(RATE // 10, 40 * RATE + 1, RATE // 100))
+    for end in range(WINDOW, 41 * RATE, step_samples):
+        lengths.update(range(end - 800, end + 801, 40))
+    return sorted(lengths)
+
+
+def _two_speakers(num_samples: int, step_frames: int) -> tuple[np.ndarray, np.ndarray, Clustering, int]:
+    """Speaker A in the first half of the audio's frames, speaker B from there to past the end,
+    seen by each window as local speakers 0 and 1; every frame decided with probability 0.9."""
+    windows = window_count(num_samples, step_frames)
+    split = _frames(num_samples) // 2
+    timeline = np.zeros(((windows - 1) * step_frames + WINDOW_FRAMES, 3), dtype=bool)
+    timeline[:split, 0] = True
+    timeline[split:, 1] = True
+    activity = np.stack([timeline[w * step_frames : w * step_frames + WINDOW_FRAMES] for w in range(windows)])
+    certainty = np.full((windows, WINDOW_FRAMES), 0.9, dtype=np.float32)
+    similarity = np.tile(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]), (windows, 1, 1))
+    clustering = Clustering(assignment=np.tile([0, 1, -1], (windows, 1)), similarity=similarity)
+    return activity, certainty, clustering, split
+
+
+@pytest.mark.parametrize("model", ["community-1", "precision-2"])
+def test_every_length_reconstructs_the_whole_audio(model):
+    config = CONFIGS[model]
+    failures = []
+    for num_samples in _lengths(config.step_samples):
+        duration = num_samples / RATE
+        windows, frames = window_count(num_samples, config.step_frames), _frames(num_samples)
+        # The windows' frames reach every frame of the audio, and no window lies wholly past it.
+        covered = (windows - 1) * config.step_frames + WINDOW_FRAMES
+        if covered < frames or (windows > 1 and covered - config.step_frames >= frames):
+            failures.append(f"{num_samples} samples: {windows} windows for {frames} frames")
+        activity, certainty, clustering, split = _two_speakers(num_samples, config.step_frames)
+        try:
+            result = reconstruct(activity, certainty, clustering, num_samples, SpeakerBounds(), config)
+        except Exception as error:  # collected, so one run reports every failing length
+            failures.append(f"{num_samples} samples: {error!r}")
+            continue
+        expected = [("SPEAKER_00", _centre(0), _centre(split)), ("SPEAKER_01", _centre(split), duration)]
+        for turns in (result.turns, result.exclusive_turns):
+            got = [(t.speaker, t.start, t.end) for t in turns]
+            if [(s, round(a, 9), round(b, 9)) for s, a, b in got] != [
+                (s, round(a, 9), round(b, 9)) for s, a, b in expected
+            ]:
+                failures.append(f"{num_samples} samples: turns {got}, expected {expected}")
+        if result.duration != duration or result.confidence != [90] * -(-num_samples // 320):
+            failures.append(f"{num_samples} samples: {len(result.confidence)} confidence values, {duration} s")
+    assert not failures, f"{len(failures)} lengths fail, e.g. {failures[:5]}"
