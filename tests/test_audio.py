@@ -50,8 +50,38 @@ def test_in_memory_waveforms_are_downmixed_and_resampled(sample_audio):
     converted = as_mono_16k(stereo_8k, sample_rate=8000)
     assert converted.shape == (len(sample_audio),)
     assert _similar(sample_audio, converted) > 0.9
-    with pytest.raises(ValueError, match="waveform"):
-        as_mono_16k(np.zeros((2, 2, 2)))
+    # Either orientation gives the mean of the channels; integer samples are PCM at full scale.
+    stereo = np.stack([sample_audio, np.zeros_like(sample_audio)])
+    assert np.allclose(as_mono_16k(stereo, 16000), sample_audio / 2)
+    assert np.allclose(as_mono_16k(stereo.T, 16000), sample_audio / 2)
+    pcm = np.array([[32767, -32768, 0], [32767, 0, 16384]], dtype=np.int16).T
+    assert as_mono_16k(pcm, 16000) == pytest.approx([32767 / 32768, -0.5, 0.25])
+
+
+def _one_channel_speaks(path, sample_audio: np.ndarray, channels: int, speaking: int):
+    import scipy.io.wavfile
+
+    data = np.zeros((len(sample_audio), channels), dtype=np.int16)
+    data[:, speaking] = sample_audio * 32767
+    scipy.io.wavfile.write(path, 16000, data)
+    return path
+
+
+# The sample in one channel, silence in the others. ffmpeg's downmix took the third channel of 3
+# and the fourth of 5.1 and 7.1 for low-frequency effects and dropped them (silence came out),
+# and refused 32 channels as corrupt data. Every channel now counts the same.
+@pytest.mark.parametrize(("channels", "speaking"), [(3, 2), (6, 3), (8, 3), (32, 5), (512, 300)])
+def test_any_channel_count_decodes_to_their_mean(tmp_path, sample_audio, channels, speaking):
+    speech = sample_audio[8 * 16000 : 10 * 16000]  # 2 s: 512 channels of it are 33 MB
+    decoded = load_audio(_one_channel_speaks(tmp_path / "many.wav", speech, channels, speaking))
+    assert _similar(speech, decoded) > 0.9999
+    assert np.abs(decoded).max() == pytest.approx(np.abs(speech).max() / channels, rel=1e-3)
+
+
+def test_more_channels_than_ffmpeg_decodes(tmp_path, sample_audio):
+    path = _one_channel_speaks(tmp_path / "too-many.wav", sample_audio[:1600], 513, 0)
+    with pytest.raises(errors.NotAudioError, match="it reads 1 to 512"):
+        load_audio(path)
 
 
 def test_missing_file(tmp_path):

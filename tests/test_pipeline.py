@@ -117,21 +117,40 @@ def test_speaker_bounds():
     assert SpeakerBounds.from_request(max_speakers=3).clamp(5) == 3
 
 
-@pytest.mark.parametrize("seconds", [0.3, 20.0])
-def test_silence_gives_an_empty_diarization(seconds):
-    result = diarist.diarize(np.zeros(int(seconds * 16000), dtype=np.float32))
+NOISE = np.random.default_rng(0).uniform(-1, 1, 15 * 16000).astype(np.float32)
+
+
+# Signals without speech give an empty, well-formed result rather than an error. Audio shorter
+# than half a model frame (31 ms) used to get an empty confidence curve; 10 s crashed.
+@pytest.mark.parametrize(
+    "waveform",
+    [
+        np.zeros(int(0.3 * 16000), dtype=np.float32),
+        np.zeros(20 * 16000, dtype=np.float32),
+        np.array([0.5], dtype=np.float32),
+        NOISE[:160],  # 10 ms
+        np.full(12 * 16000, 0.5, dtype=np.float32),  # DC
+        np.sign(NOISE),  # full-scale clipped noise
+        NOISE[: 10 * 16000],
+    ],
+    ids=["0.3 s silence", "20 s silence", "one sample", "10 ms noise", "12 s DC", "clipped noise", "10 s noise"],
+)
+def test_signals_without_speech_give_an_empty_diarization(waveform):
+    result = diarist.diarize(waveform, sample_rate=16000)
     assert result.turns == [] and result.exclusive_turns == [] and result.speakers == []
     assert result.to_dict(exclusive=True) == {"diarization": [], "exclusiveDiarization": []}
+    assert result.duration == len(waveform) / 16000
+    assert len(result.confidence) == -(-len(waveform) // 320)
 
 
 def test_very_short_speech_does_not_crash(sample_audio):
-    result = diarist.diarize(sample_audio[int(8.3 * 16000) : int(9.0 * 16000)])
+    result = diarist.diarize(sample_audio[int(8.3 * 16000) : int(9.0 * 16000)], sample_rate=16000)
     assert len(result.speakers) <= 1
     assert all(0 <= t.start < t.end <= 0.7 + 1e-6 for t in result.turns)
 
 
 def test_waveform_input_matches_file_input(sample_audio, sample_result):
-    from_array = diarist.diarize(sample_audio)
+    from_array = diarist.diarize(sample_audio, sample_rate=16000)
     assert [(t.start, t.end, t.speaker) for t in from_array.turns] == [
         (t.start, t.end, t.speaker) for t in sample_result.turns
     ]
@@ -140,9 +159,9 @@ def test_waveform_input_matches_file_input(sample_audio, sample_result):
 def test_long_input_streams_across_pages(sample_audio):
     # 6 minutes spans several pages of windows: the page seams must not lose or double speech.
     long = np.tile(sample_audio, 12)
-    result = diarist.diarize(long, num_speakers=2)
+    result = diarist.diarize(long, num_speakers=2, sample_rate=16000)
     speech = sum(t.end - t.start for t in result.exclusive_turns)
-    single = diarist.diarize(sample_audio, num_speakers=2)
+    single = diarist.diarize(sample_audio, num_speakers=2, sample_rate=16000)
     expected = 12 * sum(t.end - t.start for t in single.exclusive_turns)
     assert abs(speech - expected) < 0.03 * expected
     assert result.turns[-1].end <= 360.0
@@ -189,3 +208,71 @@ def test_audio_ending_at_a_window_edge(tmp_path, sample_audio, model, num_sample
     assert max(t.end for t in result.turns) == duration
     detection_error = DetectionErrorRate(collar=0.0)(_reference(duration), _annotation(result.turns))
     assert detection_error < 0.2
+
+
+def _stereo(mono: np.ndarray) -> np.ndarray:
+    """(samples, 2): the sample on the left, at half level on the right."""
+    return np.stack([mono, 0.5 * mono], axis=1)
+
+
+# Arrays in every layout and rate give the reference's speakers. A (samples, channels) array
+# used to be averaged over time into a few samples of "audio" and came back with no turns.
+@pytest.mark.parametrize(
+    ("layout", "rate"),
+    [("(samples, channels) float", 16000), ("(samples, channels) int16", 44100), ("(channels, samples) tensor", 8000)],
+)
+def test_waveforms_in_any_layout_and_rate(sample_audio, layout, rate):
+    import scipy.signal
+    import torch
+
+    mono = scipy.signal.resample_poly(sample_audio, rate // 100, 160) if rate != 16000 else sample_audio
+    waveform = _stereo(mono)
+    if "int16" in layout:
+        waveform = (waveform * 32767).astype(np.int16)
+    elif "tensor" in layout:
+        waveform = torch.from_numpy(waveform.T.copy())
+    result = diarist.diarize(waveform, sample_rate=rate)
+    assert result.duration == pytest.approx(30.0, abs=1e-3)
+    assert len(result.speakers) == 2
+    assert _der(result.turns) < 0.10
+
+
+def test_a_waveform_needs_its_sample_rate(sample_audio):
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        diarist.diarize(sample_audio)
+    with pytest.raises(ValueError, match="sample_rate is for waveforms only"):
+        diarist.diarize(SAMPLE, sample_rate=16000)
+
+
+@pytest.mark.parametrize(
+    ("waveform", "sample_rate", "message"),
+    [
+        (np.zeros(16000), 16000.0, "whole number of Hz"),
+        (np.zeros(16000), 0, "between 1000 and 384000 Hz"),
+        (np.zeros(16000, dtype=complex), 16000, "integer or float samples, not complex128"),
+        (np.zeros(16000, dtype=bool), 16000, "integer or float samples, not bool"),
+        (np.array(["a", "b"]), 16000, "integer or float samples"),
+        (np.array([0.0, np.nan, 0.0]), 16000, "NaN or infinite"),
+        (np.array([0.0, np.inf]), 16000, "NaN or infinite"),
+        (np.full(10, 1e300), 16000, "beyond float32's range"),
+        (np.zeros((2, 2, 16000)), 16000, "not \\(2, 2, 16000\\)"),
+        (np.zeros((1000, 100)), 16000, "cannot tell channels from samples"),
+        (np.zeros((50, 50)), 16000, "cannot tell channels from samples"),
+    ],
+    ids=["float rate", "zero rate", "complex", "bool", "str", "NaN", "inf", "1e300", "3-D", "1000x100", "50x50"],
+)
+def test_bad_waveforms(waveform, sample_rate, message):
+    with pytest.raises(ValueError, match=message):
+        diarist.diarize(waveform, sample_rate=sample_rate)
+
+
+def test_many_channel_file_diarizes(tmp_path, sample_audio):
+    import scipy.io.wavfile
+
+    # A 32-channel recording with the conversation in channel 5: ffmpeg's own downmix refused it.
+    channels = np.zeros((len(sample_audio), 32), dtype=np.int16)
+    channels[:, 5] = sample_audio * 32767
+    scipy.io.wavfile.write(tmp_path / "array.wav", 16000, channels)
+    result = diarist.diarize(tmp_path / "array.wav")
+    assert result.speakers == ["SPEAKER_00", "SPEAKER_01"]
+    assert _der(result.turns) < 0.10

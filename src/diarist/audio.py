@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -18,6 +20,13 @@ from diarist.errors import (
 )
 
 SAMPLE_RATE = 16_000
+# ffmpeg's decoders refuse more channels than this (FF_SANE_NB_CHANNELS).
+MAX_FILE_CHANNELS = 512
+# An array's channel axis is its shorter one; more channels than this is more likely a mistake
+# (a batch, a spectrogram) than a recording.
+MAX_ARRAY_CHANNELS = 64
+# Rates a waveform array may be resampled from: telephone speech to high-resolution audio.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -50,11 +59,34 @@ def duration_seconds(path: str | os.PathLike) -> float | None:
     return None
 
 
+def _mono(frame: av.AudioFrame) -> np.ndarray:
+    """The mean of a decoded frame's channels, as float32 in [-1, 1].
+
+    Done here rather than by ffmpeg's resampler: its mixing matrix follows surround conventions
+    (the third channel of a 3-channel file, or the fourth of 5.1, is taken for a low-frequency
+    channel and dropped) and fails on channel counts without a named layout, such as 32.
+    """
+    data = frame.to_ndarray()
+    if not frame.format.is_planar:
+        data = data.reshape(-1, frame.layout.nb_channels).T
+    return _as_float(data).mean(axis=0, dtype=np.float32)
+
+
+def _as_float(data: np.ndarray) -> np.ndarray:
+    """PCM samples of any integer or float type as float32 in [-1, 1] (integers are full scale)."""
+    if data.dtype == np.uint8:
+        return (data.astype(np.float32) - 128) / 128
+    if np.issubdtype(data.dtype, np.integer):
+        return (data / -float(np.iinfo(data.dtype).min)).astype(np.float32)
+    return data.astype(np.float32, copy=False)
+
+
 def stream_audio(path: str | os.PathLike, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
     """Yield consecutive blocks of 16 kHz mono float32 samples (the last one may be shorter).
 
-    The first audio track is decoded, channels are averaged and the rate converted by ffmpeg.
-    Raises a subclass of ``AudioError`` for a missing, empty, unreadable, corrupt or silent file.
+    The first audio track is decoded, its channels averaged with equal weights (any number of
+    them), and the rate converted by ffmpeg. Raises a subclass of ``AudioError`` for a missing,
+    empty, unreadable, corrupt or silent file.
     """
     path = Path(path)
     block = int(block_seconds * SAMPLE_RATE)
@@ -68,9 +100,16 @@ def stream_audio(path: str | os.PathLike, block_seconds: float = 30.0) -> Iterat
             try:
                 for packet in container.demux(stream):
                     for frame in packet.decode():
-                        yield from resampler.resample(frame)
+                        mono = av.AudioFrame.from_ndarray(_mono(frame)[None, :], format="flt", layout="mono")
+                        mono.sample_rate = frame.sample_rate
+                        yield from resampler.resample(mono)
                 yield from resampler.resample(None)
             except av.error.FFmpegError as e:
+                if total == 0 and not stream.channels:
+                    # ffmpeg leaves the channel count at 0 when it is beyond what it decodes.
+                    raise NotAudioError(
+                        f"{path}: ffmpeg cannot decode this audio track's channels (it reads 1 to {MAX_FILE_CHANNELS})"
+                    ) from e
                 raise CorruptAudioError(f"{path}: corrupt audio data after {total / SAMPLE_RATE:.1f} s ({e})") from e
 
         for frame in decoded():
@@ -93,16 +132,59 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     return np.concatenate(list(stream_audio(path)))
 
 
-def as_mono_16k(waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Turn an in-memory waveform, (samples,) or (channels, samples), into 16 kHz mono float32."""
-    waveform = np.asarray(waveform, dtype=np.float32)
-    if waveform.ndim == 2:
-        waveform = waveform.mean(axis=0)
-    if waveform.ndim != 1:
-        raise ValueError(f"expected a (samples,) or (channels, samples) waveform, got shape {waveform.shape}")
-    if sample_rate != SAMPLE_RATE:
+def as_mono_16k(waveform: Any, sample_rate: int | None) -> np.ndarray:
+    """Turn an in-memory waveform into 16 kHz mono float32.
+
+    `waveform` is a NumPy array, a torch tensor or anything ``np.asarray`` takes, shaped
+    (samples,), (channels, samples) or (samples, channels): the channel axis is the shorter one and
+    holds at most 64 channels, which are averaged. Float samples are taken as they are (full
+    scale is ±1), integer ones as PCM (an int16 32767 is 1.0). `sample_rate` (Hz) is required:
+    an array does not carry it. Raises ``ValueError`` for anything else, and for NaN or
+    infinite samples.
+    """
+    rate = _check_sample_rate(sample_rate)
+    if hasattr(waveform, "detach"):  # a torch tensor, on any device; numpy has no bfloat16
+        waveform = waveform.detach().cpu()
+        waveform = (waveform.float() if waveform.is_floating_point() else waveform).numpy()
+    data = np.asarray(waveform)
+    if data.dtype == bool or not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+        raise ValueError(f"a waveform holds integer or float samples, not {data.dtype}")
+    with np.errstate(over="ignore"):  # float64 beyond float32's range: reported as infinite below
+        mono = _mono_samples(data)
+    if not np.isfinite(mono).all():
+        raise ValueError("the waveform holds NaN or infinite samples (or ones beyond float32's range)")
+    if rate != SAMPLE_RATE and len(mono):
         from scipy.signal import resample_poly
 
-        divisor = np.gcd(sample_rate, SAMPLE_RATE)
-        waveform = resample_poly(waveform, SAMPLE_RATE // divisor, sample_rate // divisor).astype(np.float32)
-    return waveform
+        divisor = np.gcd(rate, SAMPLE_RATE)
+        mono = resample_poly(mono, SAMPLE_RATE // divisor, rate // divisor).astype(np.float32)
+    return mono
+
+
+def _mono_samples(data: np.ndarray) -> np.ndarray:
+    """A (samples,), (channels, samples) or (samples, channels) array averaged to float32 mono."""
+    if data.ndim == 2 and data.size:
+        channel_axis = int(np.argmin(data.shape))
+        channels = data.shape[channel_axis]
+        if channels > MAX_ARRAY_CHANNELS or (channels > 1 and data.shape[0] == data.shape[1]):
+            raise ValueError(
+                f"cannot tell channels from samples in a waveform of shape {data.shape}: pass (samples,), "
+                f"(channels, samples) or (samples, channels) with at most {MAX_ARRAY_CHANNELS} channels, "
+                "fewer than samples"
+            )
+        return _as_float(data).mean(axis=channel_axis, dtype=np.float32)
+    if data.ndim in (1, 2):
+        return _as_float(data.reshape(-1))
+    raise ValueError(f"a waveform is (samples,), (channels, samples) or (samples, channels), not {data.shape}")
+
+
+def _check_sample_rate(sample_rate: int | None) -> int:
+    if sample_rate is None:
+        raise ValueError(
+            "sample_rate is required with a waveform array (e.g. sample_rate=16000): an array does not carry its rate"
+        )
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Integral):
+        raise ValueError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise ValueError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
+    return int(sample_rate)

@@ -165,26 +165,31 @@ def get_config(model: str) -> PipelineConfig:
 
 
 def diarize(
-    audio: str | os.PathLike | np.ndarray,
+    audio: str | os.PathLike | np.ndarray | torch.Tensor,
     num_speakers: int | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     model: str = "community-1",
     *,
-    sample_rate: int = SAMPLE_RATE,
+    sample_rate: int | None = None,
     progress: Progress | None = None,
 ) -> DiarizationResult:
-    """Who spoke when in `audio`: a path to anything ffmpeg reads, or a waveform array.
+    """Who spoke when in `audio`: a path to anything ffmpeg reads, or a waveform.
 
-    A waveform is (samples,) or (channels, samples) at `sample_rate`. `num_speakers` forces the
-    count; `min_speakers` / `max_speakers` bound it. `progress` is called with 0..1 as pages of
-    audio are done. Raises ``AudioError`` subclasses for unusable input, ``ValueError`` for bad
-    arguments and ``ModelNotInstalledError`` when weights are missing.
+    A file's channels are averaged and its rate converted. A waveform (NumPy array or torch
+    tensor) needs its `sample_rate` in Hz, and is (samples,), (channels, samples) or (samples,
+    channels), the channel axis being the shorter one (at most 64 channels, averaged); float
+    samples are full scale at ±1, integer ones are PCM. `num_speakers` forces the count;
+    `min_speakers` / `max_speakers` bound it. `progress` is called with 0..1 as pages of audio
+    are done. Raises ``AudioError`` subclasses for unusable files, ``ValueError`` for bad
+    arguments or waveforms and ``ModelNotInstalledError`` when weights are missing.
     """
     config = get_config(model)
     bounds = SpeakerBounds.from_request(num_speakers, min_speakers, max_speakers)
     timings = Timings()
     if isinstance(audio, (str, os.PathLike)):
+        if sample_rate is not None:
+            raise ValueError("sample_rate is for waveforms only: a file's own rate is read from it")
         duration = duration_seconds(audio)
         blocks: Iterable[np.ndarray] = stream_audio(audio)
         total = int(duration * SAMPLE_RATE) if duration else None
