@@ -125,6 +125,17 @@ def test_corrupt_data(tmp_path, sample_audio):
         load_audio(path)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_samples(tmp_path, sample_audio, bad):
+    import scipy.io.wavfile
+
+    samples = sample_audio[: 3 * 16000].copy()
+    samples[2 * 16000] = bad  # a float WAV can hold them; the models used to fail with a RuntimeError
+    scipy.io.wavfile.write(tmp_path / "float.wav", 16000, samples)
+    with pytest.raises(errors.CorruptAudioError, match=r"NaN or infinite samples at 2\.00 s"):
+        load_audio(tmp_path / "float.wav")
+
+
 def test_zero_length_audio(tmp_path):
     import wave
 

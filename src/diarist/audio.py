@@ -114,6 +114,10 @@ def stream_audio(path: str | os.PathLike, block_seconds: float = 30.0) -> Iterat
 
         for frame in decoded():
             samples = frame.to_ndarray().reshape(-1)
+            finite = np.isfinite(samples)
+            if not finite.all():  # float formats can store them; the models cannot take them
+                at = (total + np.argmin(finite)) / SAMPLE_RATE
+                raise CorruptAudioError(f"{path}: NaN or infinite samples at {at:.2f} s")
             pending.append(samples)
             pending_samples += len(samples)
             total += len(samples)
