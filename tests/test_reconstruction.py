@@ -26,6 +26,12 @@ def _centre(frame: int) -> float:
     return (frame * FRAME_STEP + FRAME_CENTRE) / RATE
 
 
+def _rounded(turns: list) -> list[tuple[str, float, float]]:
+    """Turns or (speaker, start, end) to the nanosecond: the expected times are summed in another order."""
+    triples = [(t.speaker, t.start, t.end) if hasattr(t, "speaker") else t for t in turns]
+    return [(speaker, round(start, 9), round(end, 9)) for speaker, start, end in triples]
+
+
 def _lengths(step_samples: int) -> list[int]:
     """Every 10 ms from 0.1 s to 40 s, and every 2.5 ms within 50 ms of the end of each window."""
     lengths = set(range(RATE // 10, 40 * RATE + 1, RATE // 100))
@@ -68,11 +74,24 @@ def test_every_length_reconstructs_the_whole_audio(model):
             continue
         expected = [("SPEAKER_00", _centre(0), _centre(split)), ("SPEAKER_01", _centre(split), duration)]
         for turns in (result.turns, result.exclusive_turns):
-            got = [(t.speaker, t.start, t.end) for t in turns]
-            if [(s, round(a, 9), round(b, 9)) for s, a, b in got] != [
-                (s, round(a, 9), round(b, 9)) for s, a, b in expected
-            ]:
-                failures.append(f"{num_samples} samples: turns {got}, expected {expected}")
+            if _rounded(turns) != _rounded(expected):
+                failures.append(f"{num_samples} samples: turns {turns}, expected {expected}")
         if result.duration != duration or result.confidence != [90] * -(-num_samples // 320):
             failures.append(f"{num_samples} samples: {len(result.confidence)} confidence values, {duration} s")
     assert not failures, f"{len(failures)} lengths fail, e.g. {failures[:5]}"
+
+
+@pytest.mark.parametrize("model", ["community-1", "precision-2"])
+def test_audio_shorter_than_a_few_frames(model):
+    # One speaker throughout: the turn starts at the first frame's centre (31 ms), so audio
+    # shorter than that has no turn at all, never one that ends before it starts.
+    config = CONFIGS[model]
+    for num_samples in range(1, 1601, 7):
+        activity, certainty, clustering, _ = _two_speakers(num_samples, config.step_frames)
+        activity[:, :, 1] |= activity[:, :, 0]
+        activity[:, :, 0] = False
+        result = reconstruct(activity, certainty, clustering, num_samples, SpeakerBounds(), config)
+        duration = num_samples / RATE
+        expected = [("SPEAKER_00", _centre(0), duration)] if duration > _centre(0) else []
+        assert _rounded(result.turns) == _rounded(expected), num_samples
+        assert len(result.confidence) == -(-num_samples // 320), num_samples
