@@ -188,10 +188,10 @@ def test_progress_moves_often_and_ends_at_one(long_audio):
     assert len(reports) >= 10
 
 
-# Audio that ends in the last 30 ms of a window used to crash (IndexError): the window's frames
-# stop 38 ms before its audio does. 10 s is one window; 13.00375 s and 11.24875 s end the second
-# window of community-1 (3.00375 s step) and precision-2 (1.24875 s step). The sample has speech
-# across each cut, which must reach the end of the audio.
+# Audio that ends in the last 30 ms of a window used to crash (IndexError): it has a frame past
+# the window's last one (whose centre is 47 ms before the window's end). 10 s is one window;
+# 13.00375 s and 11.24875 s end the second window of community-1 (3.00375 s step) and
+# precision-2 (1.24875 s step). The sample has speech across each cut, which must reach the end.
 @pytest.mark.parametrize(
     ("model", "num_samples"),
     [("community-1", 160_000), ("precision-2", 160_000), ("community-1", 208_060), ("precision-2", 179_980)],

@@ -39,9 +39,9 @@ def window_count(num_samples: int, step_frames: int) -> int:
     """How many windows, every `step_frames` frames, it takes for their frames to cover all
     `frame_count(num_samples)` frames.
 
-    A window's 589 frames end about 38 ms before its 10 s of audio do, so audio that ends in
-    that stretch needs one more (mostly zero-padded) window: counting windows by samples alone
-    leaves the last frames of the audio without any segmentation.
+    The centre of a window's last (589th) frame lies 47 ms before the end of its 10 s, so audio
+    that ends in a window's last 30 ms has one more frame, and needs one more (mostly
+    zero-padded) window: counting windows by samples alone left that frame without any.
     """
     frames = frame_count(num_samples)
     if frames == 0:
