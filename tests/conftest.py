@@ -64,7 +64,7 @@ def sample_audio() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def sample_result() -> diarist.DiarizationResult:
-    return diarist.diarize(SAMPLE)
+    return diarist.diarize(SAMPLE, model="community-1")
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,45 @@
+import argparse
+import fcntl
+import inspect
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+
+import numpy as np
+import pytest
+import scipy.io.wavfile
+
+import diarist
+from diarist.cli import build_parser
 
 from .conftest import SAMPLE
 
 
-def diarist(*args: str, cwd=None) -> subprocess.CompletedProcess:
+def diarist_cli(*args: str, cwd=None, stderr=subprocess.PIPE) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "diarist", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "diarist", *args], stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=cwd, timeout=300
     )
 
 
+@pytest.fixture(scope="module")
+def cuts(tmp_path_factory, sample_audio) -> dict[str, object]:
+    """A folder with two short cuts of the sample, a corrupt file, a hidden file and a text file."""
+    folder = tmp_path_factory.mktemp("inputs")
+    for name, start, end in (("first.wav", 0, 12), ("second.wav", 12, 27)):
+        scipy.io.wavfile.write(folder / name, 16000, sample_audio[start * 16000 : end * 16000])
+    (folder / "broken.wav").write_bytes(b"RIFF not really a wave file" * 50)
+    (folder / ".hidden.wav").write_bytes(b"not audio")
+    (folder / "notes.txt").write_text("not audio")
+    return folder
+
+
 def test_diarize_prints_json_with_options():
-    done = diarist("diarize", str(SAMPLE), "--num-speakers", "2", "--exclusive", "--confidence")
+    done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--exclusive", "--confidence")
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     assert {t["speaker"] for t in output["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
@@ -20,9 +47,9 @@ def test_diarize_prints_json_with_options():
     assert "confidence" in output["diarization"][0]
 
 
-def test_diarize_writes_rttm_for_several_files(tmp_path):
-    out = tmp_path / "out.rttm"
-    done = diarist(
+def test_diarize_writes_rttm_for_several_files_creating_its_folder(tmp_path):
+    out = tmp_path / "missing" / "dir" / "out.rttm"
+    done = diarist_cli(
         "diarize", str(SAMPLE), str(SAMPLE.with_name("ami-EN2001e-0-30.wav")), "--format", "rttm", "-o", str(out)
     )
     assert done.returncode == 0, done.stderr
@@ -30,21 +57,142 @@ def test_diarize_writes_rttm_for_several_files(tmp_path):
     assert uris == {"pyannote-sample", "ami-EN2001e-0-30"}
 
 
+def test_folder_in_folder_out_keeps_good_files_and_reports_the_bad_one(cuts, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    done = diarist_cli("diarize", str(cuts), "-o", str(out))
+    assert done.returncode == 1
+    # broken.wav sorts first: the files after it are still done, the hidden and text files skipped.
+    assert done.stderr.startswith(f"diarist: error: {cuts / 'broken.wav'}: not an audio or video file")
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert sorted(p.name for p in out.iterdir()) == ["first.json", "second.json"]
+    assert [t["speaker"] for t in json.loads((out / "second.json").read_text())["diarization"]][:2] == [
+        "SPEAKER_00",
+        "SPEAKER_01",
+    ]
+
+
+def test_several_files_to_stdout_keep_the_good_ones(cuts):
+    files = [str(cuts / "first.wav"), str(cuts / "broken.wav"), str(cuts / "second.wav")]
+    done = diarist_cli("diarize", *files, "--format", "rttm")
+    assert done.returncode == 1 and done.stderr.count("diarist: error:") == 1
+    assert {line.split()[1] for line in done.stdout.splitlines()} == {"first", "second"}
+    as_json = diarist_cli("diarize", *files)
+    assert as_json.returncode == 1 and list(json.loads(as_json.stdout)) == [files[0], files[2]]
+
+
+def test_transcripts_of_several_files_need_a_folder(cuts, tmp_path):
+    files = [str(cuts / "first.wav"), str(cuts / "second.wav")]
+    refused = diarist_cli("diarize", *files, "--transcribe", "--format", "srt")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == "diarist: error: --format srt writes one file per input: use -o DIR/ for several inputs\n"
+    out = tmp_path / "new" / "subtitles"
+    done = diarist_cli(
+        "diarize", *files, "--transcribe", "--asr-model", "whisper-tiny.en", "--format", "vtt", "-o", f"{out}/"
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first.vtt", "second.vtt"]
+    assert (out / "second.vtt").read_text().startswith("WEBVTT\n\n00:00:0")
+
+
 def test_errors_are_one_line_and_exit_non_zero(tmp_path):
     (tmp_path / "empty.mp3").write_bytes(b"")
+    (tmp_path / "no-media").mkdir()
+    (tmp_path / "no-media" / "notes.txt").write_text("not audio")
     for args, message in (
         (["diarize", str(tmp_path / "missing.wav")], "no such file"),
         (["diarize", str(tmp_path / "empty.mp3")], "empty"),
         (["diarize", str(SAMPLE), "--num-speakers", "2", "--max-speakers", "3"], "cannot be used together"),
+        (["diarize", str(tmp_path / "no-media")], "no audio or video files in this folder"),
     ):
-        done = diarist(*args)
+        done = diarist_cli(*args)
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("diarist: error:") and message in done.stderr
-    usage = diarist("diarize", str(SAMPLE), "--num-speakers", "zero")
+    usage = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "zero")
     assert usage.returncode == 2 and "positive integer" in usage.stderr
 
 
+def test_version_and_help():
+    version = diarist_cli("--version")
+    assert version.returncode == 0 and version.stdout == f"diarist {diarist.__version__}\n"
+    bare = diarist_cli()
+    assert bare.returncode == 0 and bare.stdout.startswith("usage: diarist") and "diarize" in bare.stdout
+    keys = diarist_cli("keys")
+    assert keys.returncode == 0 and "revoke" in keys.stdout and "diarist keys create --name" in keys.stdout
+
+
+def subcommands(parser: argparse.ArgumentParser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield sub
+                yield from subcommands(sub)
+
+
+def test_every_option_of_every_command_is_described_with_an_example():
+    parsers = list(subcommands(build_parser()))
+    assert {p.prog for p in parsers} >= {"diarist diarize", "diarist serve", "diarist keys create"}
+    for parser in parsers:
+        assert parser.epilog and f"  {parser.prog}" in parser.epilog, parser.prog
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue  # its commands are parsers of their own, checked in turn
+            assert action.help, f"{parser.prog} {action.option_strings or action.dest}"
+
+
+def test_one_default_model_for_the_cli_python_and_the_api():
+    from diarist.api.schemas import DiarizeRequest
+    from diarist.pipeline.config import CONFIGS
+    from diarist.vocabulary import DIARIZATION_MODELS
+
+    assert build_parser().parse_args(["diarize", "a.wav"]).model == "precision-2"
+    assert inspect.signature(diarist.diarize).parameters["model"].default == "precision-2"
+    assert DiarizeRequest.model_fields["model"].default == "precision-2"
+    assert set(DIARIZATION_MODELS) == set(CONFIGS)
+
+
+@pytest.fixture(scope="module")
+def minute_audio(tmp_path_factory, sample_audio):
+    """65 s: just over the duration from which progress is shown."""
+    path = tmp_path_factory.mktemp("minute") / "minute.wav"
+    scipy.io.wavfile.write(path, 16000, np.concatenate([sample_audio, sample_audio, sample_audio[: 5 * 16000]]))
+    return path
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(minute_audio):
+    done = diarist_cli("diarize", str(minute_audio), "--model", "community-1")
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    percents = [int(p) for p in re.findall(r"^diarist: minute\.wav: (\d+)%$", done.stderr, re.MULTILINE)]
+    assert len(percents) >= 3 and percents == sorted(percents) and percents[-1] == 100
+    assert done.stderr.count("\n") == len(percents)
+
+
+def test_progress_is_a_bar_on_a_terminal(minute_audio):
+    terminal, stderr = pty.openpty()
+    # A terminal of 80 columns: tqdm draws nothing on one of zero width, as a new pty is.
+    fcntl.ioctl(stderr, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    command = [sys.executable, "-m", "diarist", "diarize", str(minute_audio), "--model", "community-1"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
+    os.close(stderr)
+    shown = b""
+    try:
+        while chunk := _read(terminal):  # read as it comes: a full terminal buffer would block the child
+            shown += chunk
+    finally:
+        os.close(terminal)
+    assert process.wait(timeout=300) == 0
+    assert b"\r" in shown and b"minute.wav:" in shown and b"diarist: minute.wav" not in shown
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the child closed its end
+        return b""
+
+
 def test_models_command_reports_verified_weights():
-    done = diarist("models")
+    done = diarist_cli("models")
     assert done.returncode == 0
     assert done.stdout.count("ok  ") == 11 and "Apache-2.0" in done.stdout and "MIT (OpenAI)" in done.stdout

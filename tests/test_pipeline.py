@@ -150,7 +150,7 @@ def test_very_short_speech_does_not_crash(sample_audio):
 
 
 def test_waveform_input_matches_file_input(sample_audio, sample_result):
-    from_array = diarist.diarize(sample_audio, sample_rate=16000)
+    from_array = diarist.diarize(sample_audio, sample_rate=16000, model="community-1")
     assert [(t.start, t.end, t.speaker) for t in from_array.turns] == [
         (t.start, t.end, t.speaker) for t in sample_result.turns
     ]

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from diarist.errors import DiaristError
+from diarist.errors import AudioError, DiaristError
+from diarist.service import Diarization, DiarizeOptions, diarize, probe
 from diarist.transcription.asr import MODEL_NAMES
+from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
-LONG_FILE_SECONDS = 60.0  # show a progress bar from this duration on
+LONG_FILE_SECONDS = 60.0  # show progress on stderr from this duration on
+PROGRESS_LINE_SECONDS = 10.0  # without a terminal: a line at each 10 % step, and at least this often
 TRANSCRIPT_FORMATS = ("srt", "vtt", "txt")
+FORMATS = ("json", "rttm", *TRANSCRIPT_FORMATS)
+# What a folder given as input contributes: files with these extensions, hidden ones skipped.
+MEDIA_EXTENSIONS = (
+    *(".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff", ".amr"),
+    *(".webm", ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".3gp"),
+)
+
+DIARIZE_EXAMPLES = """\
+examples:
+  diarist diarize meeting.mp3                         JSON on stdout
+  diarist diarize meeting.mp3 --num-speakers 2 --format rttm -o meeting.rttm
+  diarist diarize recordings/ -o results/             one results/NAME.json per file
+  diarist diarize a.wav b.mp4 --transcribe --format srt -o subtitles/
+"""
 
 
 def _positive(text: str) -> int:
@@ -25,16 +46,48 @@ def _positive(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="diarist", description="Self-hosted speaker diarization.")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _subcommand(commands, name: str, help: str, examples: str) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
-    diarize = commands.add_parser("diarize", help="print who spoke when in audio or video files")
-    diarize.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    diarize.add_argument("--model", default="community-1", choices=["community-1", "precision-2"])
-    diarize.add_argument("--num-speakers", type=_positive, metavar="N")
-    diarize.add_argument("--min-speakers", type=_positive, metavar="N")
-    diarize.add_argument("--max-speakers", type=_positive, metavar="N")
+
+def build_parser() -> argparse.ArgumentParser:
+    from diarist import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="diarist",
+        description="Self-hosted speaker diarization: who spoke when, offline.",
+        epilog="examples:\n  diarist diarize meeting.mp3\n  diarist serve\n\n`diarist COMMAND --help` says more.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"diarist {__version__}")
+    parser.set_defaults(run=None, parser=parser)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    diarize = _subcommand(commands, "diarize", "print who spoke when in audio or video files", DIARIZE_EXAMPLES)
+    diarize.set_defaults(run=run_diarize)
+    diarize.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
+    )
+    diarize.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=DIARIZATION_MODELS,
+        help=f"{DEFAULT_MODEL} (default, as in the HTTP API): the more accurate; "
+        "community-1: about 1.5 times faster, a little less accurate (docs/benchmarks.md)",
+    )
+    diarize.add_argument("--num-speakers", type=_positive, metavar="N", help="exactly N speakers")
+    diarize.add_argument("--min-speakers", type=_positive, metavar="N", help="at least N speakers")
+    diarize.add_argument("--max-speakers", type=_positive, metavar="N", help="at most N speakers")
     diarize.add_argument("--exclusive", action="store_true", help="also give turns where only one speaker speaks")
     diarize.add_argument("--confidence", action="store_true", help="add the confidence curve and per-turn scores")
     diarize.add_argument(
@@ -45,30 +98,64 @@ def build_parser() -> argparse.ArgumentParser:
         "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
     )
     diarize.add_argument(
-        "--format", default="json", choices=["json", "rttm", *TRANSCRIPT_FORMATS], help="srt, vtt, txt: --transcribe"
+        "--format",
+        default="json",
+        choices=FORMATS,
+        help="json (default): the pyannoteAI job output; rttm; srt, vtt, txt: transcripts, with --transcribe",
     )
-    diarize.add_argument("-o", "--output", type=Path, metavar="OUT", help="write here instead of stdout")
-    diarize.add_argument("--threads", type=_positive, help="CPU threads for inference (default: all)")
+    diarize.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write to this file instead of stdout; a folder (existing, or written with a final /) gets "
+        "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
+    )
+    diarize.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
 
-    commands.add_parser("models", help="check that the pretrained weights are installed and intact")
+    models = _subcommand(
+        commands, "models", "check that the pretrained weights are installed and intact", "example:\n  diarist models\n"
+    )
+    models.set_defaults(run=lambda args: run_models())
 
-    serve = commands.add_parser("serve", help="run the pyannoteAI-compatible HTTP service")
+    serve = _subcommand(
+        commands,
+        "serve",
+        "run the pyannoteAI-compatible HTTP service",
+        "example:\n  diarist serve --port 8080 --workers 2\n\n"
+        "Every setting also reads DIARIST_<NAME> or <data dir>/diarist.toml (docs/api.md).",
+    )
+    serve.set_defaults(run=run_serve)
     _state_options(serve)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, metavar="N", help="local worker processes running jobs (default 1)")
 
-    keys = commands.add_parser("keys", help="create, list and revoke API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="make a key; prints it and its webhook secret once")
+    keys = _subcommand(
+        commands,
+        "keys",
+        "create, list and revoke API keys",
+        "examples:\n  diarist keys create --name alice\n  diarist keys list\n  diarist keys revoke KEY_ID\n",
+    )
+    keys.set_defaults(run=None, parser=keys)
+    key_commands = keys.add_subparsers(title="commands", metavar="COMMAND", dest="keys_command")
+    create = _subcommand(
+        key_commands,
+        "create",
+        "make a key; prints it and its webhook secret once",
+        "example:\n  diarist keys create --name alice --rate-limit 60 --quota-hours 10\n",
+    )
+    create.set_defaults(run=run_keys)
     _state_options(create)
     create.add_argument("--name", required=True, help="who or what the key is for")
     create.add_argument("--rate-limit", type=int, metavar="N", help="requests per minute (default: the server's)")
     create.add_argument(
         "--quota-hours", type=float, metavar="H", help="hours of audio it may diarize (default: unlimited)"
     )
-    _state_options(key_commands.add_parser("list", help="list keys (never their secrets)"))
-    revoke = key_commands.add_parser("revoke", help="revoke a key at once")
+    listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:\n  diarist keys list\n")
+    listing.set_defaults(run=run_keys)
+    _state_options(listing)
+    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:\n  diarist keys revoke 3f9a1c2b\n")
+    revoke.set_defaults(run=run_keys)
     _state_options(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")
     return parser
@@ -78,90 +165,193 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where all state lives ($DIARIST_DATA_DIR)")
 
 
-def _progress_bar(path: Path):
-    """A tqdm bar on stderr for long files, else None."""
-    from tqdm import tqdm
+class ProgressLines:
+    """Plain `diarist: NAME: 40%` lines, for logs: at each 10 % step, and at least every 10 s."""
 
-    from diarist.audio import duration_seconds
+    def __init__(self, name: str):
+        self.name = name
+        self.next_step, self.last = 10, time.monotonic()
+        self.lock = threading.Lock()  # transcription reports from a second thread
 
-    duration = duration_seconds(path) or 0.0
-    if duration < LONG_FILE_SECONDS:
+    def __call__(self, fraction: float) -> None:
+        percent = int(100 * fraction)
+        with self.lock:
+            now = time.monotonic()
+            if percent < self.next_step and now - self.last < PROGRESS_LINE_SECONDS:
+                return
+            self.next_step, self.last = (percent // 10 + 1) * 10, now
+            print(f"diarist: {self.name}: {percent}%", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Nothing to clear: every line is already complete."""
+
+
+class ProgressBar:
+    """A tqdm bar on the terminal, erased when the file is done."""
+
+    def __init__(self, name: str):
+        from tqdm import tqdm
+
+        bar_format = "{l_bar}{bar}| {elapsed}<{remaining}"
+        self.bar = tqdm(total=100, desc=name, unit="%", file=sys.stderr, leave=False, bar_format=bar_format)
+        self.lock = threading.Lock()
+
+    def __call__(self, fraction: float) -> None:
+        with self.lock:
+            self.bar.update(round(100 * fraction) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress_display(path: Path, duration: float | None) -> ProgressBar | ProgressLines | None:
+    """How to show progress on stderr: none for short files, a bar on a terminal, else lines."""
+    if (duration or 0.0) < LONG_FILE_SECONDS:
         return None
-    return tqdm(
-        total=100,
-        desc=path.name,
-        unit="%",
-        file=sys.stderr,
-        leave=False,
-        bar_format="{l_bar}{bar}| {elapsed}<{remaining}",
-    )
+    return ProgressBar(path.name) if sys.stderr.isatty() else ProgressLines(path.name)
 
 
-def run_diarize(args: argparse.Namespace) -> str:
-    import torch
+def input_files(arguments: Sequence[Path]) -> list[Path]:
+    """The files to diarize: each argument, a folder standing for its media files in name order."""
+    files: list[Path] = []
+    for argument in arguments:
+        if not argument.is_dir():
+            files.append(argument)
+            continue
+        found = sorted(
+            p
+            for p in argument.iterdir()
+            if p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        )
+        if not found:
+            raise ValueError(f"{argument}: no audio or video files in this folder ({' '.join(MEDIA_EXTENSIONS)})")
+        files += found
+    return files
 
-    from diarist.pipeline import diarize
-    from diarist.settings import Settings
-    from diarist.transcription import diarize_and_transcribe
+
+def write_file(path: Path, text: str) -> None:
+    """Replace `path` in one rename, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def render(done: Diarization, path: Path, fmt: str, exclusive: bool) -> str:
+    """One file's output in `fmt`."""
     from diarist.transcription.formats import to_srt, to_text, to_vtt
 
-    if args.format in TRANSCRIPT_FORMATS and not args.transcribe:
-        raise ValueError(f"--format {args.format} needs --transcribe")
-    if args.format in TRANSCRIPT_FORMATS and len(args.files) > 1:
-        raise ValueError(f"--format {args.format} takes one file at a time")
+    if fmt == "json":
+        return json.dumps(done.output, indent=2) + "\n"
+    if fmt == "rttm":
+        return done.result.to_rttm(uri=path.stem, exclusive=exclusive)
+    assert done.transcript is not None  # run_diarize refuses transcript formats without --transcribe
+    writers = {"srt": to_srt, "vtt": to_vtt}
+    return writers[fmt](done.transcript.words) if fmt in writers else to_text(done.transcript.turns)
+
+
+@dataclass
+class Destination:
+    """Where outputs go as each file finishes: one file per input in a folder, one file, or stdout."""
+
+    target: Path | None  # None: stdout
+    folder: bool
+    fmt: str
+    exclusive: bool
+    several: bool  # more than one input: JSON becomes {input path: output}
+    finished: dict[Path, Diarization] = field(default_factory=dict)
+
+    def add(self, path: Path, done: Diarization) -> None:
+        self.finished[path] = done
+        if self.folder:
+            assert self.target is not None
+            write_file(self.target / f"{path.stem}.{self.fmt}", render(done, path, self.fmt, self.exclusive))
+        elif self.target is not None:
+            write_file(self.target, self.combined())
+        elif not (self.several and self.fmt == "json"):
+            sys.stdout.write(render(done, path, self.fmt, self.exclusive))
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        """Print what could only be printed whole: several files as one JSON object."""
+        if self.target is None and self.several and self.fmt == "json":
+            sys.stdout.write(self.combined())
+
+    def combined(self) -> str:
+        if self.several and self.fmt == "json":
+            return json.dumps({str(p): done.output for p, done in self.finished.items()}, indent=2) + "\n"
+        return "".join(render(done, p, self.fmt, self.exclusive) for p, done in self.finished.items())
+
+
+def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
+    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work."""
+    # A string, not a Path: Path drops the final / that marks a folder yet to be made.
+    out = None if args.output is None else Path(args.output)
+    folder = out is not None and (out.is_dir() or args.output.endswith(("/", os.sep)))
+    several = len(files) > 1
+    if args.format in TRANSCRIPT_FORMATS:
+        if not args.transcribe:
+            raise ValueError(f"--format {args.format} needs --transcribe")
+        if several and not folder:
+            raise ValueError(f"--format {args.format} writes one file per input: use -o DIR/ for several inputs")
+    if folder:
+        names: dict[str, Path] = {}
+        for path in files:
+            clash = names.setdefault(path.stem, path)
+            if clash != path:
+                raise ValueError(f"{clash} and {path} would both write {out / path.stem}.{args.format}")
+    return Destination(out, folder, args.format, args.exclusive, several)
+
+
+def run_diarize(args: argparse.Namespace) -> int:
+    """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
+    files = input_files(args.files)
+    target = destination(args, files)
+    options = DiarizeOptions(
+        model=args.model,
+        num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        exclusive=args.exclusive,
+        confidence=args.confidence,
+        turn_level_confidence=args.confidence,
+        transcription=args.transcribe,
+        asr_model=args.asr_model,
+        asr_models_dir=args.asr_models,
+    )
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
-    asr_models = args.asr_models or Settings.load().asr_models_dir
-    outputs: dict[str, dict] = {}
-    texts: list[str] = []
-    for path in args.files:
-        bar = _progress_bar(path)
-        progress = None if bar is None else (lambda fraction, bar=bar: bar.update(round(100 * fraction) - bar.n))
-
-        def run(report, path=path):
-            return diarize(
-                path,
-                num_speakers=args.num_speakers,
-                min_speakers=args.min_speakers,
-                max_speakers=args.max_speakers,
-                model=args.model,
-                progress=report,
-            )
-
+    failed = 0
+    for path in files:
         try:
-            if args.transcribe:
-                result, transcript = diarize_and_transcribe(path, run, args.asr_model, asr_models, progress)
-                result.warnings += transcript.transcript.warnings
-            else:
-                result, transcript = run(progress), None
-        finally:
-            if bar is not None:
-                bar.close()
-        for warning in result.warnings:
+            display = progress_display(path, probe(path))
+            try:
+                done = diarize(options, path, display)
+            finally:
+                if display is not None:
+                    display.close()
+        except AudioError as e:  # this file's fault: say so and go on with the others
+            failed += 1
+            message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
+            print(f"diarist: error: {message}", file=sys.stderr)
+            continue
+        for warning in done.warnings:
             print(f"diarist: warning: {path}: {warning}", file=sys.stderr)
-        outputs[str(path)] = result.to_dict(
-            exclusive=args.exclusive, confidence=args.confidence, turn_level_confidence=args.confidence
-        )
-        if transcript is not None:
-            outputs[str(path)].update(transcript.to_dict())
-        if args.format == "rttm":
-            texts.append(result.to_rttm(uri=path.stem, exclusive=args.exclusive))
-        elif transcript is not None and args.format in TRANSCRIPT_FORMATS:
-            writer = {"srt": to_srt, "vtt": to_vtt}.get(args.format)
-            texts.append(writer(transcript.words) if writer else to_text(transcript.turns))
-    if args.format != "json":
-        return "".join(texts)
-    single = next(iter(outputs.values())) if len(outputs) == 1 else outputs
-    return json.dumps(single, indent=2) + "\n"
+        target.add(path, done)
+    target.close()
+    return 1 if failed else 0
 
 
-def run_models() -> str:
+def run_models() -> int:
     from diarist.models import check_models
 
-    return "".join(f"ok  {w.name} ({w.license}): {path}\n" for w, path in check_models())
+    sys.stdout.write("".join(f"ok  {w.name} ({w.license}): {path}\n" for w, path in check_models()))
+    return 0
 
 
-def run_serve(args: argparse.Namespace) -> str:
+def run_serve(args: argparse.Namespace) -> int:
     import logging
 
     from diarist.api.server import serve
@@ -172,10 +362,15 @@ def run_serve(args: argparse.Namespace) -> str:
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
     serve(settings)
-    return ""
+    return 0
 
 
-def run_keys(args: argparse.Namespace) -> str:
+def run_keys(args: argparse.Namespace) -> int:
+    sys.stdout.write(key_command_output(args))
+    return 0
+
+
+def key_command_output(args: argparse.Namespace) -> str:
     from diarist.jobs.store import Store
     from diarist.settings import Settings
 
@@ -198,23 +393,20 @@ def run_keys(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-COMMANDS = {"diarize": run_diarize, "serve": run_serve, "keys": run_keys, "models": lambda args: run_models()}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.run is None:  # `diarist` or `diarist keys` alone: show what there is to run
+        args.parser.print_help()
+        return 0
     try:
-        text = COMMANDS[args.command](args)
+        return args.run(args)
     except (DiaristError, ValueError) as e:
         print(f"diarist: error: {e}", file=sys.stderr)
-        return 1
+    except OSError as e:  # e.g. an output that cannot be written
+        print(f"diarist: error: {e.filename}: {e.strerror}", file=sys.stderr)
     except KeyboardInterrupt:
         return 130
-    if getattr(args, "output", None):
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from diarist.errors import AudioError, DiaristError
+from diarist.errors import (
+    AudioError,
+    AudioFileNotFoundError,
+    CorruptAudioError,
+    DiaristError,
+    EmptyAudioFileError,
+    ModelNotInstalledError,
+    NotAudioError,
+    ZeroLengthAudioError,
+)
 from diarist.jobs.media import MediaStore, object_key
 from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download
 from diarist.jobs.store import FAILED, SUCCEEDED, Job, Store
-
-if TYPE_CHECKING:
-    from diarist.result import DiarizationResult
+from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
@@ -47,7 +52,7 @@ def fetch_input(job: Job, config: RunnerConfig) -> tuple[Path, bool]:
     if url.startswith("media://"):
         path = config.media.path(job.key_id, object_key(url))
         if not path.exists():
-            raise InputError(f"{url} does not exist (uploads are deleted after a while)")
+            raise InputError("it does not exist (uploads are deleted after a while)")
         return path, False
     config.downloads.mkdir(parents=True, exist_ok=True)
     dest = config.downloads / job.id
@@ -71,61 +76,65 @@ class ProgressReporter:
             raise JobAbandoned
 
 
-def diarization_output(job: Job, path: Path, progress: ProgressReporter, asr_models: Path) -> tuple[dict, float]:
-    """The pyannoteAI output for a diarize job, and the audio duration in seconds."""
-    from diarist.pipeline import diarize
-    from diarist.transcription import diarize_and_transcribe
-
+def diarize_options(job: Job, asr_models: Path) -> DiarizeOptions:
+    """The use-case options a diarize job's request asks for."""
     request = job.request
-
-    def run(report: Callable[[float], None]) -> DiarizationResult:
-        return diarize(
-            path,
-            num_speakers=request.get("numSpeakers"),
-            min_speakers=request.get("minSpeakers"),
-            max_speakers=request.get("maxSpeakers"),
-            model=request["model"],
-            progress=report,
-        )
-
-    transcript = None
-    if request.get("transcription"):
-        asr_model = (request.get("transcriptionConfig") or {}).get("model")
-        result, transcript = diarize_and_transcribe(path, run, asr_model, asr_models, progress)
-        result.warnings += transcript.transcript.warnings
-    else:
-        result = run(progress)
-    output = result.to_dict(
+    return DiarizeOptions(
+        model=request["model"],
+        num_speakers=request.get("numSpeakers"),
+        min_speakers=request.get("minSpeakers"),
+        max_speakers=request.get("maxSpeakers"),
         exclusive=request["exclusive"],
         confidence=request["confidence"],
         turn_level_confidence=request["turnLevelConfidence"],
+        transcription=bool(request.get("transcription")),
+        asr_model=(request.get("transcriptionConfig") or {}).get("model"),
+        asr_models_dir=asr_models,
     )
-    if transcript is not None:
-        output.update(transcript.to_dict())
-    return output, result.duration
+
+
+# What went wrong with a job's audio, in the user's terms: the exception's own text names the
+# file on the server's disk, which is none of the user's business (it goes to the log).
+AUDIO_PROBLEMS: tuple[tuple[type[AudioError], str], ...] = (
+    (EmptyAudioFileError, "the file is empty (0 bytes)"),
+    (NotAudioError, "it is not audio that can be decoded (corrupt or unsupported format, or no audio track)"),
+    (CorruptAudioError, "its audio data is corrupt"),
+    (ZeroLengthAudioError, "its audio track holds no samples"),
+    (AudioFileNotFoundError, "the file is no longer there"),
+)
+
+
+def input_error_message(url: str, error: DiaristError) -> str:
+    """The job's `output.error` for an input that could not be fetched or decoded."""
+    if isinstance(error, AudioError) and not isinstance(error, AudioTooLongError):
+        reason = next((text for kind, text in AUDIO_PROBLEMS if isinstance(error, kind)), "it could not be decoded")
+    else:  # these messages are written for the user and name no server path
+        reason = str(error).rstrip(".")
+    return f"Could not load audio from {url}: {reason}."
 
 
 def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
     """Run a job this worker has claimed, and record how it ended. Never raises for a job's fault."""
-    from diarist.audio import duration_seconds
-
     path: Path | None = None
     downloaded = False
     try:
         path, downloaded = fetch_input(job, config)
-        duration = duration_seconds(path)
-        if duration is not None and duration > config.max_duration_seconds:
-            hours = config.max_duration_seconds / 3600
-            raise InputError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
-        output, seconds = diarization_output(job, path, ProgressReporter(store, job.id, worker), config.asr_models)
-        store.finish_job(job.id, worker, SUCCEEDED, output, audio_seconds=seconds)
+        probe(path, config.max_duration_seconds)
+        progress = ProgressReporter(store, job.id, worker)
+        done = diarize(diarize_options(job, config.asr_models), path, progress)
+        store.finish_job(job.id, worker, SUCCEEDED, done.output, audio_seconds=done.result.duration)
     except JobAbandoned:
         log.info("job %s was canceled while running", job.id)
     except (AudioError, InputError, UrlRefused, FetchError) as e:
-        store.finish_job(job.id, worker, FAILED, {"error": f"Could not load audio: {e}"})
-    except DiaristError as e:  # e.g. the models are not installed on this worker
+        log.info("job %s: could not load its audio: %s", job.id, e)
+        store.finish_job(job.id, worker, FAILED, {"error": input_error_message(job.request["url"], e)})
+    except ModelNotInstalledError as e:
         log.error("job %s failed: %s", job.id, e)
-        store.finish_job(job.id, worker, FAILED, {"error": str(e)})
+        message = "The server cannot run this job: a model it needs is not installed (its log says which)."
+        store.finish_job(job.id, worker, FAILED, {"error": message})
+    except DiaristError as e:
+        log.error("job %s failed: %s", job.id, e)
+        store.finish_job(job.id, worker, FAILED, {"error": "The server could not run this job (its log says why)."})
     except Exception:
         log.exception("job %s failed", job.id)
         store.finish_job(job.id, worker, FAILED, {"error": "Internal error while processing the job."})

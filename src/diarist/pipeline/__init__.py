@@ -25,6 +25,7 @@ from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, 
 from diarist.pipeline.reconstruction import reconstruct
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
+from diarist.vocabulary import DEFAULT_MODEL
 
 PAGE_WINDOWS = 128  # windows read, segmented and embedded together
 SEGMENTATION_SHARE = 0.3  # of a page's time, for progress reports
@@ -169,7 +170,7 @@ def diarize(
     num_speakers: int | None = None,
     min_speakers: int | None = None,
     max_speakers: int | None = None,
-    model: str = "community-1",
+    model: str = DEFAULT_MODEL,
     *,
     sample_rate: int | None = None,
     progress: Progress | None = None,

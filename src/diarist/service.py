@@ -1,0 +1,101 @@
+"""The diarize use case, shared by the command line and the job runner.
+
+Options in, a pyannoteAI job output out: the caller decides where the file comes from, how
+progress is shown and where the output goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diarist.audio import duration_seconds
+from diarist.errors import AudioError
+from diarist.vocabulary import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from diarist.result import DiarizationResult
+    from diarist.transcription import AttributedTranscript
+
+Progress = Callable[[float], None]
+
+
+class AudioTooLongError(AudioError):
+    """The audio lasts longer than the caller accepts."""
+
+
+@dataclass(frozen=True)
+class DiarizeOptions:
+    """What to compute for one file: the model, speaker counts and the optional output parts."""
+
+    model: str = DEFAULT_MODEL
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    exclusive: bool = False
+    confidence: bool = False
+    turn_level_confidence: bool = False
+    transcription: bool = False
+    asr_model: str | None = None  # None: the default recognizer
+    asr_models_dir: Path | None = None  # operator-installed ASR models; None: the settings' folder
+
+
+@dataclass
+class Diarization:
+    """The job output, with the objects it was built from for other output formats."""
+
+    output: dict[str, Any]
+    result: DiarizationResult
+    transcript: AttributedTranscript | None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.result.warnings
+
+
+def probe(path: Path, max_seconds: float | None = None) -> float | None:
+    """The duration the file announces; an ``AudioError`` for a file that is not usable audio.
+
+    Run it before `diarize` so that a bad or too long file fails before the models load.
+    """
+    duration = duration_seconds(path)
+    if duration is not None and max_seconds is not None and duration > max_seconds:
+        hours = max_seconds / 3600
+        raise AudioTooLongError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
+    return duration
+
+
+def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = None) -> Diarization:
+    """Diarize (and transcribe, if asked) one file; `progress` hears 0..1 and may raise to stop the run."""
+    from diarist.pipeline import diarize as run_pipeline
+    from diarist.transcription import diarize_and_transcribe
+
+    def run(report: Progress | None) -> DiarizationResult:
+        return run_pipeline(
+            path,
+            num_speakers=options.num_speakers,
+            min_speakers=options.min_speakers,
+            max_speakers=options.max_speakers,
+            model=options.model,
+            progress=report,
+        )
+
+    transcript = None
+    if options.transcription:
+        from diarist.settings import Settings
+
+        models_dir = options.asr_models_dir or Settings.load().asr_models_dir
+        result, transcript = diarize_and_transcribe(path, run, options.asr_model, models_dir, progress)
+        result.warnings += transcript.transcript.warnings
+    else:
+        result = run(progress)
+    output = result.to_dict(
+        exclusive=options.exclusive,
+        confidence=options.confidence,
+        turn_level_confidence=options.turn_level_confidence,
+    )
+    if transcript is not None:
+        output.update(transcript.to_dict())
+    return Diarization(output, result, transcript)
