@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--quota-hours", type=float, metavar="H", help="hours of audio it may diarize (default: unlimited)"
     )
+    create.add_argument(
+        "--storage-quota-gb",
+        type=float,
+        metavar="G",
+        help="GiB of uploads it may keep at once, 0 = unlimited (default: the server's max_storage_bytes_per_key)",
+    )
     _state_options(key_commands.add_parser("list", help="list keys (never their secrets)"))
     revoke = key_commands.add_parser("revoke", help="revoke a key at once")
     _state_options(revoke)
@@ -182,7 +188,10 @@ def run_keys(args: argparse.Namespace) -> str:
     store = Store(Settings.load(data_dir=args.data_dir).database)
     store.migrate()
     if args.keys_command == "create":
-        new = store.create_key(args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours)
+        storage = None if args.storage_quota_gb is None else int(args.storage_quota_gb * 1024**3)
+        new = store.create_key(
+            args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours, storage_quota_bytes=storage
+        )
         print("Store both now: they are not shown again.", file=sys.stderr)
         return f"api key:        {new.key}\nwebhook secret: {new.webhook_secret}\n"
     if args.keys_command == "revoke":

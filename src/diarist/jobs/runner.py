@@ -117,6 +117,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
         if duration is not None and duration > config.max_duration_seconds:
             hours = config.max_duration_seconds / 3600
             raise InputError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
+        if duration is not None:  # a URL's length is first known here: QuotaExceededError if it does not fit
+            store.reserve_audio(job.id, duration)
         output, seconds = diarization_output(job, path, ProgressReporter(store, job.id, worker), config.asr_models)
         store.finish_job(job.id, worker, SUCCEEDED, output, audio_seconds=seconds)
     except JobAbandoned:
