@@ -188,7 +188,7 @@ def run_keys(args: argparse.Namespace) -> str:
     store = Store(Settings.load(data_dir=args.data_dir).database)
     store.migrate()
     if args.keys_command == "create":
-        storage = None if args.storage_quota_gb is None else int(args.storage_quota_gb * 1024**3)
+        storage = None if args.storage_quota_gb is None else round(args.storage_quota_gb * 1024**3)
         new = store.create_key(
             args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours, storage_quota_bytes=storage
         )

@@ -156,8 +156,8 @@ class WebhookDelivery(Base):
 def storage_quota_message(total: int, quota: int) -> str:
     """Why an upload does not fit in the key's storage quota."""
     return (
-        f"This upload would bring this key's stored media to {total / GIB:.2f} GiB, over its "
-        f"{quota / GIB:g} GiB storage quota. Uploads are deleted a while after they were written; "
+        f"This upload would bring this key's stored media to {total} bytes, over its storage quota of "
+        f"{quota} bytes ({quota / GIB:.3g} GiB). Uploads are deleted a while after they were written; "
         "uploading again under an existing media:// name replaces that file."
     )
 
