@@ -102,7 +102,7 @@ def test_killed_worker_while_the_database_is_locked_then_everything_recovers(uma
         healthy = poll(lambda: anonymous.get("/health"), lambda r: r.status_code == 200)
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok", healthy.text
     assert Store(f"sqlite:///{server.data_dir / 'diarist.db'}").get_job(job_id).attempts == 2
-    assert "worker supervisor failed" in server.log()
+    assert "worker-supervisor failed" in server.log()
 
 
 def test_a_workers_job_end_waits_for_the_database_instead_of_being_lost(tmp_path):

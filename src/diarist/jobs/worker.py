@@ -19,7 +19,7 @@ from multiprocessing.synchronize import Event
 from typing import Any, TypeVar
 
 from diarist.errors import StorageFullError, StoreUnavailableError
-from diarist.jobs.background import LoopHealth, backoff
+from diarist.jobs.background import Periodic, backoff
 from diarist.jobs.media import MediaStore
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
@@ -29,6 +29,7 @@ from diarist.settings import Settings
 log = logging.getLogger("diarist.jobs")
 IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks for work when nobody wakes it
 PR_SET_PDEATHSIG = 1
+SUPERVISE_SECONDS = 1.0  # how often the server looks for dead workers
 TRANSIENT = (StoreUnavailableError, StorageFullError)  # the database may answer again later
 T = TypeVar("T")
 
@@ -144,10 +145,10 @@ class LocalWorkers:
         self.stop_event = self._context.Event()
         self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
         self._spawned = 0
-        self._supervisor: threading.Thread | None = None
+        # Survives a busy or full database: Periodic logs the failure and tries again later.
+        self._supervisor = Periodic("worker-supervisor", SUPERVISE_SECONDS, self._replace_dead_workers)
         self._lock = threading.Lock()
         self._dead: list[str] = []  # workers that died and whose jobs are not re-queued yet
-        self.health = LoopHealth()
 
     def _spawn(self) -> None:
         self._spawned += 1
@@ -162,22 +163,7 @@ class LocalWorkers:
         with self._lock:
             for _ in range(self.settings.workers):
                 self._spawn()
-        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
         self._supervisor.start()
-
-    def _supervise(self) -> None:
-        delay = 1.0
-        while not self.stop_event.wait(delay):
-            try:
-                self._replace_dead_workers()
-                self.health.succeeded()
-                delay = 1.0
-            except Exception as e:  # e.g. the database is locked or the disk full: try again later
-                self.health.failed(e)
-                delay = backoff(self.health.failures)
-                log.exception(
-                    "worker supervisor failed (%d in a row); trying again in %g s", self.health.failures, delay
-                )
 
     def _replace_dead_workers(self) -> None:
         with self._lock:
@@ -196,10 +182,9 @@ class LocalWorkers:
 
     def report(self) -> dict[str, Any]:
         """The supervisor's health, and how many worker processes are alive."""
-        supervising = self._supervisor is not None and self._supervisor.is_alive()
         with self._lock:
             alive = sum(process.is_alive() for process in self._processes.values())
-        return {**self.health.report(supervising), "workers": alive, "deadNotRequeued": len(self._dead)}
+        return {**self._supervisor.report(), "workers": alive, "deadNotRequeued": len(self._dead)}
 
     def notify(self) -> None:
         """Wake idle workers: a job was queued."""
@@ -208,6 +193,7 @@ class LocalWorkers:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the workers; a job still running goes back to the queue for the next start."""
         self.stop_event.set()
+        self._supervisor.stop()
         with self._lock:
             for process in self._processes.values():
                 process.join(timeout=0.1)
