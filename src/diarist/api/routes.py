@@ -30,10 +30,10 @@ from diarist.api.schemas import (
 )
 from diarist.api.services import Services, services
 from diarist.audio import duration_seconds
-from diarist.errors import AudioError, StorageFullError
+from diarist.errors import AudioError
 from diarist.jobs.media import make_token, object_key, read_token
 from diarist.jobs.net import UrlRefused, check_url
-from diarist.jobs.private import is_disk_full, open_private
+from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.store import RUNNING, ApiKey, Job, QuotaExceededError, StorageQuotaError, storage_quota_message
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -282,20 +282,17 @@ async def media_upload(token: str, request: Request, svc: Svc) -> Response:
     used = await run_in_threadpool(svc.store.storage_used, key_id, name) if quota else 0
     check = partial(_check_upload_size, limit=svc.settings.max_input_bytes, used=used, quota=quota)
     check(int(request.headers.get("content-length") or 0))
-    part = svc.media.partial_path(key_id, name)
-    try:
-        size = await _receive(request, part, check)
-        # Recorded first, with the quota checked again in the same transaction (parallel uploads).
-        await run_in_threadpool(svc.store.record_upload, key_id, name, size, quota)
-        part.replace(svc.media.path(key_id, name))
-    except StorageQuotaError as e:
-        raise ApiProblem(413, str(e)) from None
-    except OSError as e:
-        if is_disk_full(e):
-            raise StorageFullError("The server's disk is full; the upload was not kept.") from e
-        raise
-    finally:
-        part.unlink(missing_ok=True)
+    with disk_full_errors("The server's disk is full; the upload was not kept."):
+        part = svc.media.partial_path(key_id, name)
+        try:
+            size = await _receive(request, part, check)
+            # Recorded first, with the quota checked again in the same transaction (parallel uploads).
+            await run_in_threadpool(svc.store.record_upload, key_id, name, size, quota)
+            part.replace(svc.media.path(key_id, name))
+        except StorageQuotaError as e:
+            raise ApiProblem(413, str(e)) from None
+        finally:
+            part.unlink(missing_ok=True)
     return Response(status_code=200)
 
 

@@ -11,8 +11,12 @@ import errno
 import logging
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from diarist.errors import StorageFullError
 
 log = logging.getLogger("diarist.files")
 DIR_MODE, FILE_MODE = 0o700, 0o600
@@ -51,9 +55,16 @@ def open_private(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-def is_disk_full(error: OSError) -> bool:
-    """Whether a failed write means the disk (or the user's disk quota) has no room left."""
-    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+@contextmanager
+def disk_full_errors(message: str) -> Iterator[None]:
+    """Raise StorageFullError(message) for a write that failed because the disk (or the user's
+    disk quota) has no room left."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFullError(message) from e
+        raise
 
 
 def too_open(root: Path) -> list[Path]:
