@@ -264,7 +264,7 @@ def test_rate_limit_per_key(server):
 
 
 def test_quota_of_audio_hours(server):
-    key = create_key(server.data_dir, "quota", "--quota-hours", "0.005")  # 18 s: one 30 s job uses it up
+    key = create_key(server.data_dir, "quota", "--quota-hours", "0.012")  # 43.2 s: room for one 30 s job
     with server.client(key) as api:
         media = upload(api, SAMPLE, "sample.wav")
         assert wait_for(api, diarize(api, url=media, model="community-1"))["status"] == "succeeded"

@@ -151,10 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--quota-hours", type=float, metavar="H", help="hours of audio it may diarize (default: unlimited)"
     )
-    listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:\n  diarist keys list\n")
+    create.add_argument(
+        "--storage-quota-gb",
+        type=float,
+        metavar="G",
+        help="GiB of uploads it may keep at once, 0 = unlimited (default: the server's max_storage_bytes_per_key)",
+    )
+    listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:
+  diarist keys list
+")
     listing.set_defaults(run=run_keys)
     _state_options(listing)
-    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:\n  diarist keys revoke 3f9a1c2b\n")
+    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:
+  diarist keys revoke 3f9a1c2b
+")
     revoke.set_defaults(run=run_keys)
     _state_options(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")
@@ -377,7 +387,10 @@ def key_command_output(args: argparse.Namespace) -> str:
     store = Store(Settings.load(data_dir=args.data_dir).database)
     store.migrate()
     if args.keys_command == "create":
-        new = store.create_key(args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours)
+        storage = None if args.storage_quota_gb is None else round(args.storage_quota_gb * 1024**3)
+        new = store.create_key(
+            args.name, rate_limit_per_minute=args.rate_limit, quota_hours=args.quota_hours, storage_quota_bytes=storage
+        )
         print("Store both now: they are not shown again.", file=sys.stderr)
         return f"api key:        {new.key}\nwebhook secret: {new.webhook_secret}\n"
     if args.keys_command == "revoke":

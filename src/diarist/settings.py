@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = 600.0
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
+    # Store and storage limits (backend hardening).
+    database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # then a write answers 503, not a hang
+    max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:

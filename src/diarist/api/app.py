@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,12 +14,14 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from diarist import __version__
+from diarist.api import health
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
 from diarist.jobs.media import MediaStore, server_secret
+from diarist.jobs.private import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
@@ -27,12 +30,13 @@ from diarist.jobs.worker import LocalWorkers, net_policy
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
+PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
 
 
 def _lock_data_dir(data_dir: Path):
     """One server per data dir: at start it re-queues every running job, which must be its own."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = (data_dir / "server.lock").open("w")
+    private_dir(data_dir)
+    handle = os.fdopen(os.open(data_dir / "server.lock", os.O_WRONLY | os.O_CREAT, FILE_MODE), "w")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -43,12 +47,15 @@ def _lock_data_dir(data_dir: Path):
 
 def create_app(settings: Settings) -> FastAPI:
     """The service on `settings`; workers and background threads start with the app's lifespan."""
-    store = Store(settings.database)
+    store = Store(settings.database, settings.database_busy_timeout_seconds)
     media = MediaStore(settings.media_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Whatever this process and its workers create (SQLite files, uploads, downloads) is private.
+        os.umask(PRIVATE_UMASK)
         lock = _lock_data_dir(settings.data_dir)
+        warn_if_open(settings.data_dir)
         store.migrate()
         requeued = store.requeue_jobs(None, settings.max_attempts)
         if requeued:
@@ -64,8 +71,14 @@ def create_app(settings: Settings) -> FastAPI:
             downloads=settings.downloads_dir,
             result_ttl=timedelta(hours=settings.result_ttl_hours),
             media_ttl=timedelta(hours=settings.media_ttl_hours),
+            part_ttl=timedelta(seconds=max(settings.upload_url_ttl_seconds, PART_TTL_SECONDS)),
         )
         janitor = Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
+        app.state.health_reports = {
+            "workers": workers.report,
+            "webhooks": dispatcher.report,
+            "retention": janitor.report,
+        }
         workers.start()
         dispatcher.start()
         janitor.start()
@@ -93,7 +106,9 @@ def create_app(settings: Settings) -> FastAPI:
         policy=net_policy(settings),
         secret=server_secret(settings.data_dir),
     )
+    app.state.health_reports = {}
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+    app.include_router(health.router)
     app.include_router(router)
     return app

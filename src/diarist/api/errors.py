@@ -15,8 +15,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from diarist.errors import StorageFullError, StoreUnavailableError
+
 log = logging.getLogger("diarist.api")
 REQUEST_ID_HEADER = "X-Request-Id"
+STORE_RETRY_AFTER_SECONDS = 5  # a busy or unreachable job database: 503 with this Retry-After
 
 
 class ApiProblem(Exception):
@@ -111,6 +114,15 @@ def install_error_handlers(app: FastAPI) -> None:
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
         body = {"requestId": request_id(request), "message": message}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        body = {"requestId": request_id(request), "message": str(exc)}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
+
+    @app.exception_handler(StorageFullError)
+    async def _storage_full(request: Request, exc: StorageFullError) -> JSONResponse:
+        return JSONResponse({"requestId": request_id(request), "message": str(exc)}, status_code=507)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

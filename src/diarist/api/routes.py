@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -26,9 +29,12 @@ from diarist.api.schemas import (
     ValidationErrorResponse,
 )
 from diarist.api.services import Services, services
+from diarist.audio import duration_seconds
+from diarist.errors import AudioError
 from diarist.jobs.media import make_token, object_key, read_token
 from diarist.jobs.net import UrlRefused, check_url
-from diarist.jobs.store import RUNNING, ApiKey, Job
+from diarist.jobs.private import disk_full_errors, open_private
+from diarist.jobs.store import RUNNING, ApiKey, Job, QuotaExceededError, StorageQuotaError, storage_quota_message
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ValidationErrorResponse, "description": "Invalid request"},
@@ -111,10 +117,25 @@ def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
         raise InvalidRequest(errors)
     if body.url.startswith("media://") and svc.store.get_media(key.id, object_key(body.url)) is None:
         raise ApiProblem(404, f"Media {body.url} not found: upload it first (uploads expire after a while).")
-    if key.quota_seconds is not None and key.used_seconds >= key.quota_seconds:
-        raise ApiProblem(402, f"This key's quota of {key.quota_seconds / 3600:g} hours of audio is used up.")
-    job = svc.queue.submit(key.id, "diarize", body.normalized())
+    try:
+        job = svc.queue.submit(key.id, "diarize", body.normalized(), _known_seconds(svc, key, body.url))
+    except QuotaExceededError as e:
+        raise ApiProblem(402, str(e)) from None
     return JobCreated(jobId=job.id, status="created")
+
+
+def _known_seconds(svc: Services, key: ApiKey, url: str) -> float:
+    """An upload's duration from its container header, held on the quota at submit.
+
+    0 when unknown: a URL (the worker holds it once downloaded) or a file that is not audio
+    (its job fails).
+    """
+    if key.quota_seconds is None or not url.startswith("media://"):
+        return 0.0
+    try:
+        return duration_seconds(svc.media.path(key.id, object_key(url))) or 0.0
+    except AudioError:
+        return 0.0
 
 
 def _own_job(svc: Services, key: ApiKey, job_id: str) -> Job:
@@ -192,6 +213,41 @@ def _base_url(request: Request, svc: Services) -> str:
     return (svc.settings.public_url or str(request.base_url)).rstrip("/")
 
 
+def _signed_target(svc: Services, action: str, token: str, refusal: str) -> tuple[str, str]:
+    """(key id, object key) of a pre-signed URL's token, if it is valid and its key still live; else 403."""
+    target = read_token(svc.secret, action, token)
+    key = None if target is None else svc.store.get_key(target[0])
+    if target is None or key is None or key.revoked_at is not None:
+        raise ApiProblem(403, refusal)
+    return target
+
+
+def _storage_quota(svc: Services, key_id: str) -> int:
+    """Bytes of uploads the key may hold; 0: no limit."""
+    key = svc.store.get_key(key_id)
+    own = None if key is None else key.storage_quota_bytes
+    return svc.settings.max_storage_bytes_per_key if own is None else own
+
+
+def _check_upload_size(size: int, limit: int, used: int, quota: int) -> None:
+    """413 for a file over the size limit, or one that would take the key's uploads over its quota."""
+    if size > limit:
+        raise ApiProblem(413, f"The file is larger than the {limit / 1024**3:g} GiB limit.")
+    if quota and used + size > quota:
+        raise ApiProblem(413, storage_quota_message(used + size, quota))
+
+
+async def _receive(request: Request, path: Path, check: Callable[[int], None]) -> int:
+    """Stream the request body into `path` (0600), calling `check` with the size so far; the size."""
+    size = 0
+    with open_private(path) as f:
+        async for chunk in request.stream():
+            size += len(chunk)
+            check(size)
+            await run_in_threadpool(f.write, chunk)
+    return size
+
+
 @router.post("/v1/media/input", status_code=201, response_model=MediaResponse, summary="Get upload URL")
 def media_input(body: MediaRequest, request: Request, key: Key, svc: Svc) -> MediaResponse:
     token = make_token(svc.secret, "put", key.id, _media_key(body.url), svc.settings.upload_url_ttl_seconds)
@@ -219,36 +275,31 @@ def media_output(body: MediaRequest, request: Request, key: Key, svc: Svc) -> Me
     responses={403: {"model": ApiError}, 413: {"model": ApiError}},
 )
 async def media_upload(token: str, request: Request, svc: Svc) -> Response:
-    target = read_token(svc.secret, "put", token)
-    if target is None:
-        raise ApiProblem(403, "This upload URL is invalid or has expired; ask /v1/media/input for a new one.")
-    key_id, name = target
-    limit = svc.settings.max_input_bytes
-    too_large = ApiProblem(413, f"The file is larger than the {limit / 1024**3:g} GiB limit.")
-    if int(request.headers.get("content-length") or 0) > limit:
-        raise too_large
-    partial = svc.media.partial_path(key_id, name)
-    size = 0
-    try:
-        with partial.open("wb") as f:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_large
-                await run_in_threadpool(f.write, chunk)
-        partial.replace(svc.media.path(key_id, name))
-    finally:
-        partial.unlink(missing_ok=True)
-    await run_in_threadpool(svc.store.record_upload, key_id, name, size)
+    refusal = "This upload URL is invalid or has expired, or its key was revoked; ask /v1/media/input for a new one."
+    key_id, name = await run_in_threadpool(_signed_target, svc, "put", token, refusal)
+    quota = await run_in_threadpool(_storage_quota, svc, key_id)
+    # The quota counts the key's other uploads: this one replaces any file of the same name.
+    used = await run_in_threadpool(svc.store.storage_used, key_id, name) if quota else 0
+    check = partial(_check_upload_size, limit=svc.settings.max_input_bytes, used=used, quota=quota)
+    check(int(request.headers.get("content-length") or 0))
+    with disk_full_errors("The server's disk is full; the upload was not kept."):
+        part = svc.media.partial_path(key_id, name)
+        try:
+            size = await _receive(request, part, check)
+            # Recorded first, with the quota checked again in the same transaction (parallel uploads).
+            await run_in_threadpool(svc.store.record_upload, key_id, name, size, quota)
+            part.replace(svc.media.path(key_id, name))
+        except StorageQuotaError as e:
+            raise ApiProblem(413, str(e)) from None
+        finally:
+            part.unlink(missing_ok=True)
     return Response(status_code=200)
 
 
 @router.get("/v1/media/download/{token}", summary="Download media from a pre-signed URL", responses={403: {}, 404: {}})
 def media_download(token: str, svc: Svc) -> FileResponse:
-    target = read_token(svc.secret, "get", token)
-    if target is None:
-        raise ApiProblem(403, "This download URL is invalid or has expired; ask /v1/media/output for a new one.")
-    path = svc.media.path(*target)
+    refusal = "This download URL is invalid or has expired, or its key was revoked; ask /v1/media/output for a new one."
+    path = svc.media.path(*_signed_target(svc, "get", token, refusal))
     if not path.exists():
         raise ApiProblem(404, "This media no longer exists.")
     return FileResponse(path, media_type="application/octet-stream")

@@ -7,6 +7,7 @@ Files live under `<media dir>/<key id>/<sha256 of the object key>`: object keys 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -16,13 +17,18 @@ import secrets
 import time
 from pathlib import Path
 
-MEDIA_URL = re.compile(r"^media://[a-zA-Z0-9\-_./]+$")
+from diarist.jobs.private import private_dir
+
+MEDIA_URL = re.compile(r"media://[a-zA-Z0-9\-_./]+")
+KEY_ID = re.compile(r"[a-zA-Z0-9]{1,32}")  # the public part of an API key, as the store makes them
 MAX_MEDIA_URL = 255
+PART_SUFFIX = ".part"
 
 
 def object_key(media_url: str) -> str:
     """`media://a/b.wav` -> `a/b.wav`; ValueError for anything else."""
-    if len(media_url) > MAX_MEDIA_URL or not MEDIA_URL.match(media_url):
+    # fullmatch: `$` would also match before a final newline.
+    if len(media_url) > MAX_MEDIA_URL or not MEDIA_URL.fullmatch(media_url):
         raise ValueError(
             f"must look like media://object-key (letters, digits, - _ . /), at most {MAX_MEDIA_URL} characters"
         )
@@ -36,13 +42,30 @@ class MediaStore:
         self.root = root
 
     def path(self, key_id: str, key: str) -> Path:
-        return self.root / key_id / hashlib.sha256(key.encode()).hexdigest()
+        """The file of `media://<key>` of API key `key_id`; ValueError for a key id that is no such id."""
+        if not KEY_ID.fullmatch(key_id):
+            raise ValueError(f"invalid key id {key_id!r}")
+        path = self.root / key_id / hashlib.sha256(key.encode()).hexdigest()
+        # Both parts are checked above; this makes the promise explicit for whoever edits them next.
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            raise ValueError(f"media path outside {self.root}")
+        return path
 
     def partial_path(self, key_id: str, key: str) -> Path:
         """Where an upload is written before it replaces the previous file in one rename."""
         final = self.path(key_id, key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        return final.with_name(f"{final.name}.{secrets.token_hex(4)}.part")
+        private_dir(final.parent)
+        return final.with_name(f"{final.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
+
+    def delete_stale_parts(self, older_than: float) -> int:
+        """Delete uploads left half-written (by a crash) that nothing wrote to since `older_than` (epoch s)."""
+        deleted = 0
+        for path in self.root.glob(f"*/*{PART_SUFFIX}") if self.root.exists() else []:
+            with contextlib.suppress(FileNotFoundError):  # the upload finished or failed meanwhile
+                if path.stat().st_mtime < older_than:
+                    path.unlink()
+                    deleted += 1
+        return deleted
 
     def delete(self, key_id: str, key: str) -> None:
         self.path(key_id, key).unlink(missing_ok=True)
@@ -52,7 +75,7 @@ def server_secret(data_dir: Path) -> bytes:
     """The key that signs upload/download URLs, made once per data dir and kept private."""
     path = data_dir / "secret"
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_hex(32))
@@ -75,15 +98,23 @@ def make_token(secret: bytes, action: str, key_id: str, key: str, ttl_seconds: i
 
 
 def read_token(secret: bytes, action: str, token: str) -> tuple[str, str] | None:
-    """(key id, object key) for a valid, unexpired token for `action`, else None."""
+    """(key id, object key) for a valid, unexpired token for `action`, else None.
+
+    Even a correctly signed token must name a well-formed key id and object key: the secret
+    signs what the server meant, and a leaked secret must still not reach outside the media folder.
+    """
     payload, _, signature = token.partition(".")
     expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(signature, expected):
+    # Bytes: compare_digest refuses str with characters outside ASCII.
+    if not hmac.compare_digest(signature.encode(), expected.encode()):
         return None
     try:
         token_action, key_id, key, expires = json.loads(_unb64(payload))
-    except ValueError:
+        if not (isinstance(key_id, str) and isinstance(key, str) and isinstance(expires, int | float)):
+            return None
+        object_key(f"media://{key}")
+    except (ValueError, TypeError):
         return None
-    if token_action != action or expires < time.time():
+    if token_action != action or expires < time.time() or not KEY_ID.fullmatch(key_id):
         return None
     return key_id, key

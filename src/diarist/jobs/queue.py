@@ -14,8 +14,9 @@ class JobQueue:
     def __init__(self, store: Store, wake: Callable[[], None] | None = None):
         self.store, self.wake = store, wake
 
-    def submit(self, key_id: str, kind: str, request: dict) -> Job:
-        job = self.store.create_job(str(uuid.uuid4()), key_id, kind, request, status=PENDING)
+    def submit(self, key_id: str, kind: str, request: dict, reserve_seconds: float = 0.0) -> Job:
+        """Queue a job, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError)."""
+        job = self.store.create_job(str(uuid.uuid4()), key_id, kind, request, PENDING, reserve_seconds)
         if self.wake is not None:
             self.wake()
         return job

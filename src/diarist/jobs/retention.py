@@ -1,4 +1,5 @@
-"""Deletes what the service promises not to keep: job outputs after a day, uploads after two.
+"""Deletes what the service promises not to keep: job outputs after a day, uploads after two,
+and uploads a crash left half-written.
 
 The server runs `expire` now and then (`jobs.background.Periodic`).
 """
@@ -16,8 +17,16 @@ from diarist.jobs.store import Store, utcnow
 log = logging.getLogger("diarist.retention")
 
 
-def expire(store: Store, media: MediaStore, downloads: Path, result_ttl: timedelta, media_ttl: timedelta) -> None:
-    """One sweep: outputs of jobs ended before `result_ttl`, uploads older than `media_ttl`."""
+def expire(
+    store: Store,
+    media: MediaStore,
+    downloads: Path,
+    result_ttl: timedelta,
+    media_ttl: timedelta,
+    part_ttl: timedelta = timedelta(hours=1),
+) -> None:
+    """One sweep: outputs of jobs ended before `result_ttl`, uploads older than `media_ttl`, and
+    half-written uploads untouched for `part_ttl` (left by a crash; a live upload keeps writing)."""
     now = utcnow()
     outputs = store.expire_outputs(now - result_ttl)
     uploads = store.expire_media(now - media_ttl)
@@ -28,5 +37,11 @@ def expire(store: Store, media: MediaStore, downloads: Path, result_ttl: timedel
     for path in downloads.glob("*") if downloads.exists() else []:
         if path.stat().st_mtime < stale:
             path.unlink(missing_ok=True)
-    if outputs or uploads:
-        log.info("deleted %d job outputs and %d uploads past their retention", outputs, len(uploads))
+    parts = media.delete_stale_parts(time.time() - part_ttl.total_seconds())
+    if outputs or uploads or parts:
+        log.info(
+            "deleted %d job outputs, %d uploads past their retention and %d unfinished uploads",
+            outputs,
+            len(uploads),
+            parts,
+        )

@@ -19,7 +19,7 @@ from diarist.errors import (
 )
 from diarist.jobs.media import MediaStore, object_key
 from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download
-from diarist.jobs.store import FAILED, SUCCEEDED, Job, Store
+from diarist.jobs.store import FAILED, SUCCEEDED, Job, QuotaExceededError, Store
 from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
 
 log = logging.getLogger("diarist.jobs")
@@ -119,7 +119,9 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
     downloaded = False
     try:
         path, downloaded = fetch_input(job, config)
-        probe(path, config.max_duration_seconds)
+        duration = probe(path, config.max_duration_seconds)
+        if duration is not None:  # a URL's length is first known here: QuotaExceededError if it does not fit
+            store.reserve_audio(job.id, duration)
         progress = ProgressReporter(store, job.id, worker)
         done = diarize(diarize_options(job, config.asr_models), path, progress)
         store.finish_job(job.id, worker, SUCCEEDED, done.output, audio_seconds=done.result.duration)
@@ -128,6 +130,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
     except (AudioError, InputError, UrlRefused, FetchError) as e:
         log.info("job %s: could not load its audio: %s", job.id, e)
         store.finish_job(job.id, worker, FAILED, {"error": input_error_message(job.request["url"], e)})
+    except QuotaExceededError as e:  # its message speaks of the user's own quota, nothing of the server
+        store.finish_job(job.id, worker, FAILED, {"error": str(e)})
     except ModelNotInstalledError as e:
         log.error("job %s failed: %s", job.id, e)
         message = "The server cannot run this job: a model it needs is not installed (its log says which)."

@@ -24,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Float,
     Index,
@@ -40,12 +41,28 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
+from diarist.jobs.private import private_dir, private_file
 
 CREATED, PENDING, RUNNING = "created", "pending", "running"
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 STATUSES = (PENDING, CREATED, SUCCEEDED, CANCELED, FAILED, RUNNING)
+# SQLite primary result codes (https://sqlite.org/rescode.html) that mean "not now" rather than a bug.
+SQLITE_FULL = 13
+SQLITE_TEMPORARY = {5: "busy", 6: "locked", 10: "disk I/O error", 14: "cannot open", 15: "locking protocol"}
+GIB = 1024**3
+
+
+class QuotaExceededError(DiaristError):
+    """The key's audio quota cannot hold this job's audio."""
+
+
+class StorageQuotaError(DiaristError):
+    """The key's uploads would take more room than its storage quota."""
 
 
 def utcnow() -> datetime:
@@ -79,6 +96,9 @@ class ApiKey(Base):
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)  # None: the server default
     quota_seconds: Mapped[float | None] = mapped_column(Float)  # None: unlimited
     used_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # Audio of the jobs that have not ended yet, held against the quota so that it cannot be overrun.
+    reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # None: the server default
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -101,6 +121,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(100))
     audio_seconds: Mapped[float | None] = mapped_column(Float)
+    reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # held on the key until the job ends
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -132,6 +153,15 @@ class WebhookDelivery(Base):
     last_status: Mapped[int | None] = mapped_column(Integer)
 
 
+def storage_quota_message(total: int, quota: int) -> str:
+    """Why an upload does not fit in the key's storage quota."""
+    return (
+        f"This upload would bring this key's stored media to {total} bytes, over its storage quota of "
+        f"{quota} bytes ({quota / GIB:.3g} GiB). Uploads are deleted a while after they were written; "
+        "uploading again under an existing media:// name replaces that file."
+    )
+
+
 @dataclass(frozen=True)
 class NewKey:
     """A key as `keys create` shows it: the only time the secret parts are visible."""
@@ -146,14 +176,37 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def quota_message(key: ApiKey, seconds: float) -> str:
+    """Why a job's audio does not fit in the key's quota, in the user's terms."""
+    held = f"{key.used_seconds:.1f} s used and {key.reserved_seconds:.1f} s held by unfinished jobs"
+    quota = f"This key's quota of {key.quota_seconds / 3600:g} hours of audio"
+    if seconds:
+        return f"{quota} cannot take this audio's {seconds:.1f} s: {held}."
+    return f"{quota} is used up: {held}."
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a busy, unreachable or full database into the service's typed errors."""
+    try:
+        yield
+    except OperationalError as e:
+        code = getattr(e.orig, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == SQLITE_FULL:
+            raise StorageFullError("The server's disk is full.") from e
+        if code is None or code & 0xFF in SQLITE_TEMPORARY:
+            raise StoreUnavailableError("The job database is busy or unreachable; try again shortly.") from e
+        raise
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -162,13 +215,15 @@ def _sqlite_pragmas(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, busy_timeout: float = 30.0) -> Engine:
+    """An engine for `url`; on SQLite a write waits `busy_timeout` seconds for the lock, then fails."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        _sqlite_pragmas(engine)
+            # SQLite gives the -wal and -shm files the mode of the database file: 0600 covers all three.
+            private_file(private_dir(Path(path).parent) / Path(path).name)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+        _sqlite_pragmas(engine, busy_timeout)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
@@ -176,23 +231,28 @@ def make_engine(url: str) -> Engine:
 class Store:
     """All reads and writes of service state. Records come back detached, safe to keep."""
 
-    def __init__(self, url: str):
-        self.engine = make_engine(url)
+    def __init__(self, url: str, busy_timeout: float = 30.0):
+        self.engine = make_engine(url, busy_timeout)
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self._write_lock = threading.Lock() if url.startswith("sqlite") else contextlib.nullcontext()
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._read() as session:
+        with database_errors(), self._read() as session:
             yield session
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
         # SQLite lets one writer in at a time and makes the others poll with growing sleeps; queueing
         # this process's writers on a lock first keeps their wait as short as the write itself.
-        with self._write_lock, self._write.begin() as session:
+        with database_errors(), self._write_lock, self._write.begin() as session:
             yield session
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError unless the database answers a read."""
+        with self.reading() as session:
+            session.execute(select(1))
 
     def migrate(self) -> None:
         """Bring the schema to the latest Alembic revision (creates it on a new database)."""
@@ -208,7 +268,11 @@ class Store:
     # --- keys ---------------------------------------------------------------------------------
 
     def create_key(
-        self, name: str, rate_limit_per_minute: int | None = None, quota_hours: float | None = None
+        self,
+        name: str,
+        rate_limit_per_minute: int | None = None,
+        quota_hours: float | None = None,
+        storage_quota_bytes: int | None = None,
     ) -> NewKey:
         key_id = secrets.token_hex(6)
         key = f"dia_{key_id}_{secrets.token_urlsafe(32)}"
@@ -221,6 +285,8 @@ class Store:
             rate_limit_per_minute=rate_limit_per_minute,
             quota_seconds=None if quota_hours is None else quota_hours * 3600.0,
             used_seconds=0.0,
+            reserved_seconds=0.0,
+            storage_quota_bytes=storage_quota_bytes,
             created_at=utcnow(),
         )
         with self.writing() as session:
@@ -255,8 +321,20 @@ class Store:
 
     # --- jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, job_id: str, key_id: str, kind: str, request: dict, status: str = CREATED) -> Job:
-        """Record a job; `status=PENDING` also queues it for the workers that claim from this store."""
+    def create_job(
+        self,
+        job_id: str,
+        key_id: str,
+        kind: str,
+        request: dict,
+        status: str = CREATED,
+        reserve_seconds: float = 0.0,
+    ) -> Job:
+        """Record a job; `status=PENDING` also queues it for the workers that claim from this store.
+
+        `reserve_seconds` of audio are held on the key's quota until the job ends, in the same
+        transaction: QuotaExceededError when they do not fit (nor when the quota is used up).
+        """
         now = utcnow()
         job = Job(
             id=job_id,
@@ -265,12 +343,58 @@ class Store:
             status=status,
             request=request,
             attempts=0,
+            reserved_seconds=reserve_seconds,
             created_at=now,
             updated_at=now,
         )
         with self.writing() as session:
+            self._reserve(session, key_id, reserve_seconds)
             session.add(job)
         return job
+
+    @staticmethod
+    def _reserve(session: Session, key_id: str, seconds: float) -> None:
+        # One conditional UPDATE: concurrent reservations are serialized by the database itself.
+        held = ApiKey.used_seconds + ApiKey.reserved_seconds
+        fits = or_(
+            ApiKey.quota_seconds.is_(None), (held + seconds <= ApiKey.quota_seconds) & (held < ApiKey.quota_seconds)
+        )
+        done = session.execute(
+            update(ApiKey).where(ApiKey.id == key_id, fits).values(reserved_seconds=ApiKey.reserved_seconds + seconds)
+        )
+        if done.rowcount != 1:
+            key = session.get(ApiKey, key_id)
+            raise QuotaExceededError(quota_message(key, seconds) if key else f"Unknown API key {key_id}.")
+
+    @staticmethod
+    def _settle(session: Session, job: Job, used_seconds: float = 0.0) -> None:
+        """A job ended: give back what it held on the quota, and count what it used."""
+        if job.reserved_seconds or used_seconds:
+            session.execute(
+                update(ApiKey)
+                .where(ApiKey.id == job.key_id)
+                .values(
+                    reserved_seconds=ApiKey.reserved_seconds - job.reserved_seconds,
+                    used_seconds=ApiKey.used_seconds + used_seconds,
+                )
+            )
+
+    def reserve_audio(self, job_id: str, seconds: float) -> None:
+        """Hold a running job's audio on its key's quota once its duration is known (URL inputs).
+
+        Nothing happens when the job already holds its audio (measured at submit) or is no longer
+        running. QuotaExceededError when the audio does not fit.
+        """
+        with self.writing() as session:
+            job = session.scalars(
+                update(Job)
+                .where(Job.id == job_id, Job.status == RUNNING, Job.reserved_seconds == 0)
+                .values(reserved_seconds=seconds)
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+            if job is not None:
+                self._reserve(session, job.key_id, seconds)
 
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
         with self.reading() as session:
@@ -353,12 +477,7 @@ class Store:
             ).one_or_none()
             if job is None:
                 return None
-            if status == SUCCEEDED and audio_seconds:
-                session.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == job.key_id)
-                    .values(used_seconds=ApiKey.used_seconds + audio_seconds)
-                )
+            self._settle(session, job, (audio_seconds or 0.0) if status == SUCCEEDED else 0.0)
             self._add_webhook(session, job)
         return job
 
@@ -375,6 +494,7 @@ class Store:
                 execution_options={"synchronize_session": False},
             ).one_or_none()
             if job is not None:
+                self._settle(session, job)
                 self._add_webhook(session, job)
         return job
 
@@ -401,6 +521,7 @@ class Store:
                 execution_options={"synchronize_session": False},
             ).all()
             for job in gave_up:
+                self._settle(session, job)
                 self._add_webhook(session, job)
             # Jobs recorded but never queued (the server died between the two steps).
             session.execute(update(Job).where(Job.status == CREATED).values(status=PENDING, updated_at=now))
@@ -415,9 +536,27 @@ class Store:
 
     # --- media ----------------------------------------------------------------------------------
 
-    def record_upload(self, key_id: str, object_key: str, size: int) -> None:
+    def record_upload(self, key_id: str, object_key: str, size: int, quota_bytes: int = 0) -> None:
+        """Record an upload (replacing one of the same name); StorageQuotaError when the key's
+        uploads would then take more than `quota_bytes` (0: no limit)."""
         with self.writing() as session:
+            if quota_bytes:
+                others = self._storage_used(session, key_id, object_key)
+                if others + size > quota_bytes:
+                    raise StorageQuotaError(storage_quota_message(others + size, quota_bytes))
             session.merge(Media(key_id=key_id, object_key=object_key, size=size, uploaded_at=utcnow()))
+
+    def storage_used(self, key_id: str, excluding: str | None = None) -> int:
+        """Bytes of the key's uploads, without the one named `excluding` (about to be replaced)."""
+        with self.reading() as session:
+            return self._storage_used(session, key_id, excluding)
+
+    @staticmethod
+    def _storage_used(session: Session, key_id: str, excluding: str | None) -> int:
+        query = select(func.coalesce(func.sum(Media.size), 0)).where(Media.key_id == key_id)
+        if excluding is not None:
+            query = query.where(Media.object_key != excluding)
+        return int(session.scalar(query) or 0)
 
     def get_media(self, key_id: str, object_key: str) -> Media | None:
         with self.reading() as session:

@@ -10,6 +10,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 from diarist.jobs.background import Periodic
 from diarist.jobs.net import NetPolicy, post
@@ -60,6 +61,10 @@ class WebhookDispatcher:
     def stop(self) -> None:
         self._loop.stop()
         self._pool.shutdown(wait=True)
+
+    def report(self) -> dict[str, Any]:
+        """The dispatcher loop's health, for `/health`."""
+        return self._loop.report()
 
     def _send_due(self) -> None:
         lease = timedelta(seconds=self.timeout * 3 + 5)

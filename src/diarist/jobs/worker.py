@@ -14,17 +14,24 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from multiprocessing.synchronize import Event
+from typing import Any, TypeVar
 
+from diarist.errors import StorageFullError, StoreUnavailableError
+from diarist.jobs.background import Periodic, backoff
 from diarist.jobs.media import MediaStore
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
-from diarist.jobs.store import Store
+from diarist.jobs.store import Job, Store
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")
 IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks for work when nobody wakes it
 PR_SET_PDEATHSIG = 1
+SUPERVISE_SECONDS = 1.0  # how often the server looks for dead workers
+TRANSIENT = (StoreUnavailableError, StorageFullError)  # the database may answer again later
+T = TypeVar("T")
 
 
 def runner_config(settings: Settings) -> RunnerConfig:
@@ -55,18 +62,62 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+class WorkerStore(Store):
+    """The store as a worker uses it: a busy or full database delays a job, it never loses it.
+
+    A job's end is written again and again (with growing pauses) until the database takes it;
+    a progress write that fails is skipped, as the next one will do.
+    """
+
+    def __init__(self, url: str, busy_timeout: float, stop: Event):
+        super().__init__(url, busy_timeout)
+        self.stop = stop
+
+    def patiently(self, what: str, write: Callable[[], T]) -> T | None:
+        """`write()`, tried again after each transient database error; None if the worker is stopped first."""
+        failures = 0
+        while True:
+            try:
+                return write()
+            except TRANSIENT as e:
+                failures += 1
+                delay = backoff(failures)
+                log.warning("%s failed (%s); trying again in %g s", what, e, delay)
+                if self.stop.wait(delay):
+                    # The job stays `running` under this worker's name; the server re-queues it.
+                    return None
+
+    def finish_job(self, job_id: str, worker: str, status: str, output: dict, **usage: Any) -> Job | None:
+        return self.patiently(
+            f"recording the end of job {job_id}",
+            lambda: super(WorkerStore, self).finish_job(job_id, worker, status, output, **usage),
+        )
+
+    def reserve_audio(self, job_id: str, seconds: float) -> None:
+        self.patiently(
+            f"reserving the audio of job {job_id}", lambda: super(WorkerStore, self).reserve_audio(job_id, seconds)
+        )
+
+    def report_progress(self, job_id: str, worker: str, progress: int) -> bool:
+        try:
+            return super().report_progress(job_id, worker, progress)
+        except TRANSIENT as e:
+            log.warning("progress of job %s not recorded: %s", job_id, e)
+            return True  # keep running: the job is still ours as far as we know
+
+
 def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     """Claim and run jobs until `stop` is set or the parent process goes away."""
     import torch
 
     threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
     torch.set_num_threads(threads)
-    store = Store(settings.database)
+    store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, stop)
     config = runner_config(settings)
     parent = os.getppid()
     log.info("worker %s ready (%d threads)", name, threads)
     while not stop.is_set() and os.getppid() == parent:
-        job = store.claim_job(name)
+        job = store.patiently("claiming a job", lambda: store.claim_job(name))
         if job is not None:
             log.info("worker %s runs job %s", name, job.id)
             run_job(job, store, config, name)
@@ -94,8 +145,10 @@ class LocalWorkers:
         self.stop_event = self._context.Event()
         self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
         self._spawned = 0
-        self._supervisor: threading.Thread | None = None
+        # Survives a busy or full database: Periodic logs the failure and tries again later.
+        self._supervisor = Periodic("worker-supervisor", SUPERVISE_SECONDS, self._replace_dead_workers)
         self._lock = threading.Lock()
+        self._dead: list[str] = []  # workers that died and whose jobs are not re-queued yet
 
     def _spawn(self) -> None:
         self._spawned += 1
@@ -110,19 +163,28 @@ class LocalWorkers:
         with self._lock:
             for _ in range(self.settings.workers):
                 self._spawn()
-        self._supervisor = threading.Thread(target=self._supervise, name="worker-supervisor", daemon=True)
         self._supervisor.start()
 
-    def _supervise(self) -> None:
-        while not self.stop_event.wait(1.0):
-            with self._lock:
-                for name, process in list(self._processes.items()):
-                    if process.is_alive() or self.stop_event.is_set():
-                        continue
-                    log.warning("worker %s died (exit code %s); starting another", name, process.exitcode)
-                    del self._processes[name]
-                    self.store.requeue_jobs(name, self.settings.max_attempts)
-                    self._spawn()
+    def _replace_dead_workers(self) -> None:
+        with self._lock:
+            for name, process in list(self._processes.items()):
+                if process.is_alive() or self.stop_event.is_set():
+                    continue
+                log.warning("worker %s died (exit code %s); starting another", name, process.exitcode)
+                del self._processes[name]
+                self._dead.append(name)
+                self._spawn()
+        # A dead worker's job goes back to the queue once the database takes the write; outside
+        # the lock, so that `report` answers while the database makes us wait.
+        while self._dead:
+            self.store.requeue_jobs(self._dead[0], self.settings.max_attempts)
+            self._dead.pop(0)
+
+    def report(self) -> dict[str, Any]:
+        """The supervisor's health, and how many worker processes are alive."""
+        with self._lock:
+            alive = sum(process.is_alive() for process in self._processes.values())
+        return {**self._supervisor.report(), "workers": alive, "deadNotRequeued": len(self._dead)}
 
     def notify(self) -> None:
         """Wake idle workers: a job was queued."""
@@ -131,6 +193,7 @@ class LocalWorkers:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the workers; a job still running goes back to the queue for the next start."""
         self.stop_event.set()
+        self._supervisor.stop()
         with self._lock:
             for process in self._processes.values():
                 process.join(timeout=0.1)
@@ -138,5 +201,8 @@ class LocalWorkers:
                     process.terminate()
             for name, process in self._processes.items():
                 process.join(timeout)
-                self.store.requeue_jobs(name, self.settings.max_attempts + 1)
+                try:
+                    self.store.requeue_jobs(name, self.settings.max_attempts + 1)
+                except TRANSIENT as e:  # the next start re-queues every running job anyway
+                    log.warning("could not re-queue the jobs of worker %s: %s", name, e)
             self._processes.clear()
