@@ -56,6 +56,18 @@ class Settings(BaseSettings):
     janitor_interval_seconds: float = 600.0
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
+    # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
+    max_json_bytes: int = Field(default=64 * 1024, ge=1)  # every request body except media uploads
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line and headers together
+    header_timeout: float = Field(default=10.0, gt=0)  # to send the request line and headers
+    keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle connection between requests
+    body_idle_timeout: float = Field(default=15.0, gt=0)  # longest pause between two pieces of a body
+    body_min_rate: int = Field(default=1024, ge=0)  # bytes/s a body must average over each window
+    body_rate_window: float = Field(default=30.0, gt=0)  # seconds
+    max_connections: int = Field(default=1024, ge=1)  # beyond it, new connections are closed at once
+    max_connections_per_ip: int = Field(default=256, ge=1)
+    auth_failures_per_minute: int = Field(default=60, ge=0)  # per client IP; then 429; 0 = unlimited
+
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:

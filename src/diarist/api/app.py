@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from diarist import __version__
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
+from diarist.api.guard import EdgeGuard
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
         policy=net_policy(settings),
         secret=server_secret(settings.data_dir),
     )
+    app.add_middleware(EdgeGuard, services=app.state.services)  # inside RequestIdMiddleware: ids on its answers
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(router)
