@@ -86,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
     )
+    app.add_middleware(EdgeGuard)  # added before RequestIdMiddleware, so inside it: its answers get ids too
     app.state.services = Services(
         settings=settings,
         store=store,
@@ -94,7 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
         policy=net_policy(settings),
         secret=server_secret(settings.data_dir),
     )
-    app.add_middleware(EdgeGuard, services=app.state.services)  # inside RequestIdMiddleware: ids on its answers
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(router)

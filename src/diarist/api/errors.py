@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -15,8 +16,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+log = logging.getLogger("diarist.api")
 REQUEST_ID_HEADER = "X-Request-Id"
-_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class ApiProblem(Exception):
@@ -95,8 +96,12 @@ def _message(error: dict[str, Any]) -> str:
     return error["msg"]
 
 
+def validation_body(request: Request, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    return invalid_body(request_id(request), errors)
+
+
 def _unreadable_body(exc: StarletteHTTPException) -> str:
-    """Why FastAPI could not turn the body into JSON (its 400 names only the fact)."""
+    """Why FastAPI could not turn the body into JSON (its 400 says only that it could not)."""
     cause = exc.__cause__
     if isinstance(cause, UnicodeDecodeError):
         return "The body is not UTF-8 text: send JSON, uncompressed"
@@ -105,6 +110,9 @@ def _unreadable_body(exc: StarletteHTTPException) -> str:
     if isinstance(cause, ValueError):  # json.loads: an integer beyond Python's 4300-digit conversion limit
         return "Malformed JSON: a number has too many digits"
     return "The body could not be read as JSON"
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 def _out_of_range(request: Request) -> list[tuple[str, str]]:
@@ -117,31 +125,38 @@ def _out_of_range(request: Request) -> list[tuple[str, str]]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Answer every error the routes raise in the pyannoteAI shapes (crashes: see api/guard.py)."""
-
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [(_field(tuple(e["loc"])), _message(e)) for e in exc.errors()]
         if any(e["type"] == "json_invalid" for e in exc.errors()):
             errors = [(f, m) for f, m in errors if m.startswith("Malformed JSON")]
-        return JSONResponse(invalid_body(request_id(request), errors), status_code=400)
+        return JSONResponse(validation_body(request, errors), status_code=400)
 
     @app.exception_handler(InvalidRequest)
     async def _invalid_fields(request: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse(invalid_body(request_id(request), exc.errors), status_code=400)
+        return JSONResponse(validation_body(request, exc.errors), status_code=400)
 
     @app.exception_handler(OverflowError)
     async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
-        return JSONResponse(invalid_body(request_id(request), _out_of_range(request)), status_code=400)
+        return JSONResponse(validation_body(request, _out_of_range(request)), status_code=400)
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        return JSONResponse(error_body(request_id(request), exc.message), status_code=exc.status, headers=exc.headers)
+        body = {"requestId": request_id(request), "message": exc.message}
+        return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
-            return JSONResponse(invalid_body(request_id(request), [("body", _unreadable_body(exc))]), status_code=400)
+            return JSONResponse(validation_body(request, [("body", _unreadable_body(exc))]), status_code=400)
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
-        body = error_body(request_id(request), message)
+        body = {"requestId": request_id(request), "message": message}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request)
+        log.exception("request %s failed", rid)
+        # Answered by api/guard.py inside the middleware stack (RequestIdMiddleware adds the id header), not
+        # by Starlette's ServerErrorMiddleware, which raises again so that uvicorn drops the connection.
+        return JSONResponse({"requestId": rid, "message": "Internal server error"}, status_code=500)

@@ -8,8 +8,8 @@
   ends the request with a 408.
 - An answer sent before the body was read closes the connection, so the server does not read the rest.
 - Every response to an admitted key carries the key's rate-limit headers, errors included.
-- A crash is answered here with a 500 `ApiError` and not raised further: Starlette's own 500 handler
-  raises again, and uvicorn then drops the connection.
+- Errors raised here, and crashes, are answered with the app's exception handlers and not raised
+  further: Starlette's ServerErrorMiddleware raises a crash again, and uvicorn then drops the connection.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ import time
 
 import anyio
 from fastapi import Request
-from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diarist.api.auth import KEY_STATE, RateLimiter, admit
-from diarist.api.errors import ApiProblem, error_body
+from diarist.api.errors import ApiProblem
 from diarist.api.services import Services
 from diarist.settings import Settings
 
@@ -97,27 +95,28 @@ class Exchange:
 class EdgeGuard:
     """Pure ASGI middleware (it never buffers a body); it sits inside RequestIdMiddleware."""
 
-    def __init__(self, app: ASGIApp, services: Services):
-        self.app, self.services = app, services
+    def __init__(self, app: ASGIApp):
+        self.app = app
         self.failures = RateLimiter()  # requests without a valid key, per client address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        exchange = Exchange(scope, receive, send, self.services.settings)
+        services: Services = scope["app"].state.services
+        exchange = Exchange(scope, receive, send, services.settings)
         try:
-            await self._admit(scope, exchange)
+            await self._admit(scope, exchange, services)
             await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:
             await self._fail(scope, exchange, exc)
 
-    async def _admit(self, scope: Scope, exchange: Exchange) -> None:
+    async def _admit(self, scope: Scope, exchange: Exchange, services: Services) -> None:
         """Key and rate limits, then the declared body size; raises ApiProblem."""
         if needs_key(scope["path"]):
             client = scope["client"][0] if scope.get("client") else ""
             authorization = Headers(scope=scope).get("authorization", "")
-            key, headers = await run_in_threadpool(admit, self.services, self.failures, client, authorization)
+            key, headers = await run_in_threadpool(admit, services, self.failures, client, authorization)
             scope.setdefault("state", {})[KEY_STATE] = key
             exchange.extra_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         limit = exchange.body_limit
@@ -125,17 +124,11 @@ class EdgeGuard:
             raise ApiProblem(413, f"The request body is larger than the {limit} bytes limit.")
 
     async def _fail(self, scope: Scope, exchange: Exchange, exc: Exception) -> None:
-        """Answer with the app's (async) handler for `exc`, as for the admission's errors, or a 500."""
-        rid = scope["state"]["request_id"]
+        """Answer with the app's (async) handler for `exc`; a crash has the `Exception` one, a 500."""
+        if exchange.response_started:  # too late for an answer: uvicorn closes the connection
+            log.error("request %s failed during its response", scope["state"]["request_id"], exc_info=exc)
+            return
         handlers = scope["app"].exception_handlers
-        handler = next((handlers[c] for c in type(exc).__mro__ if c in handlers), None)
-        if handler is None:
-            log.error("request %s failed", rid, exc_info=exc)
-        if exchange.response_started:
-            return  # uvicorn closes a connection whose response was cut short
-        response: Response
-        if handler is None:
-            response = JSONResponse(error_body(rid, "Internal server error"), 500)
-        else:
-            response = await handler(Request(scope), exc)
+        handler = next(handlers[c] for c in type(exc).__mro__ if c in handlers)
+        response = await handler(Request(scope), exc)
         await response(scope, exchange.receive, exchange.send)
