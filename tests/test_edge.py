@@ -23,7 +23,7 @@ from .live import LiveServer, create_key
 # Short limits, so each one can be crossed within a test.
 EDGE_ENV = {
     "DIARIST_HEADER_TIMEOUT": "2",
-    "DIARIST_BODY_IDLE_TIMEOUT": "1.5",
+    "DIARIST_BODY_IDLE_TIMEOUT": "3",  # longer than the rate window: the trickle test meets the rate
     "DIARIST_BODY_RATE_WINDOW": "2",
     "DIARIST_MAX_CONNECTIONS": "120",
     "DIARIST_MAX_CONNECTIONS_PER_IP": "50",
