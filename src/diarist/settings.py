@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     worker_nice: int = Field(default=10, ge=0, le=19)  # workers yield the CPU to the API server
     access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
 
+    # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
+    max_json_bytes: int = Field(default=64 * 1024, ge=1)  # every request body except media uploads
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line and headers together
+    header_timeout: float = Field(default=10.0, gt=0)  # to send the request line and headers
+    keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle connection between requests
+    body_idle_timeout: float = Field(default=15.0, gt=0)  # longest pause between two pieces of a body
+    body_min_rate: int = Field(default=1024, ge=0)  # bytes/s a body must average over each window
+    body_rate_window: float = Field(default=30.0, gt=0)  # seconds
+    max_connections: int = Field(default=1024, ge=1)  # beyond it, new connections are closed at once
+    max_connections_per_ip: int = Field(default=256, ge=1)
+    auth_failures_per_minute: int = Field(default=60, ge=0)  # per client IP; then 429; 0 = unlimited
+
     rate_limit_per_minute: int = Field(default=100, ge=0)  # per key, sliding minute; 0 = unlimited
     result_ttl_hours: float = 24.0  # job outputs are deleted this long after the job ends
     media_ttl_hours: float = 48.0  # uploads are deleted this long after they were written

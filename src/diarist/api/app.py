@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from diarist import __version__
 from diarist.api import health
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
+from diarist.api.guard import EdgeGuard
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
     )
+    app.add_middleware(EdgeGuard)  # added before RequestIdMiddleware, so inside it: its answers get ids too
     app.state.services = Services(
         settings=settings,
         store=store,

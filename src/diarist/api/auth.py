@@ -1,4 +1,8 @@
-"""Bearer keys and the per-key rate limit, as FastAPI dependencies."""
+"""Bearer keys and rate limits: who may call, and how often.
+
+The edge guard (api/guard.py) runs `admit` from the headers alone, before anything reads the body;
+the routes then get the admitted key through the `current_key` dependency.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,20 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fastapi import Request, Response
+from fastapi import Request
 
 from diarist.api.errors import ApiProblem
 from diarist.jobs.store import ApiKey
 
+if TYPE_CHECKING:
+    from diarist.api.services import Services
+
 WINDOW_SECONDS = 60.0
+KEY_STATE = "api_key"  # where the guard leaves the admitted key in the request scope's state
+# A limiter forgets names idle for a whole window once it holds this many (then twice as many as remain).
+SWEEP_AT = 10_000
 
 
 @dataclass(frozen=True)
@@ -23,54 +34,89 @@ class RateDecision:
     remaining: int
     reset_at: float  # epoch seconds when the oldest counted request leaves the window
 
+    @property
+    def retry_after(self) -> str:
+        return str(max(1, math.ceil(self.reset_at - time.time())))
+
     def headers(self) -> dict[str, str]:
         headers = {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}
         if not self.allowed:
             headers["X-RateLimit-Reset"] = str(math.ceil(self.reset_at))
-            headers["Retry-After"] = str(max(1, math.ceil(self.reset_at - time.time())))
+            headers["Retry-After"] = self.retry_after
         return headers
 
 
 class RateLimiter:
-    """Sliding one-minute window per key: the times of the requests it let through."""
+    """Sliding one-minute window per name (a key id, a client address): the times of the hits it counted."""
 
     def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._sweep_at = SWEEP_AT
 
-    def check(self, key_id: str, limit: int) -> RateDecision:
+    def check(self, name: str, limit: int) -> RateDecision:
+        """Whether one more hit fits under `limit`; a hit that fits is counted."""
+        return self._decide(name, limit, count=True)
+
+    def peek(self, name: str, limit: int) -> RateDecision:
+        """Whether one more hit would fit, counting nothing."""
+        return self._decide(name, limit, count=False)
+
+    def _decide(self, name: str, limit: int, count: bool) -> RateDecision:
         now = time.time()
         with self._lock:
-            hits = self._hits.setdefault(key_id, deque())
+            if len(self._hits) >= self._sweep_at:
+                # Many names (client addresses) come and go: forget the idle ones so memory stays bounded.
+                self._hits = {n: h for n, h in self._hits.items() if h and h[-1] > now - WINDOW_SECONDS}
+                self._sweep_at = max(SWEEP_AT, 2 * len(self._hits))
+            hits = self._hits.setdefault(name, deque())
             while hits and hits[0] <= now - WINDOW_SECONDS:
                 hits.popleft()
             allowed = len(hits) < limit
-            if allowed:
+            if allowed and count:
                 hits.append(now)
             reset_at = (hits[0] if hits else now) + WINDOW_SECONDS
             return RateDecision(allowed, limit, max(0, limit - len(hits)), reset_at)
 
 
-def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def bearer_token(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def current_key(request: Request, response: Response) -> ApiKey:
-    """The caller's key: 401 when missing or unknown, 429 over its rate limit."""
-    services = request.app.state.services
-    token = bearer_token(request)
-    if token is None:
-        raise ApiProblem(401, "Missing API key: send 'Authorization: Bearer <key>'.")
-    key = services.store.authenticate(token)
+def admit(services: Services, failures: RateLimiter, client: str, authorization: str) -> tuple[ApiKey, dict[str, str]]:
+    """The caller's key and the rate-limit headers for its response, from the `Authorization` header.
+
+    Raises ApiProblem: 429 when `client` (an address) sent too many requests without a valid key in the
+    last minute, which bounds key guessing; 401 for a missing or unknown key; 429 over the key's own
+    limit. Blocking: it reads the store.
+    """
+    settings = services.settings
+    per_client = settings.auth_failures_per_minute
+    if per_client > 0:
+        blocked = failures.peek(client, per_client)
+        if not blocked.allowed:
+            message = "Too many requests without a valid API key from this address; try again later."
+            raise ApiProblem(429, message, {"Retry-After": blocked.retry_after})
+    token = bearer_token(authorization)
+    key = services.store.authenticate(token) if token is not None else None
     if key is None:
+        if per_client > 0:
+            failures.check(client, per_client)
+        if token is None:
+            raise ApiProblem(401, "Missing API key: send 'Authorization: Bearer <key>'.")
         raise ApiProblem(401, "Invalid API key.")
     limit = key.rate_limit_per_minute
     if limit is None:
-        limit = services.settings.rate_limit_per_minute
-    if limit > 0:
-        decision = services.limiter.check(key.id, limit)
-        if not decision.allowed:
-            raise ApiProblem(429, f"Too many requests: the limit is {limit} per minute.", decision.headers())
-        response.headers.update(decision.headers())
-    return key
+        limit = settings.rate_limit_per_minute
+    if limit <= 0:
+        return key, {}
+    decision = services.limiter.check(key.id, limit)
+    if not decision.allowed:
+        raise ApiProblem(429, f"Too many requests: the limit is {limit} per minute.", decision.headers())
+    return key, decision.headers()
+
+
+def current_key(request: Request) -> ApiKey:
+    """The caller's key, which the edge guard admitted before the route read anything."""
+    return request.scope["state"][KEY_STATE]

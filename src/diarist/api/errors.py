@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -40,6 +41,20 @@ class InvalidRequest(Exception):
 
 def request_id(request: Request) -> str:
     return request.scope.get("state", {}).get("request_id", "")
+
+
+def error_body(rid: str, message: str) -> dict[str, str]:
+    """`ApiError`: the shape of every error but 400."""
+    return {"requestId": rid, "message": message}
+
+
+def invalid_body(rid: str, errors: list[tuple[str, str]]) -> dict[str, Any]:
+    """The 400 shape: one `{field, message}` per invalid field."""
+    return {
+        "message": "Invalid request",
+        "errors": [{"field": f, "message": m} for f, m in errors],
+        "requestId": rid,
+    }
 
 
 class RequestIdMiddleware:
@@ -85,11 +100,31 @@ def _message(error: dict[str, Any]) -> str:
 
 
 def validation_body(request: Request, errors: list[tuple[str, str]]) -> dict[str, Any]:
-    return {
-        "message": "Invalid request",
-        "errors": [{"field": f, "message": m} for f, m in errors],
-        "requestId": request_id(request),
-    }
+    return invalid_body(request_id(request), errors)
+
+
+def _unreadable_body(exc: StarletteHTTPException) -> str:
+    """Why FastAPI could not turn the body into JSON (its 400 says only that it could not)."""
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "The body is not UTF-8 text: send JSON, uncompressed"
+    if isinstance(cause, RecursionError):
+        return "Malformed JSON: nested too deeply"
+    if isinstance(cause, ValueError):  # json.loads: an integer beyond Python's 4300-digit conversion limit
+        return "Malformed JSON: a number has too many digits"
+    return "The body could not be read as JSON"
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _out_of_range(request: Request) -> list[tuple[str, str]]:
+    """The integer query parameters beyond what the database stores (64-bit signed)."""
+    errors = []
+    for name, value in request.query_params.multi_items():
+        if _INTEGER.fullmatch(value) and (len(value) > 20 or not -(2**63) <= int(value) < 2**63):
+            errors.append((name, f"Must be between {-(2**63)} and {2**63 - 1}"))
+    return errors or [("query", "A number is out of range")]
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -104,6 +139,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid_fields(request: Request, exc: InvalidRequest) -> JSONResponse:
         return JSONResponse(validation_body(request, exc.errors), status_code=400)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> JSONResponse:
+        return JSONResponse(validation_body(request, _out_of_range(request)), status_code=400)
+
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
         body = {"requestId": request_id(request), "message": exc.message}
@@ -111,6 +150,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
+            return JSONResponse(validation_body(request, [("body", _unreadable_body(exc))]), status_code=400)
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
         body = {"requestId": request_id(request), "message": message}
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
@@ -128,6 +169,6 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         rid = request_id(request)
         log.exception("request %s failed", rid)
-        # Starlette answers this outside the middleware stack, so the id header is added here.
-        body = {"requestId": rid, "message": "Internal server error"}
-        return JSONResponse(body, status_code=500, headers={REQUEST_ID_HEADER: rid})
+        # Answered by api/guard.py inside the middleware stack (RequestIdMiddleware adds the id header), not
+        # by Starlette's ServerErrorMiddleware, which raises again so that uvicorn drops the connection.
+        return JSONResponse({"requestId": rid, "message": "Internal server error"}, status_code=500)
