@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from diarist import __version__
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
+from diarist.api.openapi import openapi_schema
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
@@ -96,4 +97,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(router)
+    app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
     return app

@@ -42,6 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from diarist.jobs.payloads import webhook_body
+
 CREATED, PENDING, RUNNING = "created", "pending", "running"
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
 TERMINAL = (SUCCEEDED, FAILED, CANCELED)
@@ -436,8 +438,6 @@ class Store:
 
     @staticmethod
     def _add_webhook(session: Session, job: Job) -> None:
-        from diarist.jobs.webhooks import webhook_body  # webhooks builds on the store, not the reverse
-
         url = job.request.get("webhook")
         if url:
             session.add(
