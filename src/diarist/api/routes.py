@@ -60,8 +60,8 @@ class ApiRoute(APIRoute):
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
-            siblings = [r for r in scope["router"].routes if getattr(r, "path_format", None) == self.path_format]
-            methods = sorted({m for r in siblings for m in getattr(r, "methods", None) or ()})
+            siblings = [r for r in router.routes if isinstance(r, APIRoute) and r.path_format == self.path_format]
+            methods = sorted({m for r in siblings for m in r.methods})
             raise HTTPException(405, headers={"Allow": ", ".join(methods)})
         await super().handle(scope, receive, send)
 
