@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
@@ -77,13 +77,14 @@ def authenticated(key: Annotated[ApiKey, Depends(current_key)], _: Annotated[Any
 
 Key = Annotated[ApiKey, Depends(authenticated)]
 Svc = Annotated[Services, Depends(services)]
+JobId = Annotated[str, Path(description="The jobId that POST /v1/diarize answered")]
 router = APIRouter(route_class=ApiRoute, generate_unique_id_function=operation_id)
 
 
 @router.get(
     "/v1/test",
     response_model=TestResponse,
-    summary="Test API key",
+    summary="Test API endpoint",
     description="Checks that the API key works.",
 )
 def test_key(key: Key) -> dict[str, str]:
@@ -164,7 +165,7 @@ def _own_job(svc: Services, key: ApiKey, job_id: str) -> Job:
     "`failed` or `canceled`. Outputs are deleted a while after the job ends (24 h by default).",
     responses={404: {"model": ApiError, "description": "No such job"}},
 )
-def get_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
+def get_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     return JSONResponse(job_json(_own_job(svc, key, jobId)))
 
 
@@ -178,7 +179,7 @@ def get_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
         409: {"model": ApiError, "description": "The job already succeeded or failed"},
     },
 )
-def cancel_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
+def cancel_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     job = svc.store.cancel_job(jobId, key.id) or _own_job(svc, key, jobId)
     if job.status != "canceled":
         raise ApiProblem(409, f"Job {jobId} already {job.status}; only a job that has not ended can be canceled.")
@@ -188,7 +189,7 @@ def cancel_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
 @router.get(
     "/v2/jobs",
     response_model=JobListV2,
-    summary="List jobs",
+    summary="Get all jobs",
     description="The key's jobs, newest first, without their output.",
 )
 def list_jobs_v2(
@@ -214,7 +215,7 @@ def list_jobs_v2(
 @router.get(
     "/v1/jobs",
     response_model=JobListV1,
-    summary="List jobs (older API)",
+    summary="Get all jobs (older API)",
     description="The key's jobs, newest first, without their output; pages by offset.",
 )
 def list_jobs_v1(
