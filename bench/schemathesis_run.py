@@ -97,7 +97,8 @@ def run(max_examples: int, seed: int | None) -> int:
         ]
         if seed is not None:
             command += ["--seed", str(seed)]
-        status = subprocess.run(command, timeout=900).returncode
+        # In the data dir: schemathesis keeps a cache of what it found in its working directory.
+        status = subprocess.run(command, cwd=data_dir, timeout=900).returncode
     finally:
         if server is not None:
             server.terminate()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
@@ -77,7 +78,7 @@ def authenticated(key: Annotated[ApiKey, Depends(current_key)], _: Annotated[Any
 
 Key = Annotated[ApiKey, Depends(authenticated)]
 Svc = Annotated[Services, Depends(services)]
-JobId = Annotated[str, Path(description="The jobId that POST /v1/diarize answered")]
+JobId = Annotated[str, PathParameter(description="The jobId that POST /v1/diarize answered")]
 router = APIRouter(route_class=ApiRoute, generate_unique_id_function=operation_id)
 
 
