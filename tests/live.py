@@ -140,35 +140,53 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    method: str = "POST"
 
     def json(self) -> dict:
         return json.loads(self.body)
 
 
 class Peer:
-    """A real HTTP server on PEER_HOST: records POSTs (webhooks), serves files (audio URLs).
+    """A real HTTP server on PEER_HOST: records POSTs (webhooks) and GETs, serves files (audio URLs).
 
     `answers` is the queue of status codes for the next POSTs (then 200); `files` maps a path
-    to the bytes GET returns (404 otherwise).
+    to the bytes GET returns (404 otherwise); `redirects` maps a path to the (status, Location)
+    that any method gets there.
     """
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.answers: list[int] = []
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, tuple[int, str]] = {}
         self.got_request = threading.Event()
         peer = self
 
         class Handler(BaseHTTPRequestHandler):
+            def _redirected(self) -> bool:
+                if self.path not in peer.redirects:
+                    return False
+                status, location = peer.redirects[self.path]
+                self.send_response(status)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 peer.received.append(Received(self.path, dict(self.headers), body))
                 peer.got_request.set()
+                if self._redirected():
+                    return
                 self.send_response(peer.answers.pop(0) if peer.answers else 200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def do_GET(self) -> None:
+                peer.received.append(Received(self.path, dict(self.headers), b"", "GET"))
+                if self._redirected():
+                    return
                 data = peer.files.get(self.path)
                 self.send_response(200 if data is not None else 404)
                 self.send_header("Content-Length", str(len(data or b"")))

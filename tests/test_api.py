@@ -111,6 +111,11 @@ def test_sdk_shaped_body_with_nulls_and_all_outputs(api, sample_media):
         ({"url": "media://a b"}, "url"),
         ({"url": "media://x", "webhook": "http://10.0.0.1/hook"}, "webhook"),
         ({"url": "media://x", "webhook": "not a url"}, "webhook"),
+        ({"url": "https://example.com/" + "a" * 2100}, "url"),
+        ({"url": "media://x", "webhook": "https://example.com/" + "h" * 2100}, "webhook"),
+        ({"url": "media://x", "numSpeakers": 1e300}, "numSpeakers"),
+        ({"url": "media://x", "maxSpeakers": 101}, "maxSpeakers"),
+        ({"url": "media://x", "minSpeakers": 10**40}, "minSpeakers"),
     ],
 )
 def test_invalid_diarize_fields(api, body, field):
@@ -181,6 +186,9 @@ def test_job_lists_page_newest_first(server):
         assert "cursor" in error_fields(api.get("/v2/jobs", params={"cursor": ids[0].replace(ids[0][:8], "0" * 8)}))
         assert "status" in error_fields(api.get("/v2/jobs", params={"status": "done"}))
         assert "skip" in error_fields(api.get("/v1/jobs", params={"skip": -1}))
+        assert "skip" in error_fields(api.get("/v1/jobs", params={"skip": 2**63}))  # once a 500: integer overflow
+        assert "take" in error_fields(api.get("/v1/jobs", params={"take": 10**30}))
+        assert api.get("/v1/jobs", params={"skip": 2**31 - 1}).json() == {"items": [], "total": 5}
 
 
 def test_media_upload_overwrite_download_and_limits(server, api):

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import time
 
-from diarist.jobs.store import Store
+from diarist.jobs.store import Store, WebhookDelivery
 
 from .live import create_key, upload, wait_for
 
@@ -18,6 +18,18 @@ def verify(secret: str, received) -> bool:
     signed = f"v0:{timestamp}:{received.body.decode()}".encode()
     expected = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
     return hmac.compare_digest(expected, received.headers["X-Signature"])
+
+
+def junk_job_delivery(server, api, webhook: str) -> tuple[str, WebhookDelivery]:
+    """Submit a job that fails at once (not audio) with this webhook; its delivery once no attempt is left."""
+    job_id = api.post("/v1/diarize", json={"url": upload(api, b"junk", "junk.wav"), "webhook": webhook}).json()["jobId"]
+    wait_for(api, job_id)
+    store = Store(f"sqlite:///{server.data_dir / 'diarist.db'}")
+    deadline = time.monotonic() + 30
+    while (delivery := store.deliveries(job_id)[0]).due_at is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    store.close()
+    return job_id, delivery
 
 
 def test_succeeded_job_webhook_is_signed_with_the_key_secret(api, key, peer, sample_media):
@@ -61,16 +73,12 @@ def test_failed_deliveries_are_retried_with_reason(api, key, peer, sample_media)
 
 def test_unreachable_webhook_never_affects_the_job(server, peer):
     key = create_key(server.data_dir, "gone-receiver", "--rate-limit", "0")
+    peer.close()  # nothing listens any more
     with server.client(key) as api:
-        media = upload(api, b"RIFF", "tiny.wav")
-        peer.close()  # nothing listens any more
-        job_id = api.post("/v1/diarize", json={"url": media, "webhook": f"{peer.url}/hook"}).json()["jobId"]
-        assert wait_for(api, job_id)["status"] == "failed"  # its own fault (junk audio), not the webhook's
-        assert api.get(f"/v1/jobs/{job_id}").json()["output"]["error"].startswith("Could not load audio")
-    store = Store(f"sqlite:///{server.data_dir / 'diarist.db'}")
-    deadline = time.monotonic() + 30
-    while (delivery := store.deliveries(job_id)[0]).due_at is not None and time.monotonic() < deadline:
-        time.sleep(0.2)
+        job_id, delivery = junk_job_delivery(server, api, f"{peer.url}/hook")
+        job = api.get(f"/v1/jobs/{job_id}").json()
+    assert job["status"] == "failed"  # its own fault (junk audio), not the webhook's
+    assert job["output"]["error"].startswith("Could not load audio")
     assert delivery.attempts == 4  # the first try and three retries
     assert delivery.last_reason == "connection_failed" and not delivery.delivered
 
@@ -82,3 +90,34 @@ def test_canceled_job_sends_canceled_webhook(api, peer, long_audio):
     api.delete(f"/v1/jobs/{job_id}")
     (hook,) = peer.wait(1)
     assert hook.json() == {"jobId": job_id, "status": "canceled"}
+
+
+def test_redirect_that_turns_into_get_is_a_failed_delivery(server, api, peer):
+    peer.redirects["/hook"] = (302, "/landing")
+    peer.files["/landing"] = b"welcome"  # a GET there would succeed: it must never be made
+    _, delivery = junk_job_delivery(server, api, f"{peer.url}/hook")
+    assert not delivery.delivered
+    assert (delivery.attempts, delivery.last_status, delivery.last_reason) == (4, 302, "http_error")
+    assert [(r.method, r.path) for r in peer.received] == [("POST", "/hook")] * 4
+    assert peer.received[1].headers["x-retry-reason"] == "http_error"
+
+
+def test_redirect_that_keeps_the_post_delivers_the_same_signed_body(server, api, key, peer):
+    peer.redirects["/hook"] = (307, "/moved")
+    peer.redirects["/moved"] = (308, f"{peer.url}/final")
+    job_id, delivery = junk_job_delivery(server, api, f"{peer.url}/hook")
+    assert delivery.delivered and delivery.attempts == 1 and delivery.last_status == 200
+    first, moved, final = peer.received
+    assert [(r.method, r.path) for r in peer.received] == [("POST", "/hook"), ("POST", "/moved"), ("POST", "/final")]
+    assert first.body == moved.body == final.body
+    assert final.json() == {"jobId": job_id, "status": "failed"}
+    assert final.headers["X-Signature"] == first.headers["X-Signature"] and verify(key.webhook_secret, final)
+
+
+def test_more_than_two_redirects_is_too_many(server, api, peer):
+    for hop in range(3):
+        peer.redirects[f"/hop{hop}"] = (307, f"/hop{hop + 1}")
+    _, delivery = junk_job_delivery(server, api, f"{peer.url}/hop0")
+    assert not delivery.delivered
+    assert (delivery.attempts, delivery.last_status, delivery.last_reason) == (4, 307, "too_many_redirects")
+    assert "/hop3" not in {r.path for r in peer.received}

@@ -157,14 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="G",
         help="GiB of uploads it may keep at once, 0 = unlimited (default: the server's max_storage_bytes_per_key)",
     )
-    listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:
-  diarist keys list
-")
+    listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:\n  diarist keys list\n")
     listing.set_defaults(run=run_keys)
     _state_options(listing)
-    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:
-  diarist keys revoke 3f9a1c2b
-")
+    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:\n  diarist keys revoke 3f9a1c2b\n")
     revoke.set_defaults(run=run_keys)
     _state_options(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")

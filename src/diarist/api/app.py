@@ -17,6 +17,7 @@ from diarist import __version__
 from diarist.api import health
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.guard import EdgeGuard
+from diarist.api.openapi import openapi_schema
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
@@ -113,4 +114,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(router)
+    app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
     return app

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException
+from starlette.types import Receive, Scope, Send
 
 from diarist.api.auth import current_key
 from diarist.api.errors import ApiProblem, InvalidRequest
@@ -26,46 +30,70 @@ from diarist.api.schemas import (
     MediaRequest,
     MediaResponse,
     TestResponse,
-    ValidationErrorResponse,
 )
 from diarist.api.services import Services, services
 from diarist.audio import duration_seconds
 from diarist.errors import AudioError
 from diarist.jobs.media import make_token, object_key, read_token
 from diarist.jobs.net import UrlRefused, check_url
+from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.private import disk_full_errors, open_private
-from diarist.jobs.store import RUNNING, ApiKey, Job, QuotaExceededError, StorageQuotaError, storage_quota_message
+from diarist.jobs.store import ApiKey, Job, QuotaExceededError, StorageQuotaError, storage_quota_message
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ValidationErrorResponse, "description": "Invalid request"},
-    401: {"model": ApiError, "description": "Missing or unknown API key"},
-    429: {"model": ApiError, "description": "Too many requests"},
+MAX_SKIP = 2**31 - 1  # far beyond any real job list; larger offsets overflow the database's integers
+# pyannoteAI's operationIds, so generated clients name methods as theirs do; ours for diarist's extensions.
+OPERATION_IDS = {
+    "test_key": "testKey",
+    "diarize": "diarize",
+    "get_job": "getJobById",
+    "cancel_job": "cancelJob",
+    "list_jobs_v2": "getJobsByTeamV2",
+    "list_jobs_v1": "getJobsByTeam",
+    "media_input": "getMediaUploadURL",
+    "media_output": "getMediaDownloadURL",
+    "media_upload": "uploadMedia",
+    "media_download": "downloadMedia",
 }
-Key = Annotated[ApiKey, Depends(current_key)]
+
+
+def operation_id(route: APIRoute) -> str:
+    """The reference's operationId of a route, or its function name in camelCase for a new one."""
+    first, *rest = route.name.split("_")
+    return OPERATION_IDS.get(route.name, first + "".join(word.title() for word in rest))
+
+
+class ApiRoute(APIRoute):
+    """A route whose 405 names every method its path has (GET and DELETE on a job), not only its own."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            siblings = [r for r in router.routes if isinstance(r, APIRoute) and r.path_format == self.path_format]
+            methods = sorted({m for r in siblings for m in r.methods})
+            raise HTTPException(405, headers={"Allow": ", ".join(methods)})
+        await super().handle(scope, receive, send)
+
+
+# Declares the `api-key` bearer scheme in the OpenAPI (the Authorize button of /docs); the check is current_key's.
+bearer = HTTPBearer(scheme_name="api-key", bearerFormat="API key", auto_error=False)
+
+
+def authenticated(key: Annotated[ApiKey, Depends(current_key)], _: Annotated[Any, Security(bearer)]) -> ApiKey:
+    """The caller's key, for routes that need one."""
+    return key
+
+
+Key = Annotated[ApiKey, Depends(authenticated)]
 Svc = Annotated[Services, Depends(services)]
-router = APIRouter(responses=ERRORS)
+JobId = Annotated[str, PathParameter(description="The jobId that POST /v1/diarize answered")]
+router = APIRouter(route_class=ApiRoute, generate_unique_id_function=operation_id)
 
 
-def timestamp(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """`{jobId, status, createdAt, updatedAt[, progress][, output]}`; never `output: null`."""
-    body: dict[str, Any] = {
-        "jobId": job.id,
-        "status": job.status,
-        "createdAt": timestamp(job.created_at),
-        "updatedAt": timestamp(job.updated_at),
-    }
-    if job.status == RUNNING:
-        body["progress"] = job.progress or 0
-    if job.output is not None:
-        body["output"] = job.output
-    return body
-
-
-@router.get("/v1/test", response_model=TestResponse, summary="Test API key")
+@router.get(
+    "/v1/test",
+    response_model=TestResponse,
+    summary="Test API endpoint",
+    description="Checks that the API key works.",
+)
 def test_key(key: Key) -> dict[str, str]:
     return {"status": "OK", "message": "Test connection successful"}
 
@@ -104,7 +132,13 @@ def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[t
     response_model=JobCreated,
     response_model_exclude_none=True,
     summary="Diarize audio",
-    responses={402: {"model": ApiError, "description": "Audio quota used up"}},
+    description="Creates a diarization job for the audio at `url` and answers its id at once. Poll "
+    "`GET /v1/jobs/{jobId}` or pass a `webhook` to learn when it ends. Limits: 1 GiB and 24 h of audio "
+    "by default (settings `max_input_bytes`, `max_duration_hours`).",
+    responses={
+        402: {"model": ApiError, "description": "Audio quota used up"},
+        404: {"model": ApiError, "description": "The media:// URL was never uploaded, or has expired"},
+    },
 )
 def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body)
@@ -149,9 +183,11 @@ def _own_job(svc: Services, key: ApiKey, job_id: str) -> Job:
     "/v1/jobs/{jobId}",
     response_model=JobOut,
     summary="Get job by ID",
+    description="The job, with its `output` once it has ended: the result when `succeeded`, `{error}` when "
+    "`failed` or `canceled`. Outputs are deleted a while after the job ends (24 h by default).",
     responses={404: {"model": ApiError, "description": "No such job"}},
 )
-def get_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
+def get_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     return JSONResponse(job_json(_own_job(svc, key, jobId)))
 
 
@@ -159,27 +195,34 @@ def get_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
     "/v1/jobs/{jobId}",
     response_model=JobOut,
     summary="Cancel a job (diarist extension)",
-    responses={404: {"model": ApiError}, 409: {"model": ApiError, "description": "The job already ended"}},
+    description="Cancels a job that has not ended; it answers the canceled job. Canceling it again answers it again.",
+    responses={
+        404: {"model": ApiError, "description": "No such job"},
+        409: {"model": ApiError, "description": "The job already succeeded or failed"},
+    },
 )
-def cancel_job(jobId: str, key: Key, svc: Svc) -> JSONResponse:
+def cancel_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     job = svc.store.cancel_job(jobId, key.id) or _own_job(svc, key, jobId)
     if job.status != "canceled":
         raise ApiProblem(409, f"Job {jobId} already {job.status}; only a job that has not ended can be canceled.")
     return JSONResponse(job_json(job))
 
 
-def _list_item(job: Job) -> dict[str, str]:
-    return {"id": job.id, "status": job.status, "createdAt": timestamp(job.created_at)}
-
-
-@router.get("/v2/jobs", response_model=JobListV2, summary="List jobs, newest first")
+@router.get(
+    "/v2/jobs",
+    response_model=JobListV2,
+    summary="Get all jobs",
+    description="The key's jobs, newest first, without their output.",
+)
 def list_jobs_v2(
     key: Key,
     svc: Svc,
-    limit: Annotated[int, Query(ge=1, le=100)] = 10,
-    cursor: uuid.UUID | None = None,
-    status: JobStatus | None = None,
-) -> dict[str, Any]:
+    limit: Annotated[int, Query(ge=1, le=100, description="Number of jobs to return")] = 10,
+    cursor: Annotated[
+        uuid.UUID | None, Query(description="The nextCursor of the previous page, for the page after it")
+    ] = None,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
+) -> JSONResponse:
     after = None
     if cursor is not None:
         after = svc.store.get_job(str(cursor), key.id)
@@ -188,19 +231,24 @@ def list_jobs_v2(
     jobs = svc.store.list_jobs(key.id, status, limit + 1, after=after)
     more = len(jobs) > limit
     jobs = jobs[:limit]
-    return {"items": [_list_item(j) for j in jobs], "nextCursor": jobs[-1].id if more else None}
+    return JSONResponse({"items": [list_item(j) for j in jobs], "nextCursor": jobs[-1].id if more else None})
 
 
-@router.get("/v1/jobs", response_model=JobListV1, summary="List jobs, newest first (older API)")
+@router.get(
+    "/v1/jobs",
+    response_model=JobListV1,
+    summary="Get all jobs (older API)",
+    description="The key's jobs, newest first, without their output; pages by offset.",
+)
 def list_jobs_v1(
     key: Key,
     svc: Svc,
-    take: Annotated[int, Query(ge=1, le=100)] = 10,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    status: JobStatus | None = None,
-) -> dict[str, Any]:
+    take: Annotated[int, Query(ge=1, le=100, description="Number of jobs to return")] = 10,
+    skip: Annotated[int, Query(ge=0, le=MAX_SKIP, description="Number of jobs to skip")] = 0,
+    status: Annotated[JobStatus | None, Query(description="Only jobs with this status")] = None,
+) -> JSONResponse:
     jobs = svc.store.list_jobs(key.id, status, take, skip=skip)
-    return {"items": [_list_item(j) for j in jobs], "total": svc.store.count_jobs(key.id, status)}
+    return JSONResponse({"items": [list_item(j) for j in jobs], "total": svc.store.count_jobs(key.id, status)})
 
 
 def _media_key(url: str) -> str:

@@ -1,8 +1,8 @@
 """Request and response bodies, named and shaped as in the pyannoteAI API (camelCase on the wire).
 
-`null` is accepted wherever a field is optional and means "not given" (the official SDK sends
-explicit nulls); unknown fields are ignored, as newer clients may send fields this server
-does not know.
+`null` is accepted wherever a request field is optional and means "not given" (the official SDK
+sends explicit nulls); unknown fields are ignored, as newer clients may send fields this server
+does not know. Response fields marked optional are left out when absent, never sent as `null`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
+from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
+
 AsrModel = Literal["parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo", "whisper-base", "whisper-tiny.en"]
 JobStatus = Literal["pending", "created", "succeeded", "canceled", "failed", "running"]
+
+MAX_URL_LENGTH = 2048  # longer than any real audio or webhook URL, short enough to store and log
+MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
+# The server's own media:// check (jobs/media.py), anchored at both ends as JSON Schema needs.
+MEDIA_URL_PATTERN = "^" + MEDIA_URL.pattern.removeprefix("^").removesuffix("$") + "$"
+JOB_ID_EXAMPLE = "3c8a89a5-dcc6-4edb-a75d-ffd64739674d"
+TIME_EXAMPLE = "2024-02-20T12:00:00.000Z"
 
 
 def _whole_number(value: Any) -> Any:
@@ -27,8 +36,23 @@ def _whole_number(value: Any) -> Any:
     return value
 
 
-SpeakerCount = Annotated[Annotated[int, Field(ge=1)] | None, BeforeValidator(_whole_number)]
+SpeakerCount = Annotated[Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None, BeforeValidator(_whole_number)]
 Flag = StrictBool | None
+
+
+def _never_null(schema: dict[str, Any]) -> None:
+    """Drop the `null` branch and the `null` default pydantic writes for an `X | None = None` field."""
+    schema.pop("default", None)
+    branches = [b for b in schema.pop("anyOf", []) if b != {"type": "null"}]
+    if len(branches) == 1:
+        schema.update(branches[0])
+    elif branches:
+        schema["anyOf"] = branches
+
+
+def absent(description: str, **kwargs: Any) -> Any:
+    """A response field that is left out when it has no value: optional in the schema, never `null`."""
+    return Field(None, description=description, json_schema_extra=_never_null, **kwargs)
 
 
 class ApiModel(BaseModel):
@@ -36,23 +60,68 @@ class ApiModel(BaseModel):
 
 
 class TranscriptionConfig(ApiModel):
-    # The reference's two names, plus the Whisper models that ship with diarist.
-    model: AsrModel | None = None
+    model: AsrModel | None = Field(
+        None,
+        description="Speech recognition model. The reference's two names, plus the Whisper models that ship with "
+        "diarist; a model the operator has not installed runs as whisper-base, with a warning.",
+    )
 
 
 class DiarizeRequest(ApiModel):
-    url: str = Field(description="http(s) URL of the audio, or a media:// URL from /v1/media/input")
-    webhook: str | None = Field(None, description="URL that receives the job when it ends")
-    webhookStatusOnly: Flag = Field(False, description="webhook payload without the output")
-    model: Literal["precision-2", "community-1"] | None = "precision-2"
-    numSpeakers: SpeakerCount = None
-    minSpeakers: SpeakerCount = None
-    maxSpeakers: SpeakerCount = None
-    turnLevelConfidence: Flag = False
-    exclusive: Flag = False
-    confidence: Flag = False
-    transcription: Flag = False
-    transcriptionConfig: TranscriptionConfig | None = None
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/audio.wav",
+                    "webhook": "https://example.com/webhook",
+                    "model": "precision-2",
+                    "numSpeakers": 2,
+                    "turnLevelConfidence": True,
+                    "exclusive": True,
+                    "confidence": True,
+                }
+            ]
+        },
+    )
+
+    url: str = Field(
+        max_length=MAX_URL_LENGTH,
+        description="Where the audio is: a public, direct http(s) link to the file, or a media:// URL uploaded "
+        "through /v1/media/input.",
+        examples=["https://example.com/audio.wav", "media://meeting.wav"],
+    )
+    webhook: str | None = Field(
+        None,
+        max_length=MAX_URL_LENGTH,
+        description="URL that receives the job by POST once it ends (optional).",
+        examples=["https://example.com/webhook"],
+    )
+    webhookStatusOnly: Flag = Field(
+        False, description="When true, the webhook carries only jobId and status, not the output (for large outputs)."
+    )
+    model: Literal["precision-2", "community-1"] | None = Field("precision-2", description="Diarization model.")
+    numSpeakers: SpeakerCount = Field(
+        None,
+        description="Number of speakers, when known in advance; detected automatically otherwise. Same as "
+        f"minSpeakers == maxSpeakers. When it cannot be honoured (short audio), the output has a warning. "
+        f"At most {MAX_SPEAKERS}.",
+    )
+    minSpeakers: SpeakerCount = Field(None, description="Least number of speakers (at most maxSpeakers).")
+    maxSpeakers: SpeakerCount = Field(None, description="Largest number of speakers (at least minSpeakers).")
+    turnLevelConfidence: Flag = Field(False, description="Add per-turn confidence to every diarization turn.")
+    exclusive: Flag = Field(
+        False, description="Add exclusiveDiarization: the diarization with overlapping speech resolved to one speaker."
+    )
+    confidence: Flag = Field(
+        False, description="Add confidence scores sampled at a fixed resolution (makes the output much larger)."
+    )
+    transcription: Flag = Field(
+        False, description="Add speaker-attributed transcription. Only with the precision-2 model."
+    )
+    transcriptionConfig: TranscriptionConfig | None = Field(
+        None, description="Transcription settings, used when transcription is true."
+    )
 
     def normalized(self) -> dict[str, Any]:
         """The request as stored with the job: nulls replaced by their defaults."""
@@ -64,60 +133,137 @@ class DiarizeRequest(ApiModel):
 
 
 class MediaRequest(ApiModel):
-    url: str = Field(max_length=255, description="media://object-key", examples=["media://meeting.wav"])
+    url: str = Field(
+        max_length=MAX_MEDIA_URL,
+        description="media://object-key, where the object key is letters, digits and - _ . /. Object keys belong "
+        "to the API key: another key's media://same-name is a different object.",
+        examples=["media://meetings/2024-01-15/call.wav"],
+        json_schema_extra={"pattern": MEDIA_URL_PATTERN},
+    )
 
 
 class MediaResponse(BaseModel):
-    url: str
+    url: str = Field(description="Pre-signed URL, valid for a limited time; needs no API key.")
 
 
 class TestResponse(BaseModel):
-    status: str
-    message: str
+    status: str = Field(examples=["OK"])
+    message: str = Field(examples=["Test connection successful"])
 
 
 class JobCreated(BaseModel):
-    jobId: str
-    status: JobStatus
-    warning: str | None = None
+    jobId: str = Field(description="The job's id (a UUID).", examples=[JOB_ID_EXAMPLE])
+    status: JobStatus = Field(examples=["created"])
+    warning: str | None = absent("Warning about the request, if any")
+
+
+class DiarizationSegment(BaseModel):
+    speaker: str = Field(description="Speaker label", examples=["SPEAKER_00"])
+    start: float = Field(description="Start of the turn, in seconds", examples=[10.0])
+    end: float = Field(description="End of the turn, in seconds", examples=[15.0])
+    confidence: dict[str, float] | None = absent(
+        "Per-speaker score (0-100) that this turn is theirs; only with turnLevelConfidence",
+        examples=[{"SPEAKER_00": 93, "SPEAKER_01": 16}],
+    )
+
+
+class Confidence(BaseModel):
+    score: list[float] = Field(description="One score (0-100) per sample", examples=[[95, 89, 78, 67]])
+    resolution: float = Field(description="Seconds per sample", examples=[0.02])
+
+
+class TranscriptionSegment(BaseModel):
+    start: float = Field(description="Start, in seconds", examples=[0.5])
+    end: float = Field(description="End, in seconds", examples=[2.3])
+    text: str = Field(description="What was said", examples=["Hello, how are you?"])
+    speaker: str = Field(description="Speaker label", examples=["SPEAKER_00"])
+
+
+class DiarizationJobOutput(BaseModel):
+    """The output of a succeeded diarization job."""
+
+    diarization: list[DiarizationSegment] = Field(description="Speaker turns; they may overlap")
+    exclusiveDiarization: list[DiarizationSegment] | None = absent(
+        "Turns where only one speaker is active at a time; only with exclusive"
+    )
+    confidence: Confidence | None = absent("Confidence scores; only with confidence")
+    wordLevelTranscription: list[TranscriptionSegment] | None = absent("Words with speakers; only with transcription")
+    turnLevelTranscription: list[TranscriptionSegment] | None = absent(
+        "Speaker turns with their text; only with transcription"
+    )
+    warning: str | None = absent("Warning about the result, if any")
+
+
+class IdentificationSegment(BaseModel):
+    speaker: str
+    start: float
+    end: float
+    confidence: dict[str, float] | None = absent("Per-speaker score (0-100); only with turnLevelConfidence")
+    diarizationSpeaker: str = Field(examples=["SPEAKER_00"])
+    match: str | None = Field(description="Label of the matched voiceprint, or null", examples=["Sam"])
+
+
+class IdentificationVoiceprint(BaseModel):
+    speaker: str = Field(examples=["SPEAKER_00"])
+    match: str | None = Field(examples=["Sam"])
+    confidence: dict[str, float] = Field(examples=[{"Sam": 16, "Rick": 24}])
+
+
+class IdentificationJobOutput(BaseModel):
+    """The output of an identification job (pyannoteAI's /v1/identify, which diarist does not serve yet)."""
+
+    diarization: list[DiarizationSegment] | None = absent("Speaker turns")
+    exclusiveDiarization: list[DiarizationSegment] | None = absent("Turns with one speaker at a time")
+    confidence: Confidence | None = absent("Confidence scores")
+    identification: list[IdentificationSegment] | None = absent("Turns with their matched voiceprint")
+    voiceprints: list[IdentificationVoiceprint] | None = absent("Match of each diarization speaker")
+    warning: str | None = absent("Warning, if any")
+
+
+class JobError(BaseModel):
+    """The output of a failed or canceled job."""
+
+    error: str = Field(description="What went wrong, in the user's terms", examples=["Could not load audio: ..."])
 
 
 class JobOut(BaseModel):
-    jobId: str
+    jobId: str = Field(examples=[JOB_ID_EXAMPLE])
     status: JobStatus
-    createdAt: datetime
-    updatedAt: datetime
-    progress: int | None = Field(None, description="0-100 while running (a diarist extension)")
-    output: dict[str, Any] | None = None
+    createdAt: datetime = Field(description="When the job was created (UTC)", examples=[TIME_EXAMPLE])
+    updatedAt: datetime = Field(description="When the job last changed (UTC)", examples=[TIME_EXAMPLE])
+    progress: int | None = absent("0-100 while running (a diarist extension)", ge=0, le=100)
+    output: DiarizationJobOutput | IdentificationJobOutput | JobError | None = absent(
+        "The result once succeeded, {error} once failed or canceled; kept for a limited time after the job ends"
+    )
 
 
 class JobListItem(BaseModel):
-    id: str
+    id: str = Field(examples=[JOB_ID_EXAMPLE])
     status: JobStatus
-    createdAt: datetime
+    createdAt: datetime = Field(examples=[TIME_EXAMPLE])
 
 
 class JobListV2(BaseModel):
-    items: list[JobListItem]
-    nextCursor: str | None
+    items: list[JobListItem] = Field(description="Jobs, newest first, without their output")
+    nextCursor: str | None = Field(description="Pass as cursor for the next page; null on the last page")
 
 
 class JobListV1(BaseModel):
-    items: list[JobListItem]
-    total: int
+    items: list[JobListItem] = Field(description="Jobs, newest first, without their output")
+    total: int = Field(description="Number of jobs matching the status filter")
 
 
 class FieldError(BaseModel):
-    field: str
-    message: str
+    field: str = Field(examples=["url"])
+    message: str = Field(examples=["Invalid URL"])
 
 
 class ValidationErrorResponse(BaseModel):
-    message: str = "Invalid request"
+    message: str = Field(examples=["Invalid request"])
     errors: list[FieldError]
-    requestId: str | None = None
+    requestId: str | None = absent("The request's id, also in the X-Request-Id header")
 
 
 class ApiError(BaseModel):
-    requestId: str
-    message: str
+    requestId: str = Field(examples=["37a4c3a0-b034-4e8c-9ed9-76da6645544a"])
+    message: str = Field(examples=["Error message"])

@@ -4,7 +4,7 @@ Built on httpcore with our own network backend: it resolves the host itself, ref
 address is not public (unless allowed by the policy), and then connects to exactly the address it checked, so a
 DNS answer cannot change between the check and the connection. TLS still verifies the hostname from the URL,
 because httpcore passes the URL host as `server_hostname` to `start_tls`. Redirects are followed here, one hop at
-a time, so every hop goes through the same check.
+a time, so every hop goes through the same check; a POST follows only those that keep its method and body.
 
 Messages of `UrlRefused` and `FetchError` are meant for end users; they name the host, never the whole URL, so
 credentials in `user:pass@` never reach a message or a log.
@@ -40,6 +40,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The redirects that repeat the request as it was; the others turn a POST into a GET without its body.
+_SAME_METHOD_REDIRECTS = frozenset({307, 308})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
@@ -491,9 +493,12 @@ def _exchange(
     policy: NetPolicy,
     timeouts: dict[str, float],
     deadline: float | None = None,
+    follow: frozenset[int] = _REDIRECTS,
 ) -> Iterator[tuple[httpcore.Response, _Target]]:
-    """Send the request, follow redirects (each hop checked again), and yield the final streaming response.
+    """Send the request, follow the redirects whose status is in `follow` (each hop checked again), and yield
+    the final streaming response: a redirect that is not followed is that response.
 
+    Every hop repeats the method and body: only a GET may follow 301/302/303, which ask browsers to change it.
     httpcore exceptions, also those raised while the caller reads the body, come out as _Failure.
     """
     first = target = _parse(url)
@@ -512,7 +517,7 @@ def _exchange(
                 extensions={"timeout": timeouts},
             ) as response:
                 location = _header(response.headers, b"location")
-                if response.status not in _REDIRECTS or location is None:
+                if response.status not in follow or location is None:
                     yield response, target
                     return
                 if redirects >= max_redirects:
@@ -522,10 +527,6 @@ def _exchange(
         except _HTTPCORE_ERRORS as exc:
             raise _failure(exc, target, timeouts, deadline) from exc
         url = urljoin(url, location.strip())
-        if status == 303 or (status in (301, 302) and method == "POST"):
-            # What browsers do: the next hop is a GET without the body or its description.
-            method, body = "GET", None
-            headers = {k: v for k, v in headers.items() if not k.lower().startswith("content-")}
         target = _parse(url)
         log.debug("following HTTP %d redirect to %s", status, target.host)
 
@@ -602,15 +603,19 @@ def post(
     """POST body (webhook delivery); never raises. Success is a 2xx within `timeout` seconds in all.
 
     Failure reasons: "http_timeout", "too_many_redirects", "connection_failed" (also for a refused address),
-    "ssl_error", "http_error" (a non-2xx status) and "unknown_error". 307/308 repeat the POST with its body;
-    301/302/303 turn into a GET without body, as browsers do.
+    "ssl_error", "http_error" (a non-2xx status) and "unknown_error". 307/308 repeat the POST with its body and
+    headers, up to `max_redirects` times; 301/302/303 are not followed but fail as "http_error": following them
+    would turn the signed POST into a GET without its body.
     """
     deadline = time.monotonic() + timeout
     timeouts = {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}
     pool = httpcore.ConnectionPool(network_backend=_GuardedBackend(policy, deadline), retries=0)
     try:
         # Only the status matters, so the response body is never read.
-        with pool, _exchange(pool, "POST", url, headers, body, max_redirects, policy, timeouts, deadline) as (resp, _):
+        exchange = _exchange(
+            pool, "POST", url, headers, body, max_redirects, policy, timeouts, deadline, _SAME_METHOD_REDIRECTS
+        )
+        with pool, exchange as (resp, _):
             status = resp.status
     except UrlRefused as exc:
         log.debug("webhook refused: %s", exc)

@@ -45,6 +45,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
+from diarist.jobs.payloads import webhook_body
 from diarist.jobs.private import private_dir, private_file
 
 CREATED, PENDING, RUNNING = "created", "pending", "running"
@@ -575,8 +576,6 @@ class Store:
 
     @staticmethod
     def _add_webhook(session: Session, job: Job) -> None:
-        from diarist.jobs.webhooks import webhook_body  # webhooks builds on the store, not the reverse
-
         url = job.request.get("webhook")
         if url:
             session.add(

@@ -1,11 +1,10 @@
-"""Webhooks: the payload of an ended job, its signature, and delivery with retries."""
+"""Webhooks: the signature of a job's webhook body (jobs/payloads.py), and delivery with retries."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,18 +13,10 @@ from typing import Any
 
 from diarist.jobs.background import Periodic
 from diarist.jobs.net import NetPolicy, post
-from diarist.jobs.store import Job, Store, WebhookDelivery, utcnow
+from diarist.jobs.store import Store, WebhookDelivery, utcnow
 
 log = logging.getLogger("diarist.webhooks")
 POLL_SECONDS = 0.5
-
-
-def webhook_body(job: Job) -> str:
-    """`{jobId, status[, output]}`; output only for a succeeded job that did not ask for status only."""
-    payload: dict = {"jobId": job.id, "status": job.status}
-    if job.status == "succeeded" and not job.request.get("webhookStatusOnly") and job.output is not None:
-        payload["output"] = job.output
-    return json.dumps(payload, separators=(",", ":"))
 
 
 def sign(secret: str, timestamp: int, body: str) -> str:
