@@ -128,7 +128,12 @@ def upload(client: httpx.Client, path: Path | bytes, name: str) -> str:
 def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
+        answer = client.get(f"/v1/jobs/{job_id}")
+        if answer.status_code == 429:  # a polite client waits as told, as the SDK does
+            time.sleep(float(answer.headers["Retry-After"]))
+            continue
+        assert answer.status_code == 200, answer.text
+        job = answer.json()
         if job["status"] in statuses:
             return job
         time.sleep(0.2)

@@ -122,6 +122,14 @@ def test_invalid_diarize_fields(api, body, field):
     assert field in error_fields(api.post("/v1/diarize", json=body))
 
 
+@pytest.mark.parametrize("field", ["url", "webhook"])
+def test_url_with_a_lone_surrogate_is_invalid(api, field):
+    # JSON may escape half of a UTF-16 pair; such a string has no UTF-8 form, so no request can carry it.
+    other = "url" if field == "webhook" else "webhook"
+    raw = f'{{"{field}": "https://example.com/\\udc80", "{other}": "https://example.com/x"}}'.encode()
+    assert "unicode string" in error_fields(api.post("/v1/diarize", content=raw))[field]
+
+
 def test_malformed_and_non_object_bodies(api):
     bad_json = api.post("/v1/diarize", content=b'{"url": ', headers={"Content-Type": "application/json"})
     assert error_fields(bad_json)["body"].startswith("Malformed JSON")
@@ -272,7 +280,8 @@ def test_rate_limit_per_key(server):
 
 
 def test_quota_of_audio_hours(server):
-    key = create_key(server.data_dir, "quota", "--quota-hours", "0.012")  # 43.2 s: room for one 30 s job
+    # 43.2 s: room for one 30 s job
+    key = create_key(server.data_dir, "quota", "--rate-limit", "0", "--quota-hours", "0.012")
     with server.client(key) as api:
         media = upload(api, SAMPLE, "sample.wav")
         assert wait_for(api, diarize(api, url=media, model="community-1"))["status"] == "succeeded"
@@ -317,3 +326,4 @@ def test_official_sdk_transcription_with_fallback_warning(server, key):
     assert {w["speaker"] for w in words} == {t["speaker"] for t in output["diarization"]}
     assert "Chicago" in " ".join(t["text"] for t in turns)
     assert "whisper-base" in output["warning"] and "parakeet-tdt-0.6b-v3 is not installed" in output["warning"]
+    assert str(server.data_dir) not in output["warning"]  # no server path reaches the user

@@ -380,3 +380,34 @@ def test_full_disk_is_507_and_leaves_nothing_behind(small_disk):
             assert wait_for(api, job_id)["status"] == "succeeded"
     finally:
         server.stop()
+
+
+def test_download_onto_a_full_disk_fails_its_job_in_the_users_terms(tmp_path, peer):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    data_dir = tmp_path / "state"
+    downloads = data_dir / "downloads"
+    downloads.mkdir(parents=True)
+    # The database has room; only the downloads folder is too small for the 940 kB sample.
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(downloads)], check=True)
+    try:
+        key = create_key(data_dir, "downloads", "--rate-limit", "0")
+        server = LiveServer(data_dir).start()
+        peer.files["/talk.wav"] = SAMPLE.read_bytes()
+        try:
+            with server.client(key) as api:
+                job_id = api.post("/v1/diarize", json={"url": f"{peer.url}/talk.wav"}).json()["jobId"]
+                job = wait_for(api, job_id)
+                # Room again: the next job runs.
+                subprocess.run(["mount", "-o", "remount,size=4m", str(downloads)], check=True)
+                again = api.post("/v1/diarize", json={"url": f"{peer.url}/talk.wav", "model": "community-1"})
+                assert wait_for(api, again.json()["jobId"])["status"] == "succeeded"
+        finally:
+            server.stop()
+        assert job["status"] == "failed"
+        assert job["output"]["error"] == (
+            f"Could not load audio from {peer.url}/talk.wav: the server's disk is full; try again later."
+        )
+        assert not list(downloads.iterdir())
+    finally:
+        subprocess.run(["umount", "-l", str(downloads)], check=True)

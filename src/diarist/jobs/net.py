@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import functools
 import importlib.metadata
 import ipaddress
@@ -556,6 +557,8 @@ def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int) -> int:
         tmp.replace(dest)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise FetchError("the server's disk is full; try again later") from exc
         if isinstance(exc, OSError):
             raise FetchError(f"could not save the download: {exc.strerror}") from exc
         raise

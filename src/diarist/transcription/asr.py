@@ -7,6 +7,7 @@ that is not installed falls back to the packaged default, and the transcript say
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from diarist.audio import duration_seconds, stream_audio
+
+log = logging.getLogger("diarist.transcription")
 
 SAMPLE_RATE = 16000
 DEFAULT_MODEL = "whisper-base"
@@ -138,9 +141,11 @@ def load_recognizer(name: str | None, models_dir: Path, threads: int | None = No
     directory = models_dir / name
     if operator_model_installed(name, directory):
         return _load(name, directory, threads), None
+    # The folder is the server's business: it goes to the log, the user hears which model ran.
+    log.warning("%s is not installed in %s; transcribing with %s", name, directory, DEFAULT_MODEL)
     warning = (
         f"Transcribed with {DEFAULT_MODEL}: {name} is not installed on this server "
-        f"(an operator installs it in {directory}; see docs/models.md)."
+        "(its operator can install it: see diarist's docs/models.md)."
     )
     return _load(DEFAULT_MODEL, None, threads), warning
 
