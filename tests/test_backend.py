@@ -21,7 +21,8 @@ import scipy.io.wavfile
 
 from diarist.jobs.media import MediaStore, make_token
 from diarist.jobs.retention import expire
-from diarist.jobs.store import FAILED, PENDING, SUCCEEDED, Store
+from diarist.jobs.store import Store
+from diarist.jobs.tables import FAILED, PENDING, SUCCEEDED
 
 from .conftest import SAMPLE
 from .live import LiveServer, create_key, run_cli, upload, wait_for

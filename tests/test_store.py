@@ -10,7 +10,8 @@ from sqlalchemy import text
 
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
-from diarist.jobs.store import FAILED, PENDING, RUNNING, SUCCEEDED, Store
+from diarist.jobs.store import Store
+from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED
 from diarist.settings import Settings
 
 

@@ -7,7 +7,8 @@ import hashlib
 import hmac
 import time
 
-from diarist.jobs.store import Store, WebhookDelivery
+from diarist.jobs.store import Store
+from diarist.jobs.tables import WebhookDelivery
 
 from .live import create_key, upload, wait_for
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from diarist.api.errors import ApiProblem
-from diarist.jobs.store import ApiKey
+from diarist.jobs.tables import ApiKey
 
 if TYPE_CHECKING:
     from diarist.api.services import Services

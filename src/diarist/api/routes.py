@@ -38,7 +38,8 @@ from diarist.jobs.media import make_token, object_key, read_token
 from diarist.jobs.net import UrlRefused, check_url
 from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.private import disk_full_errors, open_private
-from diarist.jobs.store import ApiKey, Job, QuotaExceededError, StorageQuotaError, storage_quota_message
+from diarist.jobs.store import QuotaExceededError, StorageQuotaError, storage_quota_message
+from diarist.jobs.tables import ApiKey, Job
 
 MAX_SKIP = 2**31 - 1  # far beyond any real job list; larger offsets overflow the database's integers
 # pyannoteAI's operationIds, so generated clients name methods as theirs do; ours for diarist's extensions.

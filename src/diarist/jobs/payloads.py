@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the store imports this module, so only the type is needed from it
-    from diarist.jobs.store import Job
+    from diarist.jobs.tables import Job
 
 
 def timestamp(moment: datetime) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from diarist.jobs.store import PENDING, Job, Store
+from diarist.jobs.store import Store
+from diarist.jobs.tables import PENDING, Job
 
 
 class JobQueue:

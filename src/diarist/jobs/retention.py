@@ -12,7 +12,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from diarist.jobs.media import MediaStore
-from diarist.jobs.store import Store, utcnow
+from diarist.jobs.store import Store
+from diarist.jobs.tables import utcnow
 
 log = logging.getLogger("diarist.retention")
 

@@ -19,7 +19,8 @@ from diarist.errors import (
 )
 from diarist.jobs.media import MediaStore, object_key
 from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download
-from diarist.jobs.store import FAILED, SUCCEEDED, Job, QuotaExceededError, Store
+from diarist.jobs.store import QuotaExceededError, Store
+from diarist.jobs.tables import FAILED, SUCCEEDED, Job
 from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
 
 log = logging.getLogger("diarist.jobs")

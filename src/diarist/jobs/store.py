@@ -16,22 +16,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Float,
-    Index,
-    Integer,
-    String,
-    Text,
-    TypeDecorator,
     create_engine,
     delete,
     event,
@@ -42,16 +33,26 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
 from diarist.jobs.payloads import webhook_body
 from diarist.jobs.private import private_dir, private_file
+from diarist.jobs.tables import (
+    CANCELED,
+    CREATED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL,
+    ApiKey,
+    Job,
+    Media,
+    WebhookDelivery,
+    utcnow,
+)
 
-CREATED, PENDING, RUNNING = "created", "pending", "running"
-SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
-TERMINAL = (SUCCEEDED, FAILED, CANCELED)
-STATUSES = (PENDING, CREATED, SUCCEEDED, CANCELED, FAILED, RUNNING)
 # SQLite primary result codes (https://sqlite.org/rescode.html) that mean "not now" rather than a bug.
 SQLITE_FULL = 13
 SQLITE_TEMPORARY = {5: "busy", 6: "locked", 10: "disk I/O error", 14: "cannot open", 15: "locking protocol"}
@@ -64,94 +65,6 @@ class QuotaExceededError(DiaristError):
 
 class StorageQuotaError(DiaristError):
     """The key's uploads would take more room than its storage quota."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator):
-    """Aware UTC datetimes on every backend (SQLite stores no time zone)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class ApiKey(Base):
-    __tablename__ = "api_keys"
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public part of the key
-    name: Mapped[str] = mapped_column(String(200))
-    key_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key
-    webhook_secret: Mapped[str] = mapped_column(String(100))  # must be readable: it signs webhooks
-    rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)  # None: the server default
-    quota_seconds: Mapped[float | None] = mapped_column(Float)  # None: unlimited
-    used_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    # Audio of the jobs that have not ended yet, held against the quota so that it cannot be overrun.
-    reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)  # None: the server default
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class Job(Base):
-    __tablename__ = "jobs"
-    __table_args__ = (
-        Index("ix_jobs_key_created", "key_id", "created_at"),
-        Index("ix_jobs_status_created", "status", "created_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    key_id: Mapped[str] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(20))  # "diarize"
-    status: Mapped[str] = mapped_column(String(10))
-    request: Mapped[dict] = mapped_column(JSON)  # the validated request body, camelCase as sent
-    # The pyannoteAI output; {"error": ...} when failed; None once deleted by retention.
-    output: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
-    progress: Mapped[int | None] = mapped_column(Integer)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    worker: Mapped[str | None] = mapped_column(String(100))
-    audio_seconds: Mapped[float | None] = mapped_column(Float)
-    reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # held on the key until the job ends
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class Media(Base):
-    __tablename__ = "media"
-
-    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    object_key: Mapped[str] = mapped_column(String(255), primary_key=True)  # media://<object_key>
-    size: Mapped[int] = mapped_column(Integer)
-    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
-class WebhookDelivery(Base):
-    __tablename__ = "webhook_deliveries"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    job_id: Mapped[str] = mapped_column(String(36), index=True)
-    key_id: Mapped[str] = mapped_column(String(32))
-    url: Mapped[str] = mapped_column(Text)
-    body: Mapped[str] = mapped_column(Text)  # frozen at enqueue time: retries send the same bytes
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # None: no more attempts
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    delivered: Mapped[bool] = mapped_column(default=False)
-    last_reason: Mapped[str | None] = mapped_column(String(30))
-    last_status: Mapped[int | None] = mapped_column(Integer)
 
 
 def storage_quota_message(total: int, quota: int) -> str:

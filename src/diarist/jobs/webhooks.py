@@ -13,7 +13,8 @@ from typing import Any
 
 from diarist.jobs.background import Periodic
 from diarist.jobs.net import NetPolicy, post
-from diarist.jobs.store import Store, WebhookDelivery, utcnow
+from diarist.jobs.store import Store
+from diarist.jobs.tables import WebhookDelivery, utcnow
 
 log = logging.getLogger("diarist.webhooks")
 POLL_SECONDS = 0.5

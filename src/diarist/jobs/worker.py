@@ -23,7 +23,8 @@ from diarist.jobs.background import Periodic, backoff
 from diarist.jobs.media import MediaStore
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
-from diarist.jobs.store import Job, Store
+from diarist.jobs.store import Store
+from diarist.jobs.tables import Job
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")

@@ -7,7 +7,7 @@ Revises:
 import sqlalchemy as sa
 from alembic import op
 
-from diarist.jobs.store import UTCDateTime
+from diarist.jobs.tables import UTCDateTime
 
 revision = "0001"
 down_revision = None
