@@ -14,8 +14,7 @@ from pathlib import Path
 
 from diarist.errors import AudioError, DiaristError
 from diarist.service import Diarization, DiarizeOptions, diarize, probe
-from diarist.transcription.asr import MODEL_NAMES
-from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, DEFAULT_MODEL, DIARIZATION_MODELS
 
 LONG_FILE_SECONDS = 60.0  # show progress on stderr from this duration on
 PROGRESS_LINE_SECONDS = 10.0  # without a terminal: a line at each 10 % step, and at least this often
@@ -93,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument(
         "--transcribe", action="store_true", help="also transcribe, each word and turn with its speaker"
     )
-    diarize.add_argument("--asr-model", choices=MODEL_NAMES, help="speech recognition model (default whisper-base)")
+    diarize.add_argument(
+        "--asr-model", choices=ASR_MODELS, help=f"speech recognition model (default {DEFAULT_ASR_MODEL})"
+    )
     diarize.add_argument(
         "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
     )

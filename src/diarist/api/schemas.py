@@ -13,9 +13,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
+from diarist.jobs.tables import STATUSES
+from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS
 
-AsrModel = Literal["parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo", "whisper-base", "whisper-tiny.en"]
-JobStatus = Literal["pending", "created", "succeeded", "canceled", "failed", "running"]
+AsrModel = Literal[ASR_MODELS]
+JobStatus = Literal[STATUSES]
+DiarizationModel = Literal[DIARIZATION_MODELS]
 
 MAX_URL_LENGTH = 2048  # longer than any real audio or webhook URL, short enough to store and log
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
@@ -100,7 +103,7 @@ class DiarizeRequest(ApiModel):
     webhookStatusOnly: Flag = Field(
         False, description="When true, the webhook carries only jobId and status, not the output (for large outputs)."
     )
-    model: Literal["precision-2", "community-1"] | None = Field("precision-2", description="Diarization model.")
+    model: DiarizationModel | None = Field(DEFAULT_MODEL, description="Diarization model.")
     numSpeakers: SpeakerCount = Field(
         None,
         description="Number of speakers, when known in advance; detected automatically otherwise. Same as "
@@ -128,7 +131,7 @@ class DiarizeRequest(ApiModel):
         body = self.model_dump()
         for name in ("webhookStatusOnly", "turnLevelConfidence", "exclusive", "confidence", "transcription"):
             body[name] = bool(body[name])
-        body["model"] = body["model"] or "precision-2"
+        body["model"] = body["model"] or DEFAULT_MODEL
         return body
 
 

@@ -19,15 +19,11 @@ from typing import Protocol
 import numpy as np
 
 from diarist.audio import duration_seconds, stream_audio
+from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, PACKAGED_ASR_MODELS
 
 log = logging.getLogger("diarist.transcription")
 
 SAMPLE_RATE = 16000
-DEFAULT_MODEL = "whisper-base"
-PACKAGED_MODELS = ("whisper-base", "whisper-tiny.en")
-# Named as in the pyannoteAI API; the operator puts them under <models dir>/<name>/.
-OPERATOR_MODELS = ("parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo")
-MODEL_NAMES = PACKAGED_MODELS + OPERATOR_MODELS
 
 CHUNK_SECONDS = 120.0  # audio handed to the recognizer at once: memory stays flat on long files
 CUT_SEARCH_SECONDS = 10.0  # a chunk ends at the quietest 100 ms within its last seconds
@@ -120,7 +116,7 @@ def operator_model_installed(name: str, directory: Path) -> bool:
 
 @cache
 def _load(name: str, directory: Path | None, threads: int) -> Recognizer:
-    if name in PACKAGED_MODELS:
+    if name in PACKAGED_ASR_MODELS:
         from diarist.models import whisper_dir  # loads torch: only when a model is really needed
 
         return WhisperRecognizer(name, whisper_dir(name), threads)
@@ -132,22 +128,22 @@ def _load(name: str, directory: Path | None, threads: int) -> Recognizer:
 
 def load_recognizer(name: str | None, models_dir: Path, threads: int | None = None) -> tuple[Recognizer, str | None]:
     """The recognizer for a model name (None: the default), and a warning when it had to fall back."""
-    name = name or DEFAULT_MODEL
+    name = name or DEFAULT_ASR_MODEL
     threads = threads or max(1, (os.cpu_count() or 1) // 2)
-    if name not in MODEL_NAMES:
-        raise ValueError(f"unknown transcription model {name!r}; known: {', '.join(MODEL_NAMES)}")
-    if name in PACKAGED_MODELS:
+    if name not in ASR_MODELS:
+        raise ValueError(f"unknown transcription model {name!r}; known: {', '.join(ASR_MODELS)}")
+    if name in PACKAGED_ASR_MODELS:
         return _load(name, None, threads), None
     directory = models_dir / name
     if operator_model_installed(name, directory):
         return _load(name, directory, threads), None
     # The folder is the server's business: it goes to the log, the user hears which model ran.
-    log.warning("%s is not installed in %s; transcribing with %s", name, directory, DEFAULT_MODEL)
+    log.warning("%s is not installed in %s; transcribing with %s", name, directory, DEFAULT_ASR_MODEL)
     warning = (
-        f"Transcribed with {DEFAULT_MODEL}: {name} is not installed on this server "
+        f"Transcribed with {DEFAULT_ASR_MODEL}: {name} is not installed on this server "
         "(its operator can install it: see diarist's docs/models.md)."
     )
-    return _load(DEFAULT_MODEL, None, threads), warning
+    return _load(DEFAULT_ASR_MODEL, None, threads), warning
 
 
 def quiet_cut(audio: np.ndarray, search: int) -> int:
