@@ -1,8 +1,12 @@
+import io
+
+import av
 import numpy as np
 import pytest
 
 from diarist import errors
-from diarist.audio import as_mono_16k, duration_seconds, load_audio, stream_audio
+from diarist.audio import as_mono_16k, duration_seconds, load_audio, measured_seconds, stream_audio
+from diarist.service import probe
 
 from .conftest import SAMPLE, encode
 
@@ -145,3 +149,49 @@ def test_zero_length_audio(tmp_path):
         f.setframerate(16000)
     with pytest.raises(errors.ZeroLengthAudioError, match="no samples"):
         load_audio(tmp_path / "zero.wav")
+
+
+class _Pipe:
+    """A file object that can only be written, as a pipe: the muxer cannot go back to the header."""
+
+    def __init__(self) -> None:
+        self.data = io.BytesIO()
+
+    def write(self, chunk: bytes) -> int:
+        return self.data.write(chunk)
+
+
+def piped_flac(samples: np.ndarray) -> bytes:
+    """16 kHz mono FLAC written as `ffmpeg ... -f flac - | cat > x.flac` does: no length in its header."""
+    pipe = _Pipe()
+    with av.open(pipe, "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=16000, layout="mono")
+        for i in range(0, len(samples), 4096):
+            frame = av.AudioFrame.from_ndarray((samples[None, i : i + 4096] * 32767).astype(np.int16), layout="mono")
+            frame.sample_rate, frame.pts = 16000, i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return pipe.data.getvalue()
+
+
+def test_a_file_without_announced_length_is_measured(tmp_path, sample_audio):
+    path = tmp_path / "piped.flac"
+    path.write_bytes(piped_flac(sample_audio))
+    assert duration_seconds(path) is None  # the header says nothing: quotas must not trust that
+    assert measured_seconds(path) == pytest.approx(30.0)
+    assert probe(path) == pytest.approx(30.0)
+    with pytest.raises(errors.AudioError, match=r"over the 0\.005 h limit"):
+        probe(path, max_seconds=18)
+
+
+def test_playlists_are_not_opened(tmp_path):
+    # ffmpeg recognises a concat script by its content: 3 lines would make 30 s of audio read as 60 s,
+    # or read other files of the server.
+    (tmp_path / "s").write_bytes(SAMPLE.read_bytes())
+    playlist = tmp_path / "list"
+    playlist.write_text("ffconcat version 1.0\nfile s\nfile s\n")
+    for read in (duration_seconds, load_audio):
+        with pytest.raises(errors.NotAudioError):
+            read(playlist)

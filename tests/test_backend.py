@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from hashlib import sha256
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from diarist.jobs.tables import FAILED, PENDING, SUCCEEDED
 
 from .conftest import SAMPLE
 from .live import LiveServer, create_key, run_cli, upload, wait_for
+from .test_audio import piped_flac
 from .test_durability import children
 
 
@@ -186,6 +188,25 @@ def test_url_input_is_held_on_the_quota_once_downloaded(server, peer):
     assert failed["status"] == "failed"
     assert "quota of 0.005 hours" in failed["output"]["error"]
     assert "30.0 s" in failed["output"]["error"]
+
+
+def test_uploads_that_hide_their_length_cannot_overrun_the_quota(server, sample_audio):
+    # A FLAC written to a pipe announces no length; a concat script makes ffmpeg read other files.
+    key = create_key(server.data_dir, "hidden-length", "--rate-limit", "0", "--quota-hours", "0.012")  # 43.2 s
+    with server.client(key) as api:
+        piped = upload(api, piped_flac(sample_audio), "piped.flac")
+        jobs = [api.post("/v1/diarize", json={"url": piped, "model": "community-1"}) for _ in range(2)]
+        assert [job.status_code for job in jobs] == [200, 200]  # nothing to hold at submit
+        ended = [wait_for(api, job.json()["jobId"]) for job in jobs]
+        assert [job["status"] for job in ended] == ["succeeded", "failed"]
+        assert "quota of 0.012 hours" in ended[1]["output"]["error"]
+        upload(api, SAMPLE, "s.wav")
+        script = "ffconcat version 1.0\n" + "".join(f"file {sha256(b's.wav').hexdigest()}\n" for _ in range(20))
+        playlist = upload(api, script.encode(), "list.txt")
+        refused = wait_for(api, api.post("/v1/diarize", json={"url": playlist}).json()["jobId"])
+        assert refused["status"] == "failed" and "not audio that can be decoded" in refused["output"]["error"]
+    used = next(line for line in run_cli("keys", "list", data_dir=server.data_dir).splitlines() if key.id in line)
+    assert used.split()[4] == "0.01"  # 30 s of the one job that ran, in hours
 
 
 def test_reservations_settle_on_success_and_release_on_failure_cancel_and_give_up(tmp_path):

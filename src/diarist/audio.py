@@ -29,6 +29,15 @@ MAX_ARRAY_CHANNELS = 64
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
 
 
+# The demuxers diarist opens: audio and video container formats. Playlists and scripts (concat,
+# HLS, DASH, image sequences, ...) are left out: they make ffmpeg open other files or URLs, so a
+# small upload could read far more audio than it holds, or other files of the server.
+DEMUXERS = (
+    "aac,ac3,aiff,amr,ape,asf,au,avi,caf,dsf,dts,eac3,flac,flv,gsm,ircam,loas,matroska,mlp,mov,mp3,"
+    "mpc,mpc8,mpeg,mpegts,mxf,nut,ogg,oma,rm,shn,tak,truehd,tta,voc,w64,wav,wv,xwma"
+)
+
+
 def _open(path: Path) -> av.container.InputContainer:
     if not path.exists():
         raise AudioFileNotFoundError(f"{path}: no such file")
@@ -37,7 +46,11 @@ def _open(path: Path) -> av.container.InputContainer:
     if path.stat().st_size == 0:
         raise EmptyAudioFileError(f"{path}: the file is empty (0 bytes)")
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(
+            str(path),
+            metadata_errors="ignore",
+            container_options={"format_whitelist": DEMUXERS, "protocol_whitelist": "file"},
+        )
     except av.error.PermissionError as e:
         raise AudioFileNotFoundError(f"{path}: permission denied") from e
     except (av.error.FFmpegError, UnicodeDecodeError) as e:
@@ -57,6 +70,21 @@ def duration_seconds(path: str | os.PathLike) -> float | None:
         if container.duration is not None:
             return container.duration / av.time_base
     return None
+
+
+def measured_seconds(path: str | os.PathLike) -> float:
+    """Duration from the audio packets' timestamps, for containers that announce none (a FLAC or
+    WebM written to a pipe): reads the whole file, but decodes nothing."""
+    with _open(Path(path)) as container:
+        stream = container.streams.audio[0]
+        end = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None:
+                    end = max(end, packet.pts + (packet.duration or 0))
+        except av.error.FFmpegError as e:
+            raise CorruptAudioError(f"{path}: corrupt audio data ({e})") from e
+        return float(end * stream.time_base) if stream.time_base is not None else 0.0
 
 
 def _mono(frame: av.AudioFrame) -> np.ndarray:

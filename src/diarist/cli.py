@@ -211,9 +211,9 @@ class ProgressBar:
         self.bar.close()
 
 
-def progress_display(path: Path, duration: float | None) -> ProgressBar | ProgressLines | None:
+def progress_display(path: Path, duration: float) -> ProgressBar | ProgressLines | None:
     """How to show progress on stderr: none for short files, a bar on a terminal, else lines."""
-    if (duration or 0.0) < LONG_FILE_SECONDS:
+    if duration < LONG_FILE_SECONDS:
         return None
     return ProgressBar(path.name) if sys.stderr.isatty() else ProgressLines(path.name)
 

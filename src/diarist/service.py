@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from diarist.audio import duration_seconds
+from diarist.audio import duration_seconds, measured_seconds
 from diarist.errors import AudioError
 from diarist.vocabulary import DEFAULT_MODEL
 
@@ -55,13 +55,17 @@ class Diarization:
         return self.result.warnings
 
 
-def probe(path: Path, max_seconds: float | None = None) -> float | None:
-    """The duration the file announces; an ``AudioError`` for a file that is not usable audio.
+def probe(path: Path, max_seconds: float | None = None) -> float:
+    """The file's duration in seconds; an ``AudioError`` for a file that is not usable audio.
 
-    Run it before `diarize` so that a bad or too long file fails before the models load.
+    The container's announced duration, or, where it announces none, the one its packets show:
+    quotas and the length limit must hold for every file. Run it before `diarize`, so that a bad
+    or too long file fails before the models load.
     """
     duration = duration_seconds(path)
-    if duration is not None and max_seconds is not None and duration > max_seconds:
+    if duration is None:
+        duration = measured_seconds(path)
+    if max_seconds is not None and duration > max_seconds:
         hours = max_seconds / 3600
         raise AudioTooLongError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
     return duration

@@ -120,9 +120,9 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
     downloaded = False
     try:
         path, downloaded = fetch_input(job, config)
-        duration = probe(path, config.max_duration_seconds)
-        if duration is not None:  # a URL's length is first known here: QuotaExceededError if it does not fit
-            store.reserve_audio(job.id, duration)
+        # A URL's length, or an upload's whose container announced none, is first known here:
+        # QuotaExceededError if it does not fit.
+        store.reserve_audio(job.id, probe(path, config.max_duration_seconds))
         progress = ProgressReporter(store, job.id, worker)
         done = diarize(diarize_options(job, config.asr_models), path, progress)
         store.finish_job(job.id, worker, SUCCEEDED, done.output, audio_seconds=done.result.duration)
