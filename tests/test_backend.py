@@ -4,6 +4,7 @@ concurrent submits, crafted upload tokens, and the permissions of everything the
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -348,6 +349,35 @@ def test_storage_quota_per_key(server):
         assert not list((server.data_dir / "media" / key.id).glob("*.part"))
         upload(api, b"c" * 90_000, "first.bin")  # replacing a file counts only the new one
         assert api.post("/v1/media/output", json={"url": "media://second.bin"}).status_code == 404
+
+
+def _start_put(url: str, length: int, first: bytes) -> socket.socket:
+    """A PUT of `length` bytes whose body has only begun to arrive."""
+    target = httpx.URL(url)
+    connection = socket.create_connection((target.host, target.port), timeout=10)
+    head = f"PUT {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}\r\nContent-Length: {length}\r\n\r\n"
+    connection.sendall(head.encode() + first)
+    return connection
+
+
+def _status(connection: socket.socket) -> int:
+    answer = connection.recv(65536).decode(errors="replace")
+    connection.close()
+    return int(answer.split()[1])
+
+
+def test_uploads_still_arriving_count_against_the_storage_quota(server):
+    # Parallel uploads, each within the quota alone, must not fill the disk with partial files.
+    key = create_key(server.data_dir, "in-flight", "--rate-limit", "0", "--storage-quota-gb", str(100_000 / 1024**3))
+    with server.client(key) as api:
+        urls = [api.post("/v1/media/input", json={"url": f"media://{n}.bin"}).json()["url"] for n in "ab"]
+    first = _start_put(urls[0], 60_000, b"a" * 50_000)
+    time.sleep(0.5)  # the server has taken in the first 50 kB
+    second = _start_put(urls[1], 60_000, b"b" * 60_000)
+    assert _status(second) == 413  # 50 kB arriving + 60 kB > 100 kB
+    first.sendall(b"a" * 10_000)
+    assert _status(first) == 200
+    assert not list((server.data_dir / "media" / key.id).glob("*.part"))
 
 
 # --- 5. a full disk is a 507, not a 500 ----------------------------------------------------------

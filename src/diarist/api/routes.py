@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -343,8 +342,21 @@ async def media_upload(token: str, request: Request, svc: Svc) -> Response:
     quota = await run_in_threadpool(_storage_quota, svc, key_id)
     # The quota counts the key's other uploads: this one replaces any file of the same name.
     used = await run_in_threadpool(svc.store.storage_used, key_id, name) if quota else 0
-    check = partial(_check_upload_size, limit=svc.settings.max_input_bytes, used=used, quota=quota)
-    check(int(request.headers.get("content-length") or 0))
+    with svc.uploads.track(key_id) as arriving:
+
+        def check(size: int) -> None:
+            # The key's other uploads still arriving count as stored: they will be, once complete.
+            _check_upload_size(size, svc.settings.max_input_bytes, used + arriving(size), quota)
+
+        check(int(request.headers.get("content-length") or 0))
+        await _store_upload(request, svc, key_id, name, quota, check)
+    return Response(status_code=200)
+
+
+async def _store_upload(
+    request: Request, svc: Services, key_id: str, name: str, quota: int, check: Callable[[int], None]
+) -> None:
+    """Write the body beside its final place, record it, then move it there; nothing is left on failure."""
     with disk_full_errors("The server's disk is full; the upload was not kept."):
         part = svc.media.partial_path(key_id, name)
         try:
@@ -356,7 +368,6 @@ async def media_upload(token: str, request: Request, svc: Svc) -> Response:
             raise ApiProblem(413, str(e)) from None
         finally:
             part.unlink(missing_ok=True)
-    return Response(status_code=200)
 
 
 @router.get("/v1/media/download/{token}", summary="Download media from a pre-signed URL", responses={403: {}, 404: {}})

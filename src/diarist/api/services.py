@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from diarist.api.auth import RateLimiter
-from diarist.jobs.media import MediaStore
+from diarist.jobs.media import MediaStore, UploadsInFlight
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.store import Store
@@ -23,6 +23,7 @@ class Services:
     policy: NetPolicy
     secret: bytes  # signs the upload and download URLs
     limiter: RateLimiter = field(default_factory=RateLimiter)
+    uploads: UploadsInFlight = field(default_factory=UploadsInFlight)
 
 
 def services(request: Request) -> Services:

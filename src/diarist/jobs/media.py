@@ -14,7 +14,9 @@ import json
 import os
 import re
 import secrets
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from diarist.jobs.private import private_dir
@@ -33,6 +35,38 @@ def object_key(media_url: str) -> str:
             f"must look like media://object-key (letters, digits, - _ . /), at most {MAX_MEDIA_URL} characters"
         )
     return media_url.removeprefix("media://")
+
+
+class UploadsInFlight:
+    """Bytes received so far by the uploads still arriving, per key.
+
+    A key's storage quota counts them too: otherwise many parallel uploads, each within the
+    quota alone, fill the disk with partial files before any of them is checked on completion.
+    """
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, dict[object, int]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def track(self, key_id: str) -> Iterator[Callable[[int], int]]:
+        """A function to call with this upload's size so far; it answers the key's other uploads' bytes."""
+        upload = object()
+
+        def update(size: int) -> int:
+            with self._lock:
+                sizes = self._sizes.setdefault(key_id, {})
+                sizes[upload] = size
+                return sum(sizes.values()) - size
+
+        try:
+            yield update
+        finally:
+            with self._lock:
+                sizes = self._sizes.get(key_id, {})
+                sizes.pop(upload, None)
+                if not sizes:
+                    self._sizes.pop(key_id, None)
 
 
 class MediaStore:
