@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from diarist.jobs.net import FetchError, NetPolicy, PostResult, UrlRefused, check_url, download, post
+from diarist.jobs.net import FetchError, NetPolicy, PostResult, UrlRefused, check_url, download, post, redact_url
 
 LOCAL = NetPolicy(allowed_hosts=("127.0.0.1",))
 DATA = bytes(range(256)) * 1000  # 256 000 bytes, every byte value
@@ -128,6 +128,8 @@ def closed_port() -> int:
         ("http://[ff02::1]/", "multicast"),
         ("http://240.0.0.1/", "reserved"),
         ("http://[64:ff9b::a9fe:a9fe]/", "link-local"),  # NAT64 form of 169.254.169.254
+        ("http://[64:ff9b:1::a00:1]/", "a local-use NAT64 address"),  # RFC 8215 form of 10.0.0.1
+        ("http://[64:ff9b:1:ffff::8.8.8.8]/", "a local-use NAT64 address"),  # the whole /48, whatever it wraps
         ("http://[2002:a00:1::]/", "private"),  # 6to4 form of 10.0.0.1
         ("http://localhost:8000/", "localhost resolves to 127.0.0.1, a loopback address"),
         ("http://127.1/", "loopback"),  # short and decimal forms the resolver accepts
@@ -150,6 +152,7 @@ def test_check_url_refuses_addresses_that_are_not_public(url: str, why: str) -> 
         ("https://", "URL has no host"),
         ("http://exa mple.com/", "URL has an invalid host"),
         ("http://example.com:99999/", "URL is malformed"),
+        ("http://example.com:0/", "URL is malformed"),  # not port 80
         ("http://example.com/\r\nX-Evil: 1", "URL contains control characters"),
     ],
 )
@@ -226,6 +229,37 @@ def test_download_sends_userinfo_as_basic_auth_and_never_shows_it(server: Server
         download(url, tmp_path / "a.wav", LOCAL, max_bytes=10**9)
     assert "s3cret" not in str(info.value)
     assert server.seen[0].headers["Authorization"] == "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:TopSecretPw@example.com:9000/r?q=1", "http://***@example.com:9000/r?q=1"),
+        ("https://token@[2001:db8::1]/a.wav", "https://***@[2001:db8::1]/a.wav"),
+        ("http://a:b@c@example.com/x@y", "http://***@example.com/x@y"),  # the last @ of the authority ends it
+        ("http://example.com/a@b.wav", "http://example.com/a@b.wav"),  # an @ in the path is no userinfo
+        ("media://sample.wav", "media://sample.wav"),
+    ],
+)
+def test_redact_url_hides_only_the_userinfo(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+
+
+def test_download_stops_when_the_progress_callback_raises(server: Server, tmp_path: Path) -> None:
+    server.routes["/a.wav"] = lambda h: reply(h, 200, DATA * 20)
+    counts: list[int] = []
+
+    class GiveUp(Exception):
+        """The caller's own exception (the runner's JobAbandoned): it must come out as it is."""
+
+    def give_up(count: int) -> None:
+        counts.append(count)
+        raise GiveUp
+
+    with pytest.raises(GiveUp):
+        download(server.url("/a.wav"), tmp_path / "a.wav", LOCAL, max_bytes=10**9, on_bytes=give_up)
+    assert len(counts) == 1 and 0 < counts[0] < len(DATA) * 20
+    assert list(tmp_path.iterdir()) == []  # partial temp file removed
 
 
 def test_download_refuses_declared_size_over_limit(server: Server, tmp_path: Path) -> None:

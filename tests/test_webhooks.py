@@ -122,3 +122,13 @@ def test_more_than_two_redirects_is_too_many(server, api, peer):
     assert not delivery.delivered
     assert (delivery.attempts, delivery.last_status, delivery.last_reason) == (4, 307, "too_many_redirects")
     assert "/hop3" not in {r.path for r in peer.received}
+
+
+def test_failed_webhook_log_line_hides_the_urls_credentials(server, api, peer):
+    port = peer.url.rsplit(":", 1)[1]
+    peer.close()  # nothing listens: every attempt fails and is logged
+    _, delivery = junk_job_delivery(server, api, f"http://user:TopSecretPw@127.0.0.2:{port}/r")
+    assert not delivery.delivered
+    log = server.log()
+    assert f"to http://***@127.0.0.2:{port}/r failed: connection_failed" in log
+    assert "TopSecretPw" not in log

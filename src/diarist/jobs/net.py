@@ -7,7 +7,8 @@ because httpcore passes the URL host as `server_hostname` to `start_tls`. Redire
 a time, so every hop goes through the same check; a POST follows only those that keep its method and body.
 
 Messages of `UrlRefused` and `FetchError` are meant for end users; they name the host, never the whole URL, so
-credentials in `user:pass@` never reach a message or a log.
+credentials in `user:pass@` never reach a message or a log. Code that must show a whole URL passes it through
+`redact_url` first.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import socket
 import ssl
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,13 @@ _SAME_METHOD_REDIRECTS = frozenset({307, 308})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# RFC 8215 local-use NAT64: each network picks its own prefix length inside it, so where an IPv4 address sits is
+# unknowable; it only leads into someone's own network, so the whole range is refused.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
+# The authority's userinfo: everything up to its last "@", as urlsplit reads it (the authority ends at / ? #).
+_USERINFO = re.compile(r"^(\s*(?:[a-z][a-z0-9+.-]*:)?//)[^/?#]*@", re.IGNORECASE)
 # Characters left as they are when a path or query is re-quoted; "%" keeps existing escapes intact.
 _SAFE_TARGET = "/%:@!$&'()*+,;=-._~?"
 # Headers we always set ourselves, so a caller cannot make the framing or the Host disagree with the URL.
@@ -79,6 +85,11 @@ class PostResult:
 
 
 # --- URLs -------------------------------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """url with its `user:password@` replaced by `***@`, for logs and error messages; the rest is kept."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 @dataclass(frozen=True)
@@ -120,13 +131,15 @@ def _parse(url: str) -> _Target:
     scheme = parts.scheme.lower()
     if not hostname:
         raise UrlRefused("URL has no host")
+    if port == 0:  # not a port one can connect to; it must not fall back to the default port
+        raise UrlRefused("URL is malformed")
     host = _normalize_host(hostname)
     path = quote(parts.path or "/", safe=_SAFE_TARGET)
     target = path + ("?" + quote(parts.query, safe=_SAFE_TARGET) if parts.query else "")
     userinfo = None
     if parts.username is not None:
         userinfo = (unquote(parts.username), unquote(parts.password or ""))
-    return _Target(scheme, host, port or _DEFAULT_PORTS[scheme], target, userinfo)
+    return _Target(scheme, host, _DEFAULT_PORTS[scheme] if port is None else port, target, userinfo)
 
 
 def _normalize_host(hostname: str) -> str:
@@ -210,6 +223,8 @@ def _address_problem(ip: IPAddress) -> str | None:
         return "a loopback address"
     if ip.is_unspecified:
         return "an unspecified address"
+    if ip in _LOCAL_NAT64:
+        return "a local-use NAT64 address"
     embedded = _embedded_ipv4(ip)
     if embedded is not None:
         problem = _ipv4_problem(embedded)
@@ -539,8 +554,11 @@ def _size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int) -> int:
-    """Write chunks to a temp file beside dest, then rename it into place; stops past max_bytes."""
+def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int, on_bytes: Callable[[int], None] | None) -> int:
+    """Write chunks to a temp file beside dest, then rename it into place; stops past max_bytes.
+
+    on_bytes gets the byte count after each chunk; whatever it raises stops the download (temp file deleted).
+    """
     try:
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     except OSError as exc:
@@ -554,6 +572,8 @@ def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int) -> int:
                 if count > max_bytes:
                     raise FetchError(f"file is larger than the {_size_text(max_bytes)} limit")
                 out.write(chunk)
+                if on_bytes is not None:
+                    on_bytes(count)
         tmp.replace(dest)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
@@ -565,11 +585,15 @@ def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int) -> int:
     return count
 
 
-def download(url: str, dest: Path, policy: NetPolicy, max_bytes: int) -> int:
+def download(
+    url: str, dest: Path, policy: NetPolicy, max_bytes: int, on_bytes: Callable[[int], None] | None = None
+) -> int:
     """Stream a GET of url to dest (temp file next to dest, then rename) and return the byte count.
 
     Refuses early when Content-Length exceeds max_bytes and stops once the body does. Follows up to
-    policy.max_redirects redirects, checking every hop. Raises UrlRefused or FetchError only.
+    policy.max_redirects redirects, checking every hop. Raises UrlRefused or FetchError, or whatever on_bytes
+    raises: it is called with the count so far as bytes arrive, so a caller can give up on a slow download
+    (the connection is closed and nothing is left on disk).
     """
     dest = Path(dest)
     timeouts = {
@@ -590,7 +614,7 @@ def download(url: str, dest: Path, policy: NetPolicy, max_bytes: int) -> int:
             length = _content_length(resp.headers)
             if length is not None and length > max_bytes:
                 raise FetchError(f"file is larger than the {_size_text(max_bytes)} limit")
-            return _save(resp.iter_stream(), dest, max_bytes)
+            return _save(resp.iter_stream(), dest, max_bytes, on_bytes)
     except _Failure as exc:
         raise FetchError(exc.message) from None
 

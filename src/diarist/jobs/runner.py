@@ -18,7 +18,7 @@ from diarist.errors import (
     ZeroLengthAudioError,
 )
 from diarist.jobs.media import MediaStore, object_key
-from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download
+from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
 from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
@@ -47,8 +47,12 @@ class RunnerConfig:
     asr_models: Path  # where an operator installs the transcription models that are not packaged
 
 
-def fetch_input(job: Job, config: RunnerConfig) -> tuple[Path, bool]:
-    """The local file holding the job's audio, and whether it is a download to delete afterwards."""
+def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter) -> tuple[Path, bool]:
+    """The local file holding the job's audio, and whether it is a download to delete afterwards.
+
+    A download reports progress 0 as bytes arrive: that is when a cancel is noticed (JobAbandoned), so a server
+    that trickles bytes cannot keep the worker from other jobs.
+    """
     url = job.request["url"]
     if url.startswith("media://"):
         path = config.media.path(job.key_id, object_key(url))
@@ -57,7 +61,7 @@ def fetch_input(job: Job, config: RunnerConfig) -> tuple[Path, bool]:
         return path, False
     config.downloads.mkdir(parents=True, exist_ok=True)
     dest = config.downloads / job.id
-    download(url, dest, config.policy, config.max_input_bytes)
+    download(url, dest, config.policy, config.max_input_bytes, on_bytes=lambda _count: progress(0.0))
     return dest, True
 
 
@@ -111,7 +115,7 @@ def input_error_message(url: str, error: DiaristError) -> str:
         reason = next((text for kind, text in AUDIO_PROBLEMS if isinstance(error, kind)), "it could not be decoded")
     else:  # these messages are written for the user and name no server path
         reason = str(error).rstrip(".")
-    return f"Could not load audio from {url}: {reason}."
+    return f"Could not load audio from {redact_url(url)}: {reason}."
 
 
 def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
@@ -119,11 +123,11 @@ def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
     path: Path | None = None
     downloaded = False
     try:
-        path, downloaded = fetch_input(job, config)
+        progress = ProgressReporter(store, job.id, worker)
+        path, downloaded = fetch_input(job, config, progress)
         # A URL's length, or an upload's whose container announced none, is first known here:
         # QuotaExceededError if it does not fit.
         store.reserve_audio(job.id, probe(path, config.max_duration_seconds))
-        progress = ProgressReporter(store, job.id, worker)
         done = diarize(diarize_options(job, config.asr_models), path, progress)
         store.finish_job(job.id, worker, SUCCEEDED, done.output, audio_seconds=done.result.duration)
     except JobAbandoned:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from diarist.jobs.background import Periodic
-from diarist.jobs.net import NetPolicy, post
+from diarist.jobs.net import NetPolicy, post, redact_url
 from diarist.jobs.store import Store
 from diarist.jobs.tables import WebhookDelivery, utcnow
 
@@ -78,5 +78,5 @@ class WebhookDispatcher:
         if not result.ok and delivery.attempts < len(self.retry_delays):
             retry_at = utcnow() + timedelta(seconds=self.retry_delays[delivery.attempts])
         if not result.ok:
-            log.warning("webhook for job %s to %s failed: %s", delivery.job_id, delivery.url, result.reason)
+            log.warning("webhook for job %s to %s failed: %s", delivery.job_id, redact_url(delivery.url), result.reason)
         self.store.record_delivery(delivery.id, result.ok, result.status, result.reason, retry_at)
