@@ -65,6 +65,7 @@ class Settings(BaseSettings):
 
     webhook_timeout: float = 10.0
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])
+    webhook_threads: int = Field(default=8, ge=1)  # deliveries sent at once
     janitor_interval_seconds: float = 600.0
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
