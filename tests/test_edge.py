@@ -254,6 +254,23 @@ def bad_key(number: int) -> dict[str, str]:
     return {"Authorization": f"Bearer dia_x_{number}"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/v1/media/upload/x/"),
+        ("PUT", "/v1/media/upload/%2e%2e%2f"),
+        ("GET", "/v1/test/"),
+        ("GET", "/v1/jobs/"),
+    ],
+)
+def test_a_trailing_slash_is_not_redirected(edge, edge_key, method, path):
+    """Starlette would answer 307 with an empty body (and `%2e%2e%2f` would send a client to `upload/..`)."""
+    with edge.client(edge_key) as api:
+        answer = api.request(method, path, content=b"x" if method == "PUT" else None)
+    assert answer.status_code == 404, answer.text
+    assert_api_error(answer.status_code, dict(answer.headers), answer.json())
+
+
 def test_rate_limit_headers_on_every_authenticated_response(edge, edge_key):
     with edge.client(edge_key) as api:
         answers = [
