@@ -156,7 +156,7 @@ class Peer:
 
     `answers` is the queue of status codes for the next POSTs (then 200); `files` maps a path
     to the bytes GET returns (404 otherwise); `redirects` maps a path to the (status, Location)
-    that any method gets there.
+    that any method gets there; `post_delay` is how long a POST waits before its answer.
     """
 
     def __init__(self) -> None:
@@ -164,6 +164,7 @@ class Peer:
         self.answers: list[int] = []
         self.files: dict[str, bytes] = {}
         self.redirects: dict[str, tuple[int, str]] = {}
+        self.post_delay = 0.0
         self.got_request = threading.Event()
         peer = self
 
@@ -182,6 +183,7 @@ class Peer:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 peer.received.append(Received(self.path, dict(self.headers), body))
                 peer.got_request.set()
+                time.sleep(peer.post_delay)
                 if self._redirected():
                     return
                 self.send_response(peer.answers.pop(0) if peer.answers else 200)

@@ -224,6 +224,53 @@ def test_failed_keys_are_rate_limited_per_address(edge, edge_key):
         assert other.get("/v1/test").status_code == 401
 
 
+def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path):
+    """A local client's X-Forwarded-For neither dodges the failed-key limit nor blocks another address."""
+    proxy, victim = "127.0.0.11", "127.0.0.13"
+    env = {"DIARIST_AUTH_FAILURES_PER_MINUTE": "5", "DIARIST_TRUSTED_PROXIES": proxy}
+    live = LiveServer(tmp_path / "proxies", env=env, workers=0).start()
+    try:
+        key = create_key(live.data_dir, "victim")
+        # From 127.0.0.1, which uvicorn trusts by default: every failure blames the victim's address.
+        with live.client(None) as spoofer:
+            blamed = [spoofer.get("/v1/test", headers=bad_key(i) | {"X-Forwarded-For": victim}) for i in range(6)]
+            dodging = spoofer.get("/v1/test", headers=bad_key(6) | {"X-Forwarded-For": "127.0.0.14"})
+        with client_from(live, victim, key) as innocent:
+            innocent_answer = innocent.get("/v1/test")
+        # The operator's proxy is trusted: each forwarded client is counted apart.
+        with client_from(live, proxy) as behind_proxy:
+            forwarded = [
+                behind_proxy.get("/v1/test", headers=bad_key(i) | {"X-Forwarded-For": f"10.0.0.{i}"}) for i in range(6)
+            ]
+    finally:
+        live.stop()
+    assert [a.status_code for a in blamed] == [401] * 5 + [429]
+    assert dodging.status_code == 429  # the limit follows the real address, whatever the header says
+    assert innocent_answer.status_code == 200
+    assert [a.status_code for a in forwarded] == [401] * 6
+
+
+def bad_key(number: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer dia_x_{number}"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("PUT", "/v1/media/upload/x/"),
+        ("PUT", "/v1/media/upload/%2e%2e%2f"),
+        ("GET", "/v1/test/"),
+        ("GET", "/v1/jobs/"),
+    ],
+)
+def test_a_trailing_slash_is_not_redirected(edge, edge_key, method, path):
+    """Starlette would answer 307 with an empty body (and `%2e%2e%2f` would send a client to `upload/..`)."""
+    with edge.client(edge_key) as api:
+        answer = api.request(method, path, content=b"x" if method == "PUT" else None)
+    assert answer.status_code == 404, answer.text
+    assert_api_error(answer.status_code, dict(answer.headers), answer.json())
+
+
 def test_rate_limit_headers_on_every_authenticated_response(edge, edge_key):
     with edge.client(edge_key) as api:
         answers = [

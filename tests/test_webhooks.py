@@ -6,11 +6,12 @@ import base64
 import hashlib
 import hmac
 import time
+from collections import Counter
 
 from diarist.jobs.store import Store
 from diarist.jobs.tables import WebhookDelivery
 
-from .live import create_key, upload, wait_for
+from .live import LiveServer, create_key, upload, wait_for
 
 
 def verify(secret: str, received) -> bool:
@@ -19,6 +20,15 @@ def verify(secret: str, received) -> bool:
     signed = f"v0:{timestamp}:{received.body.decode()}".encode()
     expected = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest()).decode()
     return hmac.compare_digest(expected, received.headers["X-Signature"])
+
+
+def webhooks(peer) -> list:
+    """The POSTs a peer received (it records the GETs of audio URLs too)."""
+    return [r for r in peer.received if r.method == "POST"]
+
+
+def lowered(headers: dict[str, str]) -> set[str]:
+    return {name.lower() for name in headers}
 
 
 def junk_job_delivery(server, api, webhook: str) -> tuple[str, WebhookDelivery]:
@@ -132,3 +142,27 @@ def test_failed_webhook_log_line_hides_the_urls_credentials(server, api, peer):
     log = server.log()
     assert f"to http://***@127.0.0.2:{port}/r failed: connection_failed" in log
     assert "TopSecretPw" not in log
+
+
+def test_deliveries_queued_behind_a_slow_receiver_are_sent_once(tmp_path, peer):
+    """More due deliveries than threads, each answered slowly: none may wait out its lease and be sent again."""
+    # One thread and a 1 s timeout: a claim is leased for 1 * 3 + 5 = 8 s, which the 14th delivery
+    # waiting behind 0.6 s answers would outlive if all of them were claimed at once.
+    env = {"DIARIST_WEBHOOK_TIMEOUT": "1", "DIARIST_WEBHOOK_THREADS": "1"}
+    live = LiveServer(tmp_path / "slow-receiver", env=env).start()
+    try:
+        key = create_key(live.data_dir, "slow-receiver", "--rate-limit", "0")
+        peer.post_delay = 0.6
+        with live.client(key) as api:
+            # A URL that answers 404: each job fails at once, without a model.
+            job = {"url": f"{peer.url}/missing.wav", "webhook": f"{peer.url}/hook"}
+            job_ids = [api.post("/v1/diarize", json=job).json()["jobId"] for _ in range(20)]
+            for job_id in job_ids:
+                wait_for(api, job_id)
+        deadline = time.monotonic() + 60
+        while len({h.json()["jobId"] for h in webhooks(peer)}) < len(job_ids) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        live.stop()  # waits for the deliveries already handed to the thread pool
+    first_attempts = Counter(h.json()["jobId"] for h in webhooks(peer) if "x-retry-num" not in lowered(h.headers))
+    assert first_attempts == Counter(job_ids)

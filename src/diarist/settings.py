@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_connections: int = Field(default=1024, ge=1)  # beyond it, new connections are closed at once
     max_connections_per_ip: int = Field(default=256, ge=1)
     auth_failures_per_minute: int = Field(default=60, ge=0)  # per client IP; then 429; 0 = unlimited
+    # Reverse proxies whose X-Forwarded-For names the client; none: the header is ignored, so a
+    # local client cannot spoof its address around (or onto others with) the per-address limits.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     rate_limit_per_minute: int = Field(default=100, ge=0)  # per key, sliding minute; 0 = unlimited
     result_ttl_hours: float = 24.0  # job outputs are deleted this long after the job ends
@@ -65,6 +68,7 @@ class Settings(BaseSettings):
 
     webhook_timeout: float = 10.0
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])
+    webhook_threads: int = Field(default=8, ge=1)  # deliveries sent at once
     janitor_interval_seconds: float = 600.0
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
@@ -72,7 +76,7 @@ class Settings(BaseSettings):
     database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # then a write answers 503, not a hang
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
 
-    @field_validator("allowed_hosts", mode="before")
+    @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value

@@ -65,7 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
         workers = LocalWorkers(settings, store)
         services = app.state.services
         services.queue.wake = workers.notify
-        dispatcher = WebhookDispatcher(store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays)
+        dispatcher = WebhookDispatcher(
+            store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays, settings.webhook_threads
+        )
         sweep = partial(
             expire,
             store=store,
@@ -99,6 +101,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Self-hosted speaker diarization with the pyannoteAI API",
         lifespan=lifespan,
         strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
+        redirect_slashes=False,  # `/v1/test/` is a 404, not a 307 with an empty body to an unchecked path
     )
     app.add_middleware(EdgeGuard)  # added before RequestIdMiddleware, so inside it: its answers get ids too
     app.state.services = Services(

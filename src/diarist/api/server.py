@@ -161,4 +161,7 @@ def serve(settings: Settings) -> None:
         http=partial(GuardedHttpProtocol, limits=limits),  # type: ignore[arg-type]
         ws="none",
         timeout_keep_alive=settings.keep_alive_timeout,
+        # uvicorn would trust X-Forwarded-For from 127.0.0.1, the address every local client has.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
     )

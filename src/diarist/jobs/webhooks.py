@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -42,9 +43,12 @@ class WebhookDispatcher:
     1 min, 5 min by default). Retries carry `x-retry-num` and the previous `x-retry-reason`.
     """
 
-    def __init__(self, store: Store, policy: NetPolicy, timeout: float, retry_delays: list[float]):
+    def __init__(self, store: Store, policy: NetPolicy, timeout: float, retry_delays: list[float], threads: int = 8):
         self.store, self.policy, self.timeout, self.retry_delays = store, policy, timeout, retry_delays
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook")
+        self.threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="webhook")
+        self._in_flight = 0  # deliveries claimed and not yet recorded; at most `threads`
+        self._in_flight_lock = threading.Lock()
         self._loop = Periodic("webhook-dispatcher", POLL_SECONDS, self._send_due)
 
     def start(self) -> None:
@@ -59,9 +63,24 @@ class WebhookDispatcher:
         return self._loop.report()
 
     def _send_due(self) -> None:
-        lease = timedelta(seconds=self.timeout * 3 + 5)
-        for delivery in self.store.claim_webhooks(limit=32, lease=lease):
-            self._pool.submit(self.deliver, delivery)
+        # Claim only what a free thread starts at once: a delivery waiting in the pool's queue would
+        # outlive its lease (sized for one attempt) and be claimed and sent a second time.
+        with self._in_flight_lock:
+            free = self.threads - self._in_flight
+        if free <= 0:
+            return
+        lease = timedelta(seconds=self.timeout * 3 + 5)  # one attempt: up to 3 requests with redirects
+        for delivery in self.store.claim_webhooks(limit=free, lease=lease):
+            with self._in_flight_lock:
+                self._in_flight += 1
+            self._pool.submit(self._deliver_claimed, delivery)
+
+    def _deliver_claimed(self, delivery: WebhookDelivery) -> None:
+        try:
+            self.deliver(delivery)
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
 
     def deliver(self, delivery: WebhookDelivery) -> None:
         """Make one attempt and record its outcome (and when to try again)."""
