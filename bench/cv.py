@@ -74,14 +74,15 @@ def cross_validate(model: str) -> None:
     points = [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
     runs = [{stem: hypothesis(a, replace(shipped, **p), stem) for stem, a in analyses.items()} for p in points]
     scores = [details(run) for run in runs]  # every grid point on every file
+    shipped_run = {stem: hypothesis(a, shipped, stem) for stem, a in analyses.items()}
     folds: dict[str, list[str]] = {}
     for wav in dev_files():
         folds.setdefault(meeting(wav), []).append(wav.stem)
 
     print(f"\n## {model} (step {shipped.step_seconds:.2f} s)\n")
     names = " | ".join(SHORT_NAMES.get(k, k) for k in GRID)
-    print(f"| held-out meeting | files | {names} | tuning DER % | held-out DER % |")
-    print("|---|---|" + "---|" * len(GRID) + "---|---|")
+    print(f"| held-out meeting | files | {names} | tuning DER % | held-out DER % | shipped config on it, DER % |")
+    print("|---|---|" + "---|" * len(GRID) + "---|---|---|")
     held_out: dict[str, Annotation] = {}
     for name, test in folds.items():
         tuning = [percentages([d for stem, d in s.items() if stem not in test])["der"] for s in scores]
@@ -89,9 +90,9 @@ def cross_validate(model: str) -> None:
         held_out.update({stem: runs[best][stem] for stem in test})
         values = " | ".join(f"{v:g}" for v in points[best].values())
         tested = percentages([scores[best][stem] for stem in test])["der"]
-        print(f"| {name} | {len(test)} | {values} | {tuning[best]:.1f} | {tested:.1f} |")
+        in_sample = percentages(list(details({stem: shipped_run[stem] for stem in test}).values()))["der"]
+        print(f"| {name} | {len(test)} | {values} | {tuning[best]:.1f} | {tested:.1f} | {in_sample:.1f} |")
 
-    shipped_run = {stem: hypothesis(a, shipped, stem) for stem, a in analyses.items()}
     whole = [percentages(list(s.values()))["der"] for s in scores]
     best = min(range(len(points)), key=whole.__getitem__)
     values = ", ".join(f"{SHORT_NAMES.get(k, k)} {v:g}" for k, v in points[best].items())
