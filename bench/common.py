@@ -34,9 +34,30 @@ def to_annotation(turns, uri: str) -> Annotation:
     return annotation
 
 
-def der_metric() -> DiarizationErrorRate:
-    """The 'full' condition: no collar, overlapped speech scored."""
-    return DiarizationErrorRate(collar=0.0, skip_overlap=False)
+# pyannote.metrics' collar is the whole width centred on each reference boundary: 0.5 forgives
+# 0.25 s either side, the "0.25 s collar" of NIST md-eval and of most papers.
+COLLAR_0_25 = 0.5
+
+
+def der_metric(collar: float = 0.0) -> DiarizationErrorRate:
+    """The 'full' condition by default: no collar, overlapped speech scored."""
+    return DiarizationErrorRate(collar=collar, skip_overlap=False)
+
+
+def meeting(path: Path) -> str:
+    """The recording a dev file comes from: its AMI meeting series (ami-EN2001b-0-30 -> EN2001) or its stem.
+
+    The clips of one series share their participants, so cross-validation keeps them together.
+    """
+    parts = path.stem.split("-")
+    return parts[1][:6] if parts[0] == "ami" else path.stem
+
+
+def percentages(details: list[dict]) -> dict[str, float]:
+    """Pooled DER and its components, in % of reference speech, from pyannote's detailed results."""
+    total = sum(d["total"] for d in details) or 1.0
+    parts = {k: 100 * sum(d[k] for d in details) / total for k in ("false alarm", "missed detection", "confusion")}
+    return {"der": sum(parts.values()), **parts}
 
 
 def concatenated_dev(minutes: float) -> np.ndarray:

@@ -9,36 +9,37 @@ import argparse
 import time
 
 import torch
-from common import der_metric, dev_files, load_rttm, to_annotation
+from common import COLLAR_0_25, der_metric, dev_files, load_rttm, percentages, to_annotation
 
 import diarist
 
 
+def _row(name: str, plain: list[dict], collared: list[dict]) -> str:
+    p, c = percentages(plain), percentages(collared)
+    return (
+        f"| {name} | {p['der']:.1f} | {p['false alarm']:.1f} | {p['missed detection']:.1f} | "
+        f"{p['confusion']:.1f} | {c['der']:.1f} |"
+    )
+
+
 def score(name: str, run) -> None:
-    metric = der_metric()
+    """Print the per-file and pooled DER of `run` (a wav path -> hypothesis Annotation)."""
+    plain, collared = der_metric(), der_metric(COLLAR_0_25)
     start = time.perf_counter()
     rows = []
     for wav in dev_files():
         hypothesis = run(wav)
         reference = load_rttm(wav.with_suffix(".rttm"))
-        rows.append((wav.stem, metric(reference, hypothesis, detailed=True)))
+        rows.append(
+            (wav.stem, plain(reference, hypothesis, detailed=True), collared(reference, hypothesis, detailed=True))
+        )
     elapsed = time.perf_counter() - start
     print(f"\n## {name}  ({elapsed:.1f} s for {len(rows)} files)")
-    print("| file | DER % | false alarm % | miss % | confusion % |")
-    print("|---|---|---|---|---|")
-    for stem, d in rows:
-        total = d["total"] or 1
-        print(
-            f"| {stem} | {100 * d['diarization error rate']:.1f} | {100 * d['false alarm'] / total:.1f} | "
-            f"{100 * d['missed detection'] / total:.1f} | {100 * d['confusion'] / total:.1f} |"
-        )
-    t = abs(metric)
-    d = metric[:]  # accumulated components
-    total = d["total"]
-    print(
-        f"| **pooled** | **{100 * t:.1f}** | {100 * d['false alarm'] / total:.1f} | "
-        f"{100 * d['missed detection'] / total:.1f} | {100 * d['confusion'] / total:.1f} |"
-    )
+    print("| file | DER % | false alarm % | miss % | confusion % | DER % (0.25 s collar) |")
+    print("|---|---|---|---|---|---|")
+    for stem, p, c in rows:
+        print(_row(stem, [p], [c]))
+    print(_row("**pooled**", [p for _, p, _ in rows], [c for _, _, c in rows]))
 
 
 def main() -> None:
