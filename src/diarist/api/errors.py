@@ -145,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        body = {"requestId": request_id(request), "message": exc.message}
+        body = error_body(request_id(request), exc.message)
         return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -153,17 +153,17 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 400:  # FastAPI's "There was an error parsing the body"
             return JSONResponse(validation_body(request, [("body", _unreadable_body(exc))]), status_code=400)
         message = {404: "Not found", 405: "Method not allowed"}.get(exc.status_code, str(exc.detail))
-        body = {"requestId": request_id(request), "message": message}
+        body = error_body(request_id(request), message)
         return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(StoreUnavailableError)
     async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
-        body = {"requestId": request_id(request), "message": str(exc)}
+        body = error_body(request_id(request), str(exc))
         return JSONResponse(body, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(StorageFullError)
     async def _storage_full(request: Request, exc: StorageFullError) -> JSONResponse:
-        return JSONResponse({"requestId": request_id(request), "message": str(exc)}, status_code=507)
+        return JSONResponse(error_body(request_id(request), str(exc)), status_code=507)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -171,4 +171,4 @@ def install_error_handlers(app: FastAPI) -> None:
         log.exception("request %s failed", rid)
         # Answered by api/guard.py inside the middleware stack (RequestIdMiddleware adds the id header), not
         # by Starlette's ServerErrorMiddleware, which raises again so that uvicorn drops the connection.
-        return JSONResponse({"requestId": rid, "message": "Internal server error"}, status_code=500)
+        return JSONResponse(error_body(rid, "Internal server error"), status_code=500)
