@@ -22,6 +22,7 @@ from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SA
 from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
+from diarist.pipeline.parallel import threaded_map
 from diarist.pipeline.reconstruction import reconstruct
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
@@ -79,9 +80,10 @@ def _analyse_page(
     waveform = torch.from_numpy(audio)
     with timings.stage("segmentation"):
         parts = []
-        for i, batch in enumerate(batches):
-            parts.append(segment_windows(models.segmentation_model(), waveform, batch))
-            tick(SEGMENTATION_SHARE * (i + 1) / len(batches))
+        segmentation_model = models.segmentation_model()
+        for part in threaded_map(lambda batch: segment_windows(segmentation_model, waveform, batch), batches):
+            parts.append(part)
+            tick(SEGMENTATION_SHARE * len(parts) / len(batches))
         activity = np.concatenate([p.activity for p in parts])
         certainty = np.concatenate([p.certainty for p in parts])
     with timings.stage("embeddings"):

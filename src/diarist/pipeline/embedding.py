@@ -16,6 +16,7 @@ import torch
 
 from diarist.nets.campplus import CAMPPlus
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, FRAMES_PER_WINDOW, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
+from diarist.pipeline.parallel import threaded_map
 
 FEATURE_STEP_SAMPLES = 320  # one backbone frame per two 10 ms fbank frames
 FEATURE_CENTER_SAMPLES = 200  # centre of the first 25 ms fbank frame
@@ -54,16 +55,20 @@ def backbone_features(
     total = -(-len(audio) // step)
     features = torch.zeros(model.xvector.channels, total)
     chunk_frames, context_frames = round(chunk * SAMPLE_RATE / step), round(context * SAMPLE_RATE / step)
+    spans = []  # (first, last, first frame of the chunk's audio with its context)
     for first in range(0, total, chunk_frames):
         last = min(first + chunk_frames, total)
-        if not speech[first:last].any():
-            continue
         begin = max(first - context_frames, 0)
+        # Chunks without speech are skipped, and so is a tail shorter than one fbank frame.
+        if speech[first:last].any() and len(audio[begin * step : (last + context_frames) * step]) >= 400:
+            spans.append((first, last, begin))
+
+    def compute(span: tuple[int, int, int]) -> torch.Tensor:
+        first, last, begin = span
         samples = audio[begin * step : (last + context_frames) * step]
-        if len(samples) < 400:  # shorter than one fbank frame
-            continue
-        computed = model.frame_features(torch.from_numpy(fbank(samples)).unsqueeze(0))[0]
-        wanted = computed[:, first - begin : last - begin]
+        return model.frame_features(torch.from_numpy(fbank(samples)).unsqueeze(0))[0, :, first - begin : last - begin]
+
+    for (first, last, _), wanted in zip(spans, threaded_map(compute, spans), strict=True):
         features[:, first : first + wanted.shape[1]] = wanted
         if tick is not None:
             tick(last / total)
