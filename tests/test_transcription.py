@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import diarist
 from diarist.result import Turn
@@ -39,20 +40,35 @@ def seconds(parts: tuple[str, ...]) -> float:
 
 @pytest.fixture(scope="module")
 def sample_transcript(tmp_path_factory):
-    """precision-2 diarization and Whisper base on the sample, run side by side."""
+    """precision-2 diarization and Whisper base on the sample, run side by side on 4 threads.
+
+    Also notes the torch threads the diarization ran on and those the caller has afterwards.
+    """
+    diarization_threads = []
 
     def run(report):
+        diarization_threads.append(torch.get_num_threads())
         return diarist.diarize(SAMPLE, model="precision-2", progress=report)
 
     reports: list[float] = []
-    result, transcript = diarize_and_transcribe(
-        SAMPLE, run, None, tmp_path_factory.mktemp("asr-models"), reports.append
-    )
-    return result, transcript, reports
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        result, transcript = diarize_and_transcribe(
+            SAMPLE, run, None, tmp_path_factory.mktemp("asr-models"), reports.append
+        )
+        threads = {"diarization": diarization_threads[0], "caller after": torch.get_num_threads()}
+    finally:
+        torch.set_num_threads(before)
+    return result, transcript, reports, threads
+
+
+def test_diarization_and_recognition_share_the_threads(sample_transcript):
+    assert sample_transcript[3] == {"diarization": 2, "caller after": 4}
 
 
 def test_sample_transcript_has_the_reference_words(sample_transcript):
-    _, transcript, reports = sample_transcript
+    _, transcript, reports, _ = sample_transcript
     text = "".join(w.text for w in transcript.words).lower()
     for phrase in ("diane", "new jersey", "sheila", "texas", "chicago", "yankee", "difference"):
         assert phrase in text
@@ -61,7 +77,7 @@ def test_sample_transcript_has_the_reference_words(sample_transcript):
 
 
 def test_words_get_the_right_speaker_where_nobody_overlaps(sample_transcript):
-    result, transcript, _ = sample_transcript
+    result, transcript, _, _ = sample_transcript
     reference = reference_turns(SAMPLE.with_suffix(".rttm"))
 
     def speakers_at(start: float, end: float) -> set[str]:
@@ -88,7 +104,7 @@ def test_words_get_the_right_speaker_where_nobody_overlaps(sample_transcript):
 
 
 def test_turns_join_words_and_keep_punctuation(sample_transcript):
-    _, transcript, _ = sample_transcript
+    _, transcript, _, _ = sample_transcript
     turns = transcript.turns
     assert len(turns) < len(transcript.words)
     assert all(a.speaker != b.speaker or b.start - a.end > 1.0 for a, b in itertools.pairwise(turns))
@@ -102,7 +118,7 @@ def test_turns_join_words_and_keep_punctuation(sample_transcript):
 
 
 def test_srt_and_vtt_parse(sample_transcript):
-    _, transcript, _ = sample_transcript
+    _, transcript, _, _ = sample_transcript
     blocks = to_srt(transcript.words).strip().split("\n\n")
     previous_end = 0.0
     for number, block in enumerate(blocks, 1):

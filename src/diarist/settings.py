@@ -17,6 +17,25 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 GIB = 1024**3
 
 
+CORES_PER_WORKER = 4  # default worker count: one per this many usable cores
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset), not all the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One worker per CORES_PER_WORKER usable cores, at least one.
+
+    Each worker uses its share of the cores on several threads (see `worker_threads`); fewer,
+    wider workers keep memory (up to 1 GB each) down, and jobs are seldom many at once.
+    """
+    return max(1, usable_cores() // CORES_PER_WORKER)
+
+
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "diarist"
@@ -32,8 +51,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None  # base of upload/download URLs handed to clients; default: the request's
-    workers: int = Field(default=1, ge=0)  # local worker processes; 0 runs no jobs (external workers only)
-    threads_per_worker: int | None = None  # torch threads in each worker; default: CPU count / workers
+    # Local worker processes; 0 runs no jobs (external workers only). Default: usable cores / 4, at least 1.
+    workers: int = Field(default_factory=default_workers, ge=0)
+    threads_per_worker: int | None = None  # threads in each worker; default: usable cores / workers
     worker_nice: int = Field(default=10, ge=0, le=19)  # workers yield the CPU to the API server
     access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
 
@@ -75,6 +95,15 @@ class Settings(BaseSettings):
     # Store and storage limits (backend hardening).
     database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # then a write answers 503, not a hang
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
+
+    def worker_threads(self) -> int:
+        """Threads each local worker runs its models on: the usable cores shared out among the workers.
+
+        A job that also transcribes splits them between diarization and speech recognition, so a
+        worker never runs more threads than its share. The API server needs no core of its own:
+        workers run at `worker_nice`, so requests win any contention.
+        """
+        return self.threads_per_worker or max(1, usable_cores() // max(1, self.workers))
 
     @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod

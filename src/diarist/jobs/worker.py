@@ -111,7 +111,7 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     """Claim and run jobs until `stop` is set or the parent process goes away."""
     import torch
 
-    threads = settings.threads_per_worker or max(1, (os.cpu_count() or 1) // max(1, settings.workers))
+    threads = settings.worker_threads()
     torch.set_num_threads(threads)
     store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, stop)
     config = runner_config(settings)

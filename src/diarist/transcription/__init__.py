@@ -38,10 +38,15 @@ def diarize_and_transcribe(
     """Run `diarize(progress)` here and speech recognition in a second thread at the same time.
 
     Both release the GIL in their native code, so the recognizer does not wait for the
-    diarization. `progress` hears the mean of the two; an exception it raises (a canceled job)
-    stops both.
+    diarization. They share the caller's torch thread count (half each, rounded in favour of
+    diarization) rather than each taking it all, which would run more threads than cores.
+    `progress` hears the mean of the two; an exception it raises (a canceled job) stops both.
     """
-    recognizer, warning = load_recognizer(asr_model, models_dir)
+    import torch
+
+    threads = torch.get_num_threads()
+    recognition_threads = max(1, threads // 2)
+    recognizer, warning = load_recognizer(asr_model, models_dir, recognition_threads)
     done = {"diarization": 0.0, "transcription": 0.0}
     lock, stop = threading.Lock(), threading.Event()
 
@@ -57,11 +62,14 @@ def diarize_and_transcribe(
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr") as pool:
         recognition = pool.submit(transcribe, audio, recognizer, report("transcription"), stop)
+        torch.set_num_threads(max(1, threads - recognition_threads))
         try:
             result = diarize(report("diarization"))
         except BaseException:
             stop.set()
             raise
+        finally:
+            torch.set_num_threads(threads)
         transcript = recognition.result()
     if warning:
         transcript.warnings.append(warning)

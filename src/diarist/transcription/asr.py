@@ -8,7 +8,6 @@ that is not installed falls back to the packaged default, and the transcript say
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from diarist.audio import duration_seconds, stream_audio
+from diarist.settings import usable_cores
 from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, PACKAGED_ASR_MODELS
 
 log = logging.getLogger("diarist.transcription")
@@ -129,7 +129,7 @@ def _load(name: str, directory: Path | None, threads: int) -> Recognizer:
 def load_recognizer(name: str | None, models_dir: Path, threads: int | None = None) -> tuple[Recognizer, str | None]:
     """The recognizer for a model name (None: the default), and a warning when it had to fall back."""
     name = name or DEFAULT_ASR_MODEL
-    threads = threads or max(1, (os.cpu_count() or 1) // 2)
+    threads = threads or max(1, usable_cores() // 2)
     if name not in ASR_MODELS:
         raise ValueError(f"unknown transcription model {name!r}; known: {', '.join(ASR_MODELS)}")
     if name in PACKAGED_ASR_MODELS:
