@@ -75,14 +75,14 @@ def test_threaded_backbone_equals_the_single_threaded_one():
     frames = -(-len(audio) // FEATURE_STEP_SAMPLES)
     speech = np.ones(frames, dtype=bool)
     speech[250:750] = False  # the second and third 5 s chunks have no speech: they stay zero
-    model = models.embedding_model()
+    backbone = models.torch_backbone(models.embedding_model())
     before = torch.get_num_threads()
     try:
         with torch.inference_mode():
             torch.set_num_threads(1)
-            serial = backbone_features(model, audio, speech, chunk=5.0, context=1.0)
+            serial = backbone_features(backbone, audio, speech, chunk=5.0, context=1.0)
             torch.set_num_threads(2)
-            threaded = backbone_features(model, audio, speech, chunk=5.0, context=1.0)
+            threaded = backbone_features(backbone, audio, speech, chunk=5.0, context=1.0)
     finally:
         torch.set_num_threads(before)
     assert serial[:, 250:750].abs().sum() == 0 and serial[:, :250].abs().sum() > 0

@@ -90,7 +90,7 @@ def _analyse_page(
         embedding_model = models.embedding_model()
         speech = _speech_frames(offsets, activity, -(-len(audio) // FEATURE_STEP_SAMPLES))
         features = backbone_features(
-            embedding_model,
+            models.embedding_backbone(),
             audio,
             speech,
             config.embedding_chunk,
@@ -200,7 +200,7 @@ def diarize(
         waveform = as_mono_16k(audio, sample_rate)
         blocks, total = [waveform] if len(waveform) else [], len(waveform)
     with timings.stage("load"):
-        models.segmentation_model(), models.embedding_model()
+        models.segmentation_model(), models.embedding_model(), models.embedding_backbone()
     with torch.inference_mode():
         analysis = analyse_windows(blocks, config, total, progress, timings)
     with timings.stage("clustering"):

@@ -21,6 +21,7 @@ from diarist.pipeline.parallel import threaded_map
 FEATURE_STEP_SAMPLES = 320  # one backbone frame per two 10 ms fbank frames
 FEATURE_CENTER_SAMPLES = 200  # centre of the first 25 ms fbank frame
 FEATURES_PER_WINDOW = 500  # 10 s / 20 ms
+FEATURE_CHANNELS = 512  # of the CAM++ backbone's output
 MIN_CLEAN_POOL_FRAMES = 25  # below 0.5 s of clean speech, pool the overlapped speech too
 
 
@@ -38,7 +39,7 @@ def fbank(samples: np.ndarray) -> np.ndarray:
 
 
 def backbone_features(
-    model: CAMPPlus,
+    backbone: Callable[[np.ndarray], torch.Tensor],
     audio: np.ndarray,
     speech: np.ndarray,
     chunk: float,
@@ -47,13 +48,15 @@ def backbone_features(
 ) -> torch.Tensor:
     """(512, frames) backbone features every 20 ms over `audio`, zero where there is no speech.
 
+    `backbone` maps a chunk's (frames, 80) fbank to its features (`models.embedding_backbone()`);
+    chunks run on several threads at once (`threaded_map`).
     `speech` flags each 20 ms frame that some window found speech in; chunks without any are
     skipped. Chunk and context lengths are rounded to whole frames so that every chunk lands on
     the same frame grid. `tick` is told the fraction done after each chunk.
     """
     step = FEATURE_STEP_SAMPLES
     total = -(-len(audio) // step)
-    features = torch.zeros(model.xvector.channels, total)
+    features = torch.zeros(FEATURE_CHANNELS, total)
     chunk_frames, context_frames = round(chunk * SAMPLE_RATE / step), round(context * SAMPLE_RATE / step)
     spans = []  # (first, last, first frame of the chunk's audio with its context)
     for first in range(0, total, chunk_frames):
@@ -65,8 +68,7 @@ def backbone_features(
 
     def compute(span: tuple[int, int, int]) -> torch.Tensor:
         first, last, begin = span
-        samples = audio[begin * step : (last + context_frames) * step]
-        return model.frame_features(torch.from_numpy(fbank(samples)).unsqueeze(0))[0, :, first - begin : last - begin]
+        return backbone(fbank(audio[begin * step : (last + context_frames) * step]))[:, first - begin : last - begin]
 
     for (first, last, _), wanted in zip(spans, threaded_map(compute, spans), strict=True):
         features[:, first : first + wanted.shape[1]] = wanted
