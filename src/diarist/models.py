@@ -34,7 +34,7 @@ from diarist.nets.pyannet import PyanNet
 log = logging.getLogger(__name__)
 
 BACKBONE_TOLERANCE = 1e-3  # largest difference from PyTorch allowed in the ONNX backbone's features
-BACKBONE_PROBE_FRAMES = 700  # fbank frames of the check input: several 100-frame segments and a partial one
+BACKBONE_PROBE_FRAMES = 300  # check input: 150 backbone steps, one full 100-step segment and a partial one
 
 
 @dataclass(frozen=True)
