@@ -124,13 +124,13 @@ def main() -> None:
         wav = Path(tmp) / "long.wav"
         write_wav(wav, concatenated_dev(minutes))
         print(f"input: {minutes:g} min of concatenated dev clips; {args.threads} threads; {machine()}; load {load()}\n")
+        diarist.diarize(dev_files()[0], model="community-1")  # models loaded and warm before any timing
         if not args.busy:
             stage_table(wav, minutes * 60, not args.no_senko)
             return
         runners = {f"diarist {m}": diarist_runner(m) for m in ("community-1", "precision-2")}
         if not args.no_senko:
             runners["senko 0.2.2"] = senko_runner()
-        diarist.diarize(dev_files()[0], model="community-1")  # models loaded and warm before any timing
         busy_table(wav, runners)
 
 
