@@ -34,6 +34,14 @@ class PipelineConfig:
     refinement_rounds: int = 0
     # Reconstruction: gaps shorter than this inside one speaker's speech are filled.
     min_duration_off: float = 0.0
+    # Speaker scores are averaged over this many frames (odd; 1: none) before each frame's
+    # speakers are picked, so that the windows' disagreement at a speaker change does not
+    # flip the winner frame by frame.
+    score_smoothing_frames: int = 1
+    # Turns shorter than this are artefacts: in the exclusive output their frames go to the
+    # speaker talking next to them (the one scoring higher over them when both sides talk) or
+    # to silence; in the overlapping output they are dropped. Gaps are filled first.
+    min_duration_on: float = 0.05
     # Confidence curve resolution (seconds per value) and turn-level softmax sharpness.
     confidence_resolution: float = 0.02
     turn_confidence_temperature: float = 10.0
