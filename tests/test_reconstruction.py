@@ -170,3 +170,13 @@ def test_overlapping_output_fills_gaps_then_drops_short_turns():
     # A gap filled first can join two short runs into a turn long enough to keep.
     active = np.array([1, 0, 1, 0, 0, 0], dtype=bool)
     assert clean_overlapping(active, 2, 3).tolist() == [True] * 3 + [False] * 3
+
+
+def test_no_speaker_at_all_gives_no_turn():
+    config = CONFIGS["community-1"]
+    windows = window_count(5 * RATE, config.step_frames)
+    silent = Clustering(np.full((windows, 3), -1), np.zeros((windows, 3, 0)))
+    activity = np.zeros((windows, WINDOW_FRAMES, 3), dtype=bool)
+    certainty = np.full((windows, WINDOW_FRAMES), 0.9, dtype=np.float32)
+    result = reconstruct(activity, certainty, silent, 5 * RATE, SpeakerBounds(), config)
+    assert result.turns == result.exclusive_turns == result.speakers == []

@@ -183,9 +183,9 @@ def reconstruct(
     labels = clean_exclusive(_labels(main), smooth.speakers, gap, shortest)
     exclusive = labels[:, None] == np.arange(main.shape[1])
     # Each speaker's exclusive turns are already long enough: only overlap alone can be too short.
-    overlapping = np.stack(
-        [clean_overlapping(exclusive[:, k] | overlapped[:, k], gap, shortest) for k in range(main.shape[1])], axis=1
-    ).reshape(main.shape)
+    overlapping = np.zeros_like(main)
+    for k in range(main.shape[1]):
+        overlapping[:, k] = clean_overlapping(exclusive[:, k] | overlapped[:, k], gap, shortest)
 
     # Label speakers in order of first speech; clusters that never win a frame disappear.
     first_frame = [
