@@ -213,6 +213,13 @@ def test_effective_bandwidth_is_measured_while_decoding(tmp_path, sample_audio):
     assert SpectrumMeter().bandwidth() is None
 
 
+def test_a_dc_offset_does_not_hide_the_band(sample_audio):
+    meter = SpectrumMeter()
+    for _ in meter.metered([sample_audio + 0.5]):
+        pass
+    assert 3500 < meter.bandwidth() < 3950
+
+
 def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
     path = encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)
     warning = " ".join(diarist.diarize(path).warnings)

@@ -34,6 +34,7 @@ MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
 # decoded audio is within SPECTRUM_RANGE_DB of its peak, from non-overlapping 32 ms frames.
 SPECTRUM_FRAME = 512
 SPECTRUM_RANGE_DB = 50.0
+SPECTRUM_LOWEST = 100.0  # Hz: a DC offset or mains hum below this would set the peak
 # Below this the speaker embeddings lose too much to tell voices apart reliably: the pyannote
 # sample (3.8 kHz) low-passed at 3.4 kHz or less comes out as one speaker (docs/benchmarks.md,
 # "output").
@@ -188,12 +189,14 @@ class SpectrumMeter:
             yield block
 
     def bandwidth(self) -> float | None:
-        """Highest frequency (Hz) within SPECTRUM_RANGE_DB of the spectrum's peak; None for silence."""
-        peak = self.power.max()
+        """Highest frequency (Hz) within SPECTRUM_RANGE_DB of the spectrum's peak above
+        SPECTRUM_LOWEST; None when nothing is there."""
+        lowest = int(np.ceil(SPECTRUM_LOWEST * SPECTRUM_FRAME / SAMPLE_RATE))
+        peak = self.power[lowest:].max()
         if peak <= 0:
             return None
-        strong = np.flatnonzero(self.power >= peak * 10 ** (-SPECTRUM_RANGE_DB / 10))
-        return float(strong[-1] * SAMPLE_RATE / SPECTRUM_FRAME)
+        strong = np.flatnonzero(self.power[lowest:] >= peak * 10 ** (-SPECTRUM_RANGE_DB / 10))
+        return float((lowest + strong[-1]) * SAMPLE_RATE / SPECTRUM_FRAME)
 
 
 def bandwidth_warnings(bandwidth: float | None) -> list[str]:

@@ -206,6 +206,7 @@ def diarize(
         clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
     with timings.stage("reconstruction"):
         result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
-    result.warnings += bandwidth_warnings(spectrum.bandwidth())
+    if result.speakers:  # without speech there are no voices to confuse
+        result.warnings += bandwidth_warnings(spectrum.bandwidth())
     result.timings = timings.seconds
     return result
