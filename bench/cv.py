@@ -37,8 +37,11 @@ GRID = {
     "min_clean_speech": [0.25, 0.5, 1.0],
     "min_duration_off": [0.0, 0.1, 0.25, 0.5],
     "refinement_rounds": [0, 1],
+    "score_smoothing_frames": [1, 5],
+    "min_duration_on": [0.05, 0.1, 0.25],
 }
 SHORT_NAMES = {"clustering_threshold": "threshold", "min_clean_speech": "min clean s", "min_duration_off": "gap fill s"}
+SHORT_NAMES |= {"score_smoothing_frames": "smoothing frames", "min_duration_on": "shortest turn s"}
 
 
 def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:

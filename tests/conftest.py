@@ -23,8 +23,10 @@ def encode(
     rate: int = 16000,
     channels: int = 1,
     video: bool = False,
+    bit_rate: int | None = None,
 ) -> Path:
-    """Write `samples` (16 kHz mono) with the given container and codec, optionally beside a video track."""
+    """Write `samples` (16 kHz mono) with the given container and codec (and bit rate, for lossy
+    ones), optionally beside a video track."""
     layout = "stereo" if channels == 2 else "mono"
     with av.open(str(path), "w", format=container) as out:
         picture = None
@@ -32,6 +34,8 @@ def encode(
             picture = out.add_stream("mpeg4", rate=10)
             picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
         sound = out.add_stream(codec, rate=rate, layout=layout)
+        if bit_rate is not None:
+            sound.bit_rate = bit_rate
         for i in range(0, len(samples), 1024):
             chunk = np.tile(samples[i : i + 1024], (channels, 1)).astype(np.float32)
             frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)

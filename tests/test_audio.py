@@ -4,8 +4,9 @@ import av
 import numpy as np
 import pytest
 
+import diarist
 from diarist import errors
-from diarist.audio import as_mono_16k, duration_seconds, load_audio, measured_seconds, stream_audio
+from diarist.audio import SpectrumMeter, as_mono_16k, duration_seconds, load_audio, measured_seconds, stream_audio
 from diarist.service import probe
 
 from .conftest import SAMPLE, encode
@@ -195,3 +196,38 @@ def test_playlists_are_not_opened(tmp_path):
     for read in (duration_seconds, load_audio):
         with pytest.raises(errors.NotAudioError):
             read(playlist)
+
+
+def _bandwidth(path) -> float:
+    meter = SpectrumMeter()
+    for _ in meter.metered(stream_audio(path)):
+        pass
+    return meter.bandwidth()
+
+
+def test_effective_bandwidth_is_measured_while_decoding(tmp_path, sample_audio):
+    # The sample is a phone call: nothing above about 3.9 kHz but a noise floor 70 dB down.
+    assert 3500 < _bandwidth(SAMPLE) < 3950
+    # Written at 5 kHz, it keeps sound up to 2.5 kHz, and a little beyond as the resampler rolls off.
+    assert _bandwidth(encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)) <= 3000
+    assert SpectrumMeter().bandwidth() is None
+
+
+def test_a_dc_offset_does_not_hide_the_band(sample_audio):
+    meter = SpectrumMeter()
+    for _ in meter.metered([sample_audio + 0.5]):
+        pass
+    assert 3500 < meter.bandwidth() < 3950
+
+
+def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
+    path = encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)
+    warning = " ".join(diarist.diarize(path).warnings)
+    assert "different people may be reported as one speaker" in warning
+
+
+def test_a_24_kbps_mp3_still_gives_two_speakers(tmp_path, sample_audio):
+    # It used to come back as one speaker: the codec's damage pushed the two voices just under
+    # the clustering's cut (see docs/benchmarks.md, "output").
+    path = encode(tmp_path / "low.mp3", sample_audio, "mp3", "libmp3lame", bit_rate=24_000)
+    assert len(diarist.diarize(path).speakers) == 2

@@ -8,6 +8,7 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 
 import diarist
 from diarist.pipeline.clustering import SpeakerBounds
+from diarist.pipeline.config import CONFIGS
 
 from .conftest import SAMPLE, reference_turns
 
@@ -277,3 +278,11 @@ def test_many_channel_file_diarizes(tmp_path, sample_audio):
     result = diarist.diarize(tmp_path / "array.wav")
     assert result.speakers == ["SPEAKER_00", "SPEAKER_01"]
     assert _der(result.turns) < 0.10
+
+
+def test_no_turn_is_shorter_than_the_shortest_allowed(sample_result):
+    # Speaker changes used to leave 17 ms turns in both lists (the sample had five).
+    shortest = CONFIGS["community-1"].min_duration_on
+    for turns in (sample_result.turns, sample_result.exclusive_turns):
+        lengths = [t.end - t.start for t in turns if t.end < sample_result.duration]
+        assert min(lengths) >= shortest

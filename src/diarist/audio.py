@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,17 @@ MAX_FILE_CHANNELS = 512
 MAX_ARRAY_CHANNELS = 64
 # Rates a waveform array may be resampled from: telephone speech to high-resolution audio.
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
+
+
+# Effective bandwidth: the highest frequency at which the long-term power spectrum of the
+# decoded audio is within SPECTRUM_RANGE_DB of its peak, from non-overlapping 32 ms frames.
+SPECTRUM_FRAME = 512
+SPECTRUM_RANGE_DB = 50.0
+SPECTRUM_LOWEST = 100.0  # Hz: a DC offset or mains hum below this would set the peak
+# Below this the speaker embeddings lose too much to tell voices apart reliably: the pyannote
+# sample (3.8 kHz) low-passed at 3.4 kHz or less comes out as one speaker (docs/benchmarks.md,
+# "output").
+MIN_SPEAKER_BANDWIDTH = 3500.0
 
 
 # The demuxers diarist opens: audio and video container formats. Playlists and scripts (concat,
@@ -157,6 +169,45 @@ def stream_audio(path: str | os.PathLike, block_seconds: float = 30.0) -> Iterat
             raise ZeroLengthAudioError(f"{path}: the audio track decodes to no samples")
         if pending_samples:
             yield np.concatenate(pending)
+
+
+@dataclass
+class SpectrumMeter:
+    """Long-term power spectrum of 16 kHz audio, summed block by block as it is decoded."""
+
+    power: np.ndarray = field(default_factory=lambda: np.zeros(SPECTRUM_FRAME // 2 + 1))
+    carry: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    def metered(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Yield `blocks` unchanged, adding each to the spectrum on the way."""
+        for block in blocks:
+            samples = np.concatenate([self.carry, block])
+            whole = len(samples) // SPECTRUM_FRAME * SPECTRUM_FRAME
+            frames = samples[:whole].reshape(-1, SPECTRUM_FRAME)
+            self.power += (np.abs(np.fft.rfft(frames * np.hanning(SPECTRUM_FRAME), axis=1)) ** 2).sum(axis=0)
+            self.carry = samples[whole:]
+            yield block
+
+    def bandwidth(self) -> float | None:
+        """Highest frequency (Hz) within SPECTRUM_RANGE_DB of the spectrum's peak above
+        SPECTRUM_LOWEST; None when nothing is there."""
+        lowest = int(np.ceil(SPECTRUM_LOWEST * SPECTRUM_FRAME / SAMPLE_RATE))
+        peak = self.power[lowest:].max()
+        if peak <= 0:
+            return None
+        strong = np.flatnonzero(self.power[lowest:] >= peak * 10 ** (-SPECTRUM_RANGE_DB / 10))
+        return float((lowest + strong[-1]) * SAMPLE_RATE / SPECTRUM_FRAME)
+
+
+def bandwidth_warnings(bandwidth: float | None) -> list[str]:
+    """A warning when the audio's effective bandwidth is too narrow to tell speakers apart reliably."""
+    if bandwidth is None or bandwidth >= MIN_SPEAKER_BANDWIDTH:
+        return []
+    return [
+        f"The audio carries sound only up to about {bandwidth / 1000:.1f} kHz (a low-bitrate or narrow-band "
+        f"recording): below {MIN_SPEAKER_BANDWIDTH / 1000:.1f} kHz voices sound alike to the speaker model, so "
+        "different people may be reported as one speaker."
+    ]
 
 
 def load_audio(path: str | os.PathLike) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from diarist import models
-from diarist.audio import as_mono_16k, duration_seconds, stream_audio
+from diarist.audio import SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
 from diarist.errors import ZeroLengthAudioError
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
 from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
@@ -201,11 +201,14 @@ def diarize(
         blocks, total = [waveform] if len(waveform) else [], len(waveform)
     with timings.stage("load"):
         models.segmentation_model(), models.embedding_model(), models.embedding_backbone()
+    spectrum = SpectrumMeter()
     with torch.inference_mode():
-        analysis = analyse_windows(blocks, config, total, progress, timings)
+        analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
     with timings.stage("clustering"):
         clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
     with timings.stage("reconstruction"):
         result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
+    if result.speakers:  # without speech there are no voices to confuse
+        result.warnings += bandwidth_warnings(spectrum.bandwidth())
     result.timings = timings.seconds
     return result
