@@ -72,7 +72,10 @@ def cached(path: Path, compute) -> WindowAnalysis:
 
 
 def dev_analyses(config: PipelineConfig, cache: Path) -> dict[str, WindowAnalysis]:
-    return {wav.stem: cached(cache / config.name / f"{wav.stem}.npz", lambda w=wav: analyse(w, config)) for wav in dev_files()}
+    return {
+        wav.stem: cached(cache / config.name / f"{wav.stem}.npz", lambda w=wav: analyse(w, config))
+        for wav in dev_files()
+    }
 
 
 def longform_analysis(config: PipelineConfig, repeats: int, seed: int, cache: Path) -> WindowAnalysis:
