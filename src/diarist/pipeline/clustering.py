@@ -184,11 +184,12 @@ def cluster_embeddings(
     """
     active = ~np.isnan(embeddings[..., 0])
     train = active & (clean_seconds >= config.min_clean_speech)
-    if train.sum() < 2:
+    if train.sum() < max(2, bounds.min):  # a requested count may need the short turns too
         train = active
-    x = _normalize(embeddings[train])
-    if len(x) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
-        x = x[np.linspace(0, len(x) - 1, config.max_clustering_embeddings).astype(int)]
+    where = np.argwhere(train)
+    if len(where) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
+        where = where[np.linspace(0, len(where) - 1, config.max_clustering_embeddings).astype(int)]
+    x = _normalize(embeddings[where[:, 0], where[:, 1]])
     labels = _agglomerate(x, bounds, config)
     if len(labels) == 0:
         return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
@@ -203,4 +204,31 @@ def cluster_embeddings(
         unit = np.nan_to_num(_normalize(embeddings))
         centroids = _normalize(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
         assignment, similarity = _assign(embeddings, centroids)
+    for k in range(len(centroids)):
+        if not (assignment == k).any():
+            # A cluster the caller's count called for, whose centroid no local speaker prefers:
+            # it keeps the embeddings it was made of, or it would vanish.
+            own = where[labels == k]
+            assignment[own[:, 0], own[:, 1]] = k
     return Clustering(assignment, similarity)
+
+
+def keep_requested_speakers(binary: np.ndarray, scores: np.ndarray, minimum: int) -> np.ndarray:
+    """Make up to `minimum` speakers speak in (frames, speakers) `binary`.
+
+    A speaker the clustering kept can still win no frame: where windows overlap, most of them may
+    give the same voice to another speaker. While fewer than `minimum` speak, the silent speaker
+    with the most activity takes the frames where its share `scores` peaks, in place of the
+    weakest speaker there if any (so the number of voices in a frame stays as it was where
+    someone spoke).
+    """
+    binary = binary.copy()
+    while (binary.any(axis=0).sum() < minimum) and (candidates := ~binary.any(axis=0) & scores.any(axis=0)).any():
+        speaker = np.flatnonzero(candidates)[np.argmax(scores[:, candidates].sum(axis=0))]
+        frames = np.flatnonzero(scores[:, speaker] == scores[:, speaker].max())
+        rivals = np.where(binary[frames], scores[frames], np.inf)
+        weakest = np.argmin(rivals, axis=1)
+        taken = np.isfinite(rivals[np.arange(len(frames)), weakest])
+        binary[frames[taken], weakest[taken]] = False
+        binary[frames, speaker] = True
+    return binary

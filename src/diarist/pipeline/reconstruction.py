@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering, SpeakerBounds
+from diarist.pipeline.clustering import Clustering, SpeakerBounds, keep_requested_speakers
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.segmentation import frame_count
 from diarist.result import DiarizationResult, Turn
@@ -116,8 +116,10 @@ def reconstruct(
     duration = num_samples / SAMPLE_RATE
     num_frames = frame_count(num_samples)
     scores = aggregate_windows(activity, certainty, clustering, config.step_frames, num_frames)
-    overlapping = binarize(scores.speakers, scores.count)
-    exclusive = binarize(scores.speakers, np.minimum(scores.count, 1))
+    overlapping = keep_requested_speakers(binarize(scores.speakers, scores.count), scores.speakers, bounds.min)
+    exclusive = keep_requested_speakers(
+        binarize(scores.speakers, np.minimum(scores.count, 1)), scores.speakers, bounds.min
+    )
 
     # Label speakers in order of first speech; clusters that never win a frame disappear.
     first_frame = [
