@@ -153,7 +153,12 @@ def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -
     found = labels.max() + 1
     wanted = bounds.clamp(found)
     if wanted != found:
-        labels = fcluster(tree, min(wanted, len(x)), criterion="maxclust") - 1
+        wanted = min(wanted, len(x))
+        labels = fcluster(tree, wanted, criterion="maxclust") - 1
+        if labels.max() + 1 != wanted:
+            # Centroid linkage can merge at a smaller distance than an earlier merge, and then no
+            # cut of its tree gives `wanted` clusters; average linkage's tree has no such inversions.
+            labels = fcluster(linkage(x, method="average"), wanted, criterion="maxclust") - 1
     return labels
 
 
