@@ -18,6 +18,7 @@ from diarist.pipeline.reconstruction import reconstruct
 
 DIM = 192
 ONE_CUT = replace(COMMUNITY_1, many_speakers=10**9)  # the distance cut alone, as before
+ANY_COUNT = SpeakerBounds()
 
 
 def _voices(
@@ -33,7 +34,7 @@ def _voices(
     return embeddings[:, None, :].astype(np.float32), labels
 
 
-def _cluster(embeddings: np.ndarray, bounds: SpeakerBounds = SpeakerBounds(), config=COMMUNITY_1) -> np.ndarray:
+def _cluster(embeddings: np.ndarray, bounds: SpeakerBounds = ANY_COUNT, config=COMMUNITY_1) -> np.ndarray:
     """Each window's global speaker."""
     clustering = cluster_embeddings(embeddings, np.ones(embeddings.shape[:2]), bounds, config)
     return clustering.assignment[:, 0]
@@ -80,7 +81,7 @@ def test_one_and_two_embeddings():
 
 
 def test_bounds_on_synthetic_voices():
-    embeddings, truth = _voices(2, 15)
+    embeddings, _ = _voices(2, 15)
     three = _cluster(embeddings, SpeakerBounds(3, 3))
     assert sorted(set(three.tolist())) == [0, 1, 2]  # every requested speaker holds an embedding
     assert _cluster(embeddings, SpeakerBounds(0, 1)).tolist() == [0] * 30
@@ -111,9 +112,7 @@ def sample_analysis(sample_audio):
 
 def _speakers(analysis, bounds: SpeakerBounds) -> tuple[int, list[str]]:
     clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, COMMUNITY_1)
-    result = reconstruct(
-        analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, COMMUNITY_1
-    )
+    result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, COMMUNITY_1)
     return len(result.speakers), result.warnings
 
 
