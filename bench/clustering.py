@@ -10,6 +10,7 @@ reconstruction, so a comparison takes minutes.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import time
 from dataclasses import replace
@@ -18,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import der_metric, dev_files, machine, percentages
-from cv import analyse, details, hypothesis, leave_one_meeting_out
+from cv import analyse, details, folds, hypothesis, leave_one_meeting_out
 from longform import long_recording
+from pyannote.core import Annotation
 
 from diarist.pipeline import WindowAnalysis, analyse_windows
 from diarist.pipeline.config import CONFIGS, PipelineConfig
@@ -96,12 +98,17 @@ def dev_comparison(config: PipelineConfig, analyses: dict[str, WindowAnalysis], 
     scores = [
         details({stem: hypothesis(a, replace(config, **p), stem) for stem, a in analyses.items()}) for p in points
     ]
-    held_out = []
+    groups, held_out = folds(), []
     for name, (best, _, _) in leave_one_meeting_out(scores).items():
-        held_out += [d for stem, d in scores[best].items() if stem.split("-")[1][:6] == name or stem == name]
+        held_out += [scores[best][stem] for stem in groups[name]]
     whole = [percentages(list(s.values()))["der"] for s in scores]
     best = min(range(len(points)), key=whole.__getitem__)
     return percentages(held_out)["der"], points[best], whole[best]
+
+
+@functools.cache
+def longform_reference(repeats: int, seed: int) -> Annotation:
+    return long_recording(repeats, seed)[1]
 
 
 def longform_scores(config: PipelineConfig, repeats: int, seeds: list[int], cache: Path) -> tuple:
@@ -110,7 +117,7 @@ def longform_scores(config: PipelineConfig, repeats: int, seeds: list[int], cach
     results = []
     for seed in seeds:
         analysis = longform_analysis(config, repeats, seed, cache)
-        _, reference = long_recording(repeats, seed)
+        reference = longform_reference(repeats, seed)
         start = time.perf_counter()
         annotation = hypothesis(analysis, config, reference.uri)
         seconds.append(time.perf_counter() - start)
