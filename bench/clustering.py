@@ -39,7 +39,7 @@ METHODS: dict[str, tuple[dict, dict[str, list]]] = {
     ),
     "centred + VBx always": (
         {"many_speakers": 1},
-        {"vbx_init_threshold": [0.8, 0.9, 1.0], "vbx_fa": [0.05, 0.07, 0.1]},
+        {"vbx_init_threshold": [0.8, 0.85, 0.9, 1.0], "vbx_fa": [0.05, 0.07]},
     ),
     "adaptive: centred + VBx from 6 speakers (shipped)": (
         {},

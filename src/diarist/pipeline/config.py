@@ -34,9 +34,9 @@ class PipelineConfig:
     # on the recording's mean, starting from a cut at `vbx_init_threshold` refined by variational
     # Bayes (clustering._variational_bayes: `vbx_fa` scales the evidence, `vbx_fb` the prior).
     many_speakers: int = 6
-    vbx_init_threshold: float = 0.9
+    vbx_init_threshold: float = 0.85
     vbx_dims: int = 16
-    vbx_fa: float = 0.07
+    vbx_fa: float = 0.05
     vbx_fb: float = 0.8
     vbx_init_smoothing: float = 7.0
     vbx_iterations: int = 20
