@@ -137,3 +137,17 @@ def test_warning_exactly_when_the_audio_cannot_give_the_count(sample_analysis):
         f"Only {heard} speaker(s) could be told apart in this audio, fewer than the {heard + 1} requested: "
         "it holds too little speech for more."
     ]
+
+
+def test_a_speaker_is_never_pushed_out_of_its_last_frames():
+    # Speaker 1 speaks only where speaker 2 peaks: speaker 2 takes those frames from speaker 0,
+    # which speaks elsewhere too, and asking for more speakers than exist still ends.
+    scores = np.zeros((10, 3))
+    scores[:, 0] = 1.0
+    scores[4:6, 1], scores[4:6, 2] = 0.6, 0.4
+    binary = scores >= 0.6
+    for minimum in (3, 5):
+        kept = keep_requested_speakers(binary, scores, minimum)
+        expected = binary.copy()
+        expected[4:6, 0], expected[4:6, 2] = False, True
+        assert (kept == expected).all()

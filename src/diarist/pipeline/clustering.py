@@ -222,18 +222,20 @@ def keep_requested_speakers(binary: np.ndarray, scores: np.ndarray, minimum: int
     """Make up to `minimum` speakers speak in (frames, speakers) `binary`.
 
     A speaker the clustering kept can still win no frame: where windows overlap, most of them may
-    give the same voice to another speaker. While fewer than `minimum` speak, the silent speaker
-    with the most activity takes the frames where its share `scores` peaks, in place of the
-    weakest speaker there if any (so the number of voices in a frame stays as it was where
-    someone spoke).
+    give the same voice to another speaker. While fewer than `minimum` speak, each silent speaker
+    with any activity, the most active first, takes the frames where its share `scores` peaks, in
+    place of the weakest speaker there if any (so the number of voices in a frame stays as it was
+    where someone spoke); a speaker is never displaced from the last frames it speaks in.
     """
     binary = binary.copy()
-    while (binary.any(axis=0).sum() < minimum) and (candidates := ~binary.any(axis=0) & scores.any(axis=0)).any():
-        speaker = np.flatnonzero(candidates)[np.argmax(scores[:, candidates].sum(axis=0))]
+    silent = np.flatnonzero(~binary.any(axis=0) & scores.any(axis=0))
+    for speaker in silent[np.argsort(-scores[:, silent].sum(axis=0), kind="stable")]:
+        if binary.any(axis=0).sum() >= minimum:
+            break
         frames = np.flatnonzero(scores[:, speaker] == scores[:, speaker].max())
-        rivals = np.where(binary[frames], scores[frames], np.inf)
-        weakest = np.argmin(rivals, axis=1)
-        taken = np.isfinite(rivals[np.arange(len(frames)), weakest])
-        binary[frames[taken], weakest[taken]] = False
         binary[frames, speaker] = True
+        for frame in frames:
+            rivals = [k for k in np.flatnonzero(binary[frame]) if k != speaker and binary[:, k].sum() > 1]
+            if rivals:
+                binary[frame, min(rivals, key=lambda k: scores[frame, k])] = False
     return binary
