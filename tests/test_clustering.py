@@ -140,14 +140,14 @@ def test_warning_exactly_when_the_audio_cannot_give_the_count(sample_analysis):
 
 
 def test_a_speaker_is_never_pushed_out_of_its_last_frames():
-    # Speaker 1 speaks only where speaker 2 peaks: speaker 2 takes those frames from speaker 0,
-    # which speaks elsewhere too, and asking for more speakers than exist still ends.
+    # Speaker 2 peaks in frames 4-5, where 0 and 1 speak; 1 speaks nowhere else. In frame 4 the
+    # weaker, 1, gives way; in frame 5 that would silence 1, so 0 gives way. Asking for more
+    # speakers than exist still ends.
     scores = np.zeros((10, 3))
     scores[:, 0] = 1.0
     scores[4:6, 1], scores[4:6, 2] = 0.6, 0.4
     binary = scores >= 0.6
+    expected = binary.copy()
+    expected[4, 1], expected[5, 0], expected[4:6, 2] = False, False, True
     for minimum in (3, 5):
-        kept = keep_requested_speakers(binary, scores, minimum)
-        expected = binary.copy()
-        expected[4:6, 0], expected[4:6, 2] = False, True
-        assert (kept == expected).all()
+        assert (keep_requested_speakers(binary, scores, minimum) == expected).all()
