@@ -71,6 +71,25 @@ def pooled(hypotheses: dict[str, Annotation], collar: float = 0.0) -> float:
     return percentages(list(details(hypotheses, collar).values()))["der"]
 
 
+def folds() -> dict[str, list[str]]:
+    """The dev files' stems grouped by the meeting they come from."""
+    grouped: dict[str, list[str]] = {}
+    for wav in dev_files():
+        grouped.setdefault(meeting(wav), []).append(wav.stem)
+    return grouped
+
+
+def leave_one_meeting_out(scores: list[dict[str, dict]]) -> dict[str, tuple[int, float, float]]:
+    """For each held-out meeting: the grid point (index into `scores`) with the lowest pooled DER on
+    the other meetings' files, that DER, and the point's pooled DER on the held-out files."""
+    chosen = {}
+    for name, test in folds().items():
+        tuning = [percentages([d for stem, d in s.items() if stem not in test])["der"] for s in scores]
+        best = min(range(len(scores)), key=tuning.__getitem__)  # ties: the first in grid order
+        chosen[name] = (best, tuning[best], percentages([scores[best][stem] for stem in test])["der"])
+    return chosen
+
+
 def cross_validate(model: str) -> None:
     shipped = CONFIGS[model]
     analyses = {wav.stem: analyse(wav, shipped) for wav in dev_files()}
@@ -78,23 +97,18 @@ def cross_validate(model: str) -> None:
     runs = [{stem: hypothesis(a, replace(shipped, **p), stem) for stem, a in analyses.items()} for p in points]
     scores = [details(run) for run in runs]  # every grid point on every file
     shipped_run = {stem: hypothesis(a, shipped, stem) for stem, a in analyses.items()}
-    folds: dict[str, list[str]] = {}
-    for wav in dev_files():
-        folds.setdefault(meeting(wav), []).append(wav.stem)
 
     print(f"\n## {model} (step {shipped.step_seconds:.2f} s)\n")
     names = " | ".join(SHORT_NAMES.get(k, k) for k in GRID)
     print(f"| held-out meeting | files | {names} | tuning DER % | held-out DER % | shipped config on it, DER % |")
     print("|---|---|" + "---|" * len(GRID) + "---|---|---|")
     held_out: dict[str, Annotation] = {}
-    for name, test in folds.items():
-        tuning = [percentages([d for stem, d in s.items() if stem not in test])["der"] for s in scores]
-        best = min(range(len(points)), key=tuning.__getitem__)  # ties: the first in grid order
+    for name, (best, tuning, tested) in leave_one_meeting_out(scores).items():
+        test = folds()[name]
         held_out.update({stem: runs[best][stem] for stem in test})
         values = " | ".join(f"{v:g}" for v in points[best].values())
-        tested = percentages([scores[best][stem] for stem in test])["der"]
         in_sample = percentages(list(details({stem: shipped_run[stem] for stem in test}).values()))["der"]
-        print(f"| {name} | {len(test)} | {values} | {tuning[best]:.1f} | {tested:.1f} | {in_sample:.1f} |")
+        print(f"| {name} | {len(test)} | {values} | {tuning:.1f} | {tested:.1f} | {in_sample:.1f} |")
 
     whole = [percentages(list(s.values()))["der"] for s in scores]
     best = min(range(len(points)), key=whole.__getitem__)

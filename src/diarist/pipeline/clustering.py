@@ -59,24 +59,106 @@ def _normalize(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
+def _cut(x: np.ndarray, threshold: float, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Linkage tree of unit vectors `x` (two or more) and its labels (0..K-1) at `threshold`."""
+    tree = linkage(x, method=config.clustering_linkage, metric="euclidean")
+    return tree, fcluster(tree, threshold, criterion="distance") - 1
+
+
+def _fold_small(x: np.ndarray, labels: np.ndarray, share: float) -> np.ndarray:
+    """Fold clusters holding less than `share` of `x` into the nearest larger one: mostly noise."""
+    sizes = np.bincount(labels)
+    large = np.flatnonzero(sizes >= share * len(x))
+    if 0 < len(large) < len(sizes):
+        centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in large]))
+        labels = large[np.argmax(x @ centroids.T, axis=1)]
+    return np.unique(labels, return_inverse=True)[1]
+
+
+def _speaker_space(x: np.ndarray, labels: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map `x` where speakers are told apart best, estimated from this recording alone.
+
+    A stand-in for the PLDA that VBx expects (none is trained for CAM++): centred on the
+    recording's mean, scaled so that the spread of an embedding around its first-pass cluster's
+    mean is 1 in every direction, and rotated onto the axes along which the first-pass
+    clusters' means spread most. Returns the features (n, dims) and the spread of speaker
+    means along each axis (dims,): the between-speaker variances, in units of within-speaker ones.
+    """
+    centred = x - x.mean(axis=0)
+    means = np.stack([centred[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+    within = centred - means[labels]
+    scale = np.sqrt(max(float((within**2).sum()) / within.size, 1e-6))
+    sizes = np.bincount(labels).astype(float)
+    between = (means * sizes[:, None]).T @ means / len(x) / scale**2
+    variances, axes = np.linalg.eigh(between)
+    order = np.argsort(variances)[::-1][:dims]
+    return centred @ axes[:, order] / scale, np.maximum(variances[order], 1e-6)
+
+
+def _variational_bayes(
+    features: np.ndarray, between: np.ndarray, labels: np.ndarray, config: PipelineConfig
+) -> np.ndarray:
+    """Refine `labels` VBx-style (without the HMM): speakers no data supports lose all weight.
+
+    Each speaker's mean has a Gaussian prior of variances `between`; within-speaker noise is
+    unit. `vbx_fa` scales the evidence of each embedding (they overlap, so are not independent)
+    and `vbx_fb` the prior's pull; responsibilities and speaker weights are re-estimated in turn.
+    """
+    speakers = labels.max() + 1
+    logits = config.vbx_init_smoothing * np.eye(speakers)[labels]
+    responsibility = np.exp(logits - logits.max(axis=1, keepdims=True))
+    responsibility /= responsibility.sum(axis=1, keepdims=True)
+    weights = np.full(speakers, 1.0 / speakers)
+    projected = features * np.sqrt(between)
+    ratio = config.vbx_fa / config.vbx_fb
+    for _ in range(config.vbx_iterations):
+        precision = 1.0 / (1.0 + ratio * responsibility.sum(axis=0)[:, None] * between)
+        means = ratio * precision * (responsibility.T @ projected)
+        log_likelihood = config.vbx_fa * (projected @ means.T - 0.5 * ((precision + means**2) @ between))
+        log_posterior = log_likelihood + np.log(np.maximum(weights, 1e-300))
+        responsibility = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
+        responsibility /= responsibility.sum(axis=1, keepdims=True)
+        previous, weights = weights, responsibility.sum(axis=0) / len(features)
+        if np.abs(weights - previous).max() < 1e-6:
+            break
+    kept = np.flatnonzero(weights > config.vbx_min_weight)
+    return np.unique(np.argmax(responsibility[:, kept], axis=1), return_inverse=True)[1]
+
+
+def _cluster_count_free(x: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Linkage tree of `x` (two or more unit vectors) and labels with the count found from the data.
+
+    One distance cut serves recordings with a few speakers. Once it finds `many_speakers` or
+    more, the recording's mean embedding is a fair estimate of what all voices share: taking it
+    away leaves what tells them apart, and a variational Bayes pass over a finer cut of the
+    centred embeddings decides how many speakers the data supports. With two or three speakers
+    the mean is only their midpoint, and centring would blow up differences within one voice.
+    """
+    tree, labels = _cut(x, config.clustering_threshold, config)
+    labels = _fold_small(x, labels, config.min_cluster_share)
+    if labels.max() + 1 < config.many_speakers:
+        return tree, labels
+    centred = _normalize(x - x.mean(axis=0))
+    tree, first_pass = _cut(centred, config.vbx_init_threshold, config)
+    first_pass = np.unique(first_pass, return_inverse=True)[1]
+    features, between = _speaker_space(centred, first_pass, config.vbx_dims)
+    return tree, _variational_bayes(features, between, first_pass, config)
+
+
 def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> np.ndarray:
     """Cluster labels (0..K-1) of unit vectors `x`, honouring `bounds` where the data allows."""
     if len(x) < 2:
-        labels = np.zeros(len(x), dtype=int)
-    else:
-        tree = linkage(x, method=config.clustering_linkage, metric="euclidean")
-        labels = fcluster(tree, config.clustering_threshold, criterion="distance") - 1
-        sizes = np.bincount(labels)
-        large = np.flatnonzero(sizes >= config.min_cluster_share * len(x))
-        if 0 < len(large) < len(sizes):
-            # Tiny clusters are mostly noise: fold them into the nearest large one.
-            centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in large]))
-            labels = large[np.argmax(x @ centroids.T, axis=1)]
-        labels = np.unique(labels, return_inverse=True)[1]
-        found = labels.max() + 1
-        wanted = bounds.clamp(found)
-        if wanted != found:
-            labels = fcluster(tree, min(wanted, len(x)), criterion="maxclust") - 1
+        return np.zeros(len(x), dtype=int)
+    tree, labels = _cluster_count_free(x, config)
+    found = labels.max() + 1
+    wanted = bounds.clamp(found)
+    if wanted != found:
+        wanted = min(wanted, len(x))
+        labels = fcluster(tree, wanted, criterion="maxclust") - 1
+        if labels.max() + 1 != wanted:
+            # Centroid linkage can merge at a smaller distance than an earlier merge, and then no
+            # cut of its tree gives `wanted` clusters; average linkage's tree has no such inversions.
+            labels = fcluster(linkage(x, method="average"), wanted, criterion="maxclust") - 1
     return labels
 
 
@@ -107,11 +189,12 @@ def cluster_embeddings(
     """
     active = ~np.isnan(embeddings[..., 0])
     train = active & (clean_seconds >= config.min_clean_speech)
-    if train.sum() < 2:
+    if train.sum() < max(2, bounds.min):  # a requested count may need the short turns too
         train = active
-    x = _normalize(embeddings[train])
-    if len(x) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
-        x = x[np.linspace(0, len(x) - 1, config.max_clustering_embeddings).astype(int)]
+    where = np.argwhere(train)
+    if len(where) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
+        where = where[np.linspace(0, len(where) - 1, config.max_clustering_embeddings).astype(int)]
+    x = _normalize(embeddings[where[:, 0], where[:, 1]])
     labels = _agglomerate(x, bounds, config)
     if len(labels) == 0:
         return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
@@ -126,4 +209,33 @@ def cluster_embeddings(
         unit = np.nan_to_num(_normalize(embeddings))
         centroids = _normalize(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
         assignment, similarity = _assign(embeddings, centroids)
+    for k in range(len(centroids)):
+        if not (assignment == k).any():
+            # A cluster the caller's count called for, whose centroid no local speaker prefers:
+            # it keeps the embeddings it was made of, or it would vanish.
+            own = where[labels == k]
+            assignment[own[:, 0], own[:, 1]] = k
     return Clustering(assignment, similarity)
+
+
+def keep_requested_speakers(binary: np.ndarray, scores: np.ndarray, minimum: int) -> np.ndarray:
+    """Make up to `minimum` speakers speak in (frames, speakers) `binary`.
+
+    A speaker the clustering kept can still win no frame: where windows overlap, most of them may
+    give the same voice to another speaker. While fewer than `minimum` speak, each silent speaker
+    with any activity, the most active first, takes the frames where its share `scores` peaks, in
+    place of the weakest speaker there if any (so the number of voices in a frame stays as it was
+    where someone spoke); a speaker is never displaced from the last frames it speaks in.
+    """
+    binary = binary.copy()
+    silent = np.flatnonzero(~binary.any(axis=0) & scores.any(axis=0))
+    for speaker in silent[np.argsort(-scores[:, silent].sum(axis=0), kind="stable")]:
+        if binary.any(axis=0).sum() >= minimum:
+            break
+        frames = np.flatnonzero(scores[:, speaker] == scores[:, speaker].max())
+        binary[frames, speaker] = True
+        for frame in frames:
+            rivals = [k for k in np.flatnonzero(binary[frame]) if k != speaker and binary[:, k].sum() > 1]
+            if rivals:
+                binary[frame, min(rivals, key=lambda k: scores[frame, k])] = False
+    return binary

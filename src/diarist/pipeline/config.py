@@ -30,6 +30,17 @@ class PipelineConfig:
     # against clusters of a few stray embeddings.
     min_cluster_share: float = 0.02
     max_clustering_embeddings: int = 4000
+    # When the cut finds this many speakers or more, they are re-clustered on embeddings centred
+    # on the recording's mean, starting from a cut at `vbx_init_threshold` refined by variational
+    # Bayes (clustering._variational_bayes: `vbx_fa` scales the evidence, `vbx_fb` the prior).
+    many_speakers: int = 6
+    vbx_init_threshold: float = 0.85
+    vbx_dims: int = 16
+    vbx_fa: float = 0.05
+    vbx_fb: float = 0.8
+    vbx_init_smoothing: float = 7.0
+    vbx_iterations: int = 20
+    vbx_min_weight: float = 1e-3
     # Rounds of centroid refinement after the first assignment (0: none).
     refinement_rounds: int = 0
     # Reconstruction: gaps shorter than this inside one speaker's speech are filled.

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering, SpeakerBounds
+from diarist.pipeline.clustering import Clustering, SpeakerBounds, keep_requested_speakers
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.segmentation import frame_count
 from diarist.result import DiarizationResult, Turn
@@ -186,6 +186,10 @@ def reconstruct(
     overlapping = np.zeros_like(main)
     for k in range(main.shape[1]):
         overlapping[:, k] = clean_overlapping(exclusive[:, k] | overlapped[:, k], gap, shortest)
+    # A requested speaker the clean-up left silent takes its strongest frames back: the count
+    # the caller asked for outweighs the shortest-turn rule.
+    exclusive = keep_requested_speakers(exclusive, smooth.speakers, bounds.min)
+    overlapping = keep_requested_speakers(overlapping, smooth.speakers, bounds.min)
 
     # Label speakers in order of first speech; clusters that never win a frame disappear.
     first_frame = [

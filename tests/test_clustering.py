@@ -1,0 +1,153 @@
+"""Clustering on synthetic embeddings of known voices, and requested counts on the real sample.
+
+A synthetic voice is a point in CAM++'s 192 dimensions: a component every voice shares (real
+embeddings of one recording are all alike in part), plus the voice's own offset; each embedding
+adds its own noise. The right answer is known: one cluster per voice.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from diarist.pipeline import analyse_windows
+from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings, keep_requested_speakers
+from diarist.pipeline.config import COMMUNITY_1
+from diarist.pipeline.reconstruction import reconstruct
+
+DIM = 192
+ONE_CUT = replace(COMMUNITY_1, many_speakers=10**9)  # the distance cut alone, as before
+ANY_COUNT = SpeakerBounds()
+
+
+def _voices(
+    voices: int, per_voice: int, shared: float = 1.0, spread: float = 1.3, noise: float = 0.8, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 1, 192) embeddings, one local speaker per window, in shuffled order, and each one's voice."""
+    rng = np.random.default_rng(seed)
+    common = rng.standard_normal(DIM)
+    common *= shared / np.linalg.norm(common)
+    centres = common + spread * rng.standard_normal((voices, DIM)) / np.sqrt(DIM)
+    labels = rng.permutation(np.repeat(np.arange(voices), per_voice))
+    embeddings = centres[labels] + noise * rng.standard_normal((len(labels), DIM)) / np.sqrt(DIM)
+    return embeddings[:, None, :].astype(np.float32), labels
+
+
+def _cluster(embeddings: np.ndarray, bounds: SpeakerBounds = ANY_COUNT, config=COMMUNITY_1) -> np.ndarray:
+    """Each window's global speaker."""
+    clustering = cluster_embeddings(embeddings, np.ones(embeddings.shape[:2]), bounds, config)
+    return clustering.assignment[:, 0]
+
+
+def _same_partition(found: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether `found` groups the embeddings exactly as `truth` does, whatever the names."""
+    pairs = set(zip(found.tolist(), truth.tolist(), strict=True))
+    return len(pairs) == len(set(found.tolist())) == len(set(truth.tolist()))
+
+
+def test_many_voices_are_each_found():
+    embeddings, truth = _voices(20, 30)
+    assert _same_partition(_cluster(embeddings), truth)
+
+
+def test_voices_alike_in_one_recording_are_told_apart_once_centred():
+    # A large shared component (voices at cosine 0.76 from each other, 0.95 within one voice):
+    # one cut of the tree merges them all; centring on the recording's mean and the VBx pass,
+    # which the shipped config runs once a recording has many speakers, recovers all 20.
+    embeddings, truth = _voices(20, 30, shared=2.0, spread=1.0, noise=0.5)
+    assert len(set(_cluster(embeddings, config=ONE_CUT).tolist())) == 1
+    assert _same_partition(_cluster(embeddings, config=replace(COMMUNITY_1, many_speakers=1)), truth)
+
+
+@pytest.mark.parametrize("voices", [1, 2, 3])
+def test_few_voices_are_each_found(voices):
+    embeddings, truth = _voices(voices, 12, seed=voices)
+    assert _same_partition(_cluster(embeddings), truth)
+
+
+def test_no_embeddings():
+    clustering = cluster_embeddings(np.full((4, 3, DIM), np.nan), np.zeros((4, 3)), SpeakerBounds(), COMMUNITY_1)
+    assert clustering.num_speakers == 0
+    assert (clustering.assignment == -1).all()
+
+
+def test_one_and_two_embeddings():
+    embeddings, _ = _voices(2, 1)
+    assert _cluster(embeddings[:1]).tolist() == [0]
+    assert sorted(_cluster(embeddings).tolist()) == [0, 1]  # two different voices
+    same, _ = _voices(1, 2)
+    assert _cluster(same).tolist() == [0, 0]
+
+
+def test_bounds_on_synthetic_voices():
+    embeddings, _ = _voices(2, 15)
+    three = _cluster(embeddings, SpeakerBounds(3, 3))
+    assert sorted(set(three.tolist())) == [0, 1, 2]  # every requested speaker holds an embedding
+    assert _cluster(embeddings, SpeakerBounds(0, 1)).tolist() == [0] * 30
+    many, many_truth = _voices(8, 10)
+    assert _same_partition(_cluster(many, SpeakerBounds(2, 8)), many_truth)
+
+
+def test_a_silent_speaker_takes_the_frames_where_its_share_peaks():
+    scores = np.zeros((10, 3))
+    scores[:, 0] = 1.0
+    scores[2:8, 1] = 0.6
+    scores[4:6, 2] = 0.4  # speaker 2 is heard by some windows only, and loses every frame
+    binary = np.zeros((10, 3), dtype=bool)
+    binary[:, 0] = True
+    binary[2:8, 1] = True
+    assert (keep_requested_speakers(binary, scores, 2) == binary).all()  # two speak already
+    kept = keep_requested_speakers(binary, scores, 3)
+    expected = binary.copy()
+    expected[4:6, 1], expected[4:6, 2] = False, True  # in place of the weaker of the two there
+    assert (kept == expected).all()
+
+
+@pytest.fixture(scope="module")
+def sample_analysis(sample_audio):
+    with torch.inference_mode():
+        return analyse_windows([sample_audio], COMMUNITY_1)
+
+
+def _speakers(analysis, bounds: SpeakerBounds) -> tuple[int, list[str]]:
+    clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, COMMUNITY_1)
+    result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, COMMUNITY_1)
+    return len(result.speakers), result.warnings
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5])
+def test_requested_count_on_the_sample(sample_analysis, count):
+    # The two-party call has 15 (window, local speaker) pairs with speech: up to 15 can be given.
+    assert _speakers(sample_analysis, SpeakerBounds(count, count)) == (count, [])
+
+
+def test_count_bounds_on_the_sample(sample_analysis):
+    assert _speakers(sample_analysis, SpeakerBounds()) == (2, [])
+    assert _speakers(sample_analysis, SpeakerBounds(3, None)) == (3, [])
+    assert _speakers(sample_analysis, SpeakerBounds(0, 1)) == (1, [])
+
+
+def test_warning_exactly_when_the_audio_cannot_give_the_count(sample_analysis):
+    heard = int((~np.isnan(sample_analysis.embeddings[..., 0])).sum())
+    assert _speakers(sample_analysis, SpeakerBounds(heard, heard)) == (heard, [])
+    found, warnings = _speakers(sample_analysis, SpeakerBounds(heard + 1, heard + 1))
+    assert found == heard
+    assert warnings == [
+        f"Only {heard} speaker(s) could be told apart in this audio, fewer than the {heard + 1} requested: "
+        "it holds too little speech for more."
+    ]
+
+
+def test_a_speaker_is_never_pushed_out_of_its_last_frames():
+    # Speaker 2 peaks in frames 4-5, where 0 and 1 speak; 1 speaks nowhere else. In frame 4 the
+    # weaker, 1, gives way; in frame 5 that would silence 1, so 0 gives way. Asking for more
+    # speakers than exist still ends.
+    scores = np.zeros((10, 3))
+    scores[:, 0] = 1.0
+    scores[4:6, 1], scores[4:6, 2] = 0.6, 0.4
+    binary = scores >= 0.6
+    expected = binary.copy()
+    expected[4, 1], expected[5, 0], expected[4:6, 2] = False, False, True
+    for minimum in (3, 5):
+        assert (keep_requested_speakers(binary, scores, minimum) == expected).all()
