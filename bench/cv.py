@@ -26,8 +26,8 @@ from common import COLLAR_0_25, der_metric, dev_files, load_rttm, machine, meeti
 from pyannote.core import Annotation
 
 from diarist.audio import load_audio
-from diarist.pipeline import WindowAnalysis, analyse_windows
-from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
+from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
+from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.reconstruction import reconstruct
 
@@ -37,8 +37,11 @@ GRID = {
     "min_clean_speech": [0.25, 0.5, 1.0],
     "min_duration_off": [0.0, 0.1, 0.25, 0.5],
     "refinement_rounds": [0, 1],
+    "resegmentation_prior": [0.5, 1.0],  # no effect where a model has no resegmentation
+    "resegmentation_switch_penalty": [0.05, 0.2],
 }
 SHORT_NAMES = {"clustering_threshold": "threshold", "min_clean_speech": "min clean s", "min_duration_off": "gap fill s"}
+SHORT_NAMES.update({"resegmentation_prior": "reseg prior", "resegmentation_switch_penalty": "reseg penalty"})
 
 
 def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:
@@ -50,8 +53,8 @@ def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:
 def hypothesis(analysis: WindowAnalysis, config: PipelineConfig, uri: str) -> Annotation:
     """Clustering and reconstruction only, as `diarist.diarize` runs them with no speaker count."""
     bounds = SpeakerBounds()
-    clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
-    result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
+    activity, clustering = find_speakers(analysis, bounds, config)
+    result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
     return to_annotation(result.turns, uri)
 
 
