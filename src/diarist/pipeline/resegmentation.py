@@ -9,9 +9,10 @@ the same backbone features, scores every segment against the cluster centroids, 
 most likely speaker sequence of the local speaker with Viterbi: each segment's score is its
 cosine similarity to a speaker plus a prior, the window-level similarity scaled by
 `resegmentation_prior`; switching speakers between consecutive segments costs
-`resegmentation_switch_penalty`. Where the sequence switches, the local speaker is split in two
-(its main speaker and a second one); each of its frames goes to the speaker of the nearest scored
-segment. The speech and overlap count of the segmentation are left as they are.
+`resegmentation_switch_penalty`. Where the sequence leaves the clustering's speaker, the local
+speaker is split in two: the frames nearest the segments of the most decoded other speaker go to
+that speaker, the rest stay with the clustering's. The speech and overlap count of the
+segmentation are left as they are.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import numpy as np
 import torch
 
 from diarist.nets.campplus import CAMPPlus
+from diarist.nets.pyannet import SAMPLE_RATE
 from diarist.pipeline.clustering import Clustering
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, FEATURES_PER_WINDOW, window_features
 from diarist.pipeline.reconstruction import frame_time
 
-FEATURE_SECONDS = FEATURE_STEP_SAMPLES / 16000
+FEATURE_SECONDS = FEATURE_STEP_SAMPLES / SAMPLE_RATE
+SCORING_WINDOWS = 1024  # windows scored at once: bounds the float32 copy of the segments
 # Two people at most per local speaker: its main speaker, and where the sequence switches, one more.
 SPLITS = 2
 
@@ -107,9 +110,10 @@ def resegment(
 
     `activity` (windows, 589, 3), `embeddings` (windows, 3, dim) and `clean_seconds` (windows, 3)
     are the window analysis, `segments` the output of `segment_embeddings`. Returns activity and
-    clustering over 6 local slots per window (slot l: local speaker l's main speaker, slot l + 3:
-    its second one, if any), which `reconstruct` takes as it takes the originals: every active
-    frame stays in exactly one slot, so the overlap count does not change.
+    clustering over 6 local slots per window (slot l: local speaker l with the clustering's speaker,
+    slot l + 3: the part of it given to a second speaker, if any), which `reconstruct` takes as it
+    takes the originals: every active frame stays in exactly one slot, so the overlap count does
+    not change.
     """
     windows, frames, speakers = activity.shape
     num_speakers = clustering.num_speakers
@@ -126,7 +130,12 @@ def resegment(
     segment_times = (np.arange(count) * hop + length / 2) * FEATURE_SECONDS
     frame_times = frame_time(np.arange(frames))
     valid = ~np.isnan(segments[..., 0])
-    scores = np.einsum("wlsd,kd->wlsk", np.nan_to_num(_unit(segments.astype(np.float32))), centroids)
+    scores = np.concatenate(
+        [
+            np.einsum("wlsd,kd->wlsk", np.nan_to_num(_unit(part.astype(np.float32))), centroids)
+            for part in np.split(segments, range(SCORING_WINDOWS, windows, SCORING_WINDOWS))
+        ]
+    )
     for w, local in zip(*np.nonzero(valid.any(axis=-1) & (clustering.assignment >= 0)), strict=True):
         scored = np.flatnonzero(valid[w, local])
         prior = config.resegmentation_prior * clustering.similarity[w, local]
