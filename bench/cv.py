@@ -26,8 +26,8 @@ from common import COLLAR_0_25, der_metric, dev_files, load_rttm, machine, meeti
 from pyannote.core import Annotation
 
 from diarist.audio import load_audio
-from diarist.pipeline import WindowAnalysis, analyse_windows
-from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
+from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
+from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.reconstruction import reconstruct
 
@@ -39,9 +39,12 @@ GRID = {
     "refinement_rounds": [0, 1],
     "score_smoothing_frames": [1, 5],
     "min_duration_on": [0.05, 0.1, 0.25],
+    "resegmentation_prior": [0.5, 1.0],  # no effect where a model has no resegmentation
+    "resegmentation_switch_penalty": [0.05, 0.2],
 }
 SHORT_NAMES = {"clustering_threshold": "threshold", "min_clean_speech": "min clean s", "min_duration_off": "gap fill s"}
 SHORT_NAMES |= {"score_smoothing_frames": "smoothing frames", "min_duration_on": "shortest turn s"}
+SHORT_NAMES |= {"resegmentation_prior": "reseg prior", "resegmentation_switch_penalty": "reseg penalty"}
 
 
 def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:
@@ -53,8 +56,8 @@ def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:
 def hypothesis(analysis: WindowAnalysis, config: PipelineConfig, uri: str) -> Annotation:
     """Clustering and reconstruction only, as `diarist.diarize` runs them with no speaker count."""
     bounds = SpeakerBounds()
-    clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
-    result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
+    activity, clustering = find_speakers(analysis, bounds, config)
+    result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
     return to_annotation(result.turns, uri)
 
 

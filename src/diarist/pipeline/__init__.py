@@ -1,4 +1,4 @@
-"""The diarization pipeline: segmentation -> embeddings -> clustering -> reconstruction.
+"""The diarization pipeline: segmentation -> embeddings -> clustering -> (resegmentation) -> reconstruction.
 
 Audio is read once, in pages of consecutive windows, so memory does not grow with duration:
 each page is segmented and embedded, then only the small per-window outputs are kept.
@@ -19,11 +19,12 @@ from diarist import models
 from diarist.audio import SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
 from diarist.errors import ZeroLengthAudioError
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
-from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings
+from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.parallel import threaded_map
 from diarist.pipeline.reconstruction import reconstruct
+from diarist.pipeline.resegmentation import resegment, segment_embeddings
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
 from diarist.vocabulary import DEFAULT_MODEL
@@ -57,6 +58,8 @@ class WindowAnalysis:
     embeddings: np.ndarray  # (windows, 3, 192) float32, NaN for silent local speakers
     clean_seconds: np.ndarray  # (windows, 3)
     num_samples: int
+    # (windows, 3, segments, 192) float16 short-segment embeddings, for resegmentation only
+    segments: np.ndarray | None = None
 
 
 def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) -> np.ndarray:
@@ -97,13 +100,15 @@ def _analyse_page(
             config.embedding_context,
             lambda done: tick(SEGMENTATION_SHARE + (1 - SEGMENTATION_SHARE) * done),
         )
-        pooled = [
-            pool_embeddings(
-                embedding_model, features, batch, activity[i * config.batch_size : i * config.batch_size + len(batch)]
+        batched = list(zip(batches, np.split(activity, np.cumsum([len(b) for b in batches])[:-1]), strict=True))
+        pooled = [pool_embeddings(embedding_model, features, starts, part) for starts, part in batched]
+        segments = None
+        if config.resegmentation:
+            segments = np.concatenate(
+                [segment_embeddings(embedding_model, features, starts, part, config) for starts, part in batched]
             )
-            for i, batch in enumerate(batches)
-        ]
-    return activity, certainty, np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
+    embeddings, clean = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
+    return activity, certainty, embeddings, clean, segments
 
 
 def analyse_windows(
@@ -156,8 +161,22 @@ def analyse_windows(
         raise ZeroLengthAudioError("the audio has no samples")
     if progress is not None:
         progress(1.0)
-    activity, certainty, embeddings, clean = (np.concatenate(parts) for parts in zip(*outputs, strict=True))
-    return WindowAnalysis(activity, certainty, embeddings, clean, num_samples)
+    activity, certainty, embeddings, clean = (np.concatenate(parts) for parts in list(zip(*outputs, strict=True))[:4])
+    segments = np.concatenate([o[4] for o in outputs]) if config.resegmentation else None
+    return WindowAnalysis(activity, certainty, embeddings, clean, num_samples, segments)
+
+
+def find_speakers(
+    analysis: WindowAnalysis, bounds: SpeakerBounds, config: PipelineConfig
+) -> tuple[np.ndarray, Clustering]:
+    """Clustering, then resegmentation where the config asks for it: the activity and clustering
+    that `reconstruct` takes (with 6 local slots per window after resegmentation, else 3)."""
+    clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
+    if not config.resegmentation:
+        return analysis.activity, clustering
+    return resegment(
+        analysis.activity, analysis.embeddings, analysis.clean_seconds, analysis.segments, clustering, config
+    )
 
 
 def get_config(model: str) -> PipelineConfig:
@@ -205,9 +224,9 @@ def diarize(
     with torch.inference_mode():
         analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
     with timings.stage("clustering"):
-        clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
+        activity, clustering = find_speakers(analysis, bounds, config)
     with timings.stage("reconstruction"):
-        result = reconstruct(analysis.activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
+        result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(spectrum.bandwidth())
     result.timings = timings.seconds

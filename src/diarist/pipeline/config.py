@@ -43,6 +43,15 @@ class PipelineConfig:
     vbx_min_weight: float = 1e-3
     # Rounds of centroid refinement after the first assignment (0: none).
     refinement_rounds: int = 0
+    # Resegmentation after clustering (pipeline/resegmentation.py): short segments of each local
+    # speaker's clean speech re-decide its speaker, smoothed by Viterbi. Off when False. Segment
+    # length and hop as in 3D-Speaker, not tuned; prior and penalty chosen by cross-validation.
+    resegmentation: bool = False
+    resegmentation_segment: float = 1.5  # segment length, s
+    resegmentation_hop: float = 0.75  # segment hop, s
+    resegmentation_min_speech: float = 0.5  # clean speech a segment needs to be scored, s
+    resegmentation_prior: float = 0.5  # weight of the window-level similarity in each segment's score
+    resegmentation_switch_penalty: float = 0.05  # cost of a change of speaker between segments
     # Reconstruction: gaps shorter than this inside one speaker's speech are filled.
     min_duration_off: float = 0.0
     # Speaker scores are averaged over this many frames (odd; 1: none) before each frame's
@@ -70,6 +79,7 @@ class PipelineConfig:
 
 # Tuned on the pooled dev set (bench/der.py); see docs/benchmarks.md.
 COMMUNITY_1 = PipelineConfig(name="community-1", step_frames=178, score_smoothing_frames=5)  # 3.00 s step
-PRECISION_2 = PipelineConfig(name="precision-2", step_frames=74, refinement_rounds=1)  # 1.25 s step
+# precision-2: 1.25 s step, centroid refinement, resegmentation.
+PRECISION_2 = PipelineConfig(name="precision-2", step_frames=74, refinement_rounds=1, resegmentation=True)
 
 CONFIGS = {config.name: config for config in (COMMUNITY_1, PRECISION_2)}

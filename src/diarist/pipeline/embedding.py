@@ -92,6 +92,25 @@ def backbone_features(
     return features
 
 
+def window_features(
+    features: torch.Tensor, offsets: list[int], activity: np.ndarray
+) -> tuple[torch.Tensor, np.ndarray]:
+    """The backbone frames of each window and its activity resampled onto them.
+
+    `offsets` are window starts in samples from the start of `features`; `activity` is the
+    (windows, 589, 3) segmentation. Returns (windows, 512, 500) features and (windows, 500, 3)
+    activity, each 20 ms frame taking the segmentation frame nearest its centre.
+    """
+    starts = -(-(np.asarray(offsets) - FEATURE_CENTER_SAMPLES) // FEATURE_STEP_SAMPLES)
+    frames = starts[:, None] + np.arange(FEATURES_PER_WINDOW)  # (windows, 500) feature frames
+    centres = frames * FEATURE_STEP_SAMPLES + FEATURE_CENTER_SAMPLES - np.asarray(offsets)[:, None]
+    nearest = np.rint((centres - RECEPTIVE_FIELD_SAMPLES / 2) / FRAME_STEP_SAMPLES).astype(int)
+    nearest = nearest.clip(0, FRAMES_PER_WINDOW - 1)
+    rows = np.arange(len(offsets))[:, None]
+    frames = frames.clip(0, features.shape[1] - 1)
+    return features[:, torch.from_numpy(frames)].permute(1, 0, 2), activity[rows, nearest]
+
+
 def pool_embeddings(
     model: CAMPPlus, features: torch.Tensor, offsets: list[int], activity: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -101,19 +120,11 @@ def pool_embeddings(
     (windows, 589, 3) segmentation. Returns (windows, 3, 192) embeddings (NaN for silent local
     speakers) and (windows, 3) seconds of speech where each speaks alone.
     """
-    starts = -(-(np.asarray(offsets) - FEATURE_CENTER_SAMPLES) // FEATURE_STEP_SAMPLES)
-    frames = starts[:, None] + np.arange(FEATURES_PER_WINDOW)  # (windows, 500) feature frames
-    centres = frames * FEATURE_STEP_SAMPLES + FEATURE_CENTER_SAMPLES - np.asarray(offsets)[:, None]
-    nearest = np.rint((centres - RECEPTIVE_FIELD_SAMPLES / 2) / FRAME_STEP_SAMPLES).astype(int)
-    nearest = nearest.clip(0, FRAMES_PER_WINDOW - 1)
-    rows = np.arange(len(offsets))[:, None]
-    active = activity[rows, nearest]  # (windows, 500, 3) activity resampled to 20 ms
+    gathered, active = window_features(features, offsets, activity)
     clean = active & (active.sum(axis=-1, keepdims=True) == 1)
     clean_frames = clean.sum(axis=1)
     # Pool clean speech only when there is enough of it; else all of the speaker's speech.
     weights = np.where((clean_frames >= MIN_CLEAN_POOL_FRAMES)[:, None, :], clean, active).astype(np.float32)
-    frames = frames.clip(0, features.shape[1] - 1)
-    gathered = features[:, torch.from_numpy(frames)].permute(1, 0, 2)  # (windows, 512, 500)
     embeddings = model.embed(gathered, torch.from_numpy(weights).transpose(1, 2)).numpy()
     embeddings[~active.any(axis=1)] = np.nan
     return embeddings, clean_frames * FEATURE_STEP_SAMPLES / SAMPLE_RATE
