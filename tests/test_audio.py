@@ -224,4 +224,3 @@ def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
     path = encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)
     warning = " ".join(diarist.diarize(path).warnings)
     assert "different people may be reported as one speaker" in warning
-
