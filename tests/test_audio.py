@@ -224,10 +224,3 @@ def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
     path = encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)
     warning = " ".join(diarist.diarize(path).warnings)
     assert "different people may be reported as one speaker" in warning
-
-
-def test_a_24_kbps_mp3_still_gives_two_speakers(tmp_path, sample_audio):
-    # It used to come back as one speaker: the codec's damage pushed the two voices just under
-    # the clustering's cut (see docs/benchmarks.md, "output").
-    path = encode(tmp_path / "low.mp3", sample_audio, "mp3", "libmp3lame", bit_rate=24_000)
-    assert len(diarist.diarize(path).speakers) == 2

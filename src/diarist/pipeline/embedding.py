@@ -23,20 +23,6 @@ FEATURE_CENTER_SAMPLES = 200  # centre of the first 25 ms fbank frame
 FEATURES_PER_WINDOW = 500  # 10 s / 20 ms
 FEATURE_CHANNELS = 512  # of the CAM++ backbone's output
 MIN_CLEAN_POOL_FRAMES = 25  # below 0.5 s of clean speech, pool the overlapped speech too
-# White noise this far below the chunk's RMS level is added before the fbank. Low-bitrate
-# codecs and narrow-band recordings leave time-frequency bins nearly empty, whose log energies
-# fall far below anything the model saw in training (noisy, augmented speech), and the
-# embeddings of different voices drift together: a 24 kbps mp3 of the sample clustered into one
-# speaker. The floor keeps those bins in range (docs/benchmarks.md, "output"). Seeded: the
-# same audio always gives the same embeddings.
-NOISE_FLOOR_DB = -40.0
-
-
-def with_noise_floor(samples: np.ndarray) -> np.ndarray:
-    """`samples` plus seeded white noise NOISE_FLOOR_DB below their RMS level."""
-    level = np.sqrt(np.mean(np.square(samples, dtype=np.float64))) * 10 ** (NOISE_FLOOR_DB / 20)
-    noise = np.random.default_rng(0).standard_normal(len(samples)) * level
-    return (samples + noise).astype(np.float32)
 
 
 def fbank(samples: np.ndarray) -> np.ndarray:
@@ -82,7 +68,7 @@ def backbone_features(
 
     def compute(span: tuple[int, int, int]) -> torch.Tensor:
         first, last, begin = span
-        samples = with_noise_floor(audio[begin * step : (last + context_frames) * step])
+        samples = audio[begin * step : (last + context_frames) * step]
         return backbone(fbank(samples))[:, first - begin : last - begin]
 
     for (first, last, _), wanted in zip(spans, threaded_map(compute, spans), strict=True):
