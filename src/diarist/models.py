@@ -251,6 +251,9 @@ class OnnxBackbone:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Without the arena each run frees what it allocated: with it, every thread's chunk kept
+        # its peak allocation, and the 4-hour file peaked at 1.2 GB instead of under 1 GB.
+        options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, fbank: np.ndarray) -> torch.Tensor:
