@@ -30,6 +30,9 @@ class PipelineConfig:
     # against clusters of a few stray embeddings.
     min_cluster_share: float = 0.02
     max_clustering_embeddings: int = 4000
+    # One speaker found, but the last merge of the tree within this distance of the cut: the
+    # output warns that a second voice may be hiding (clustering._lone_voice_warnings).
+    lone_voice_margin: float = 0.1
     # When the cut finds this many speakers or more, they are re-clustered on embeddings centred
     # on the recording's mean, starting from a cut at `vbx_init_threshold` refined by variational
     # Bayes (clustering._variational_bayes: `vbx_fa` scales the evidence, `vbx_fb` the prior).

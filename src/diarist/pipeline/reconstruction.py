@@ -228,7 +228,7 @@ def reconstruct(
         duration=duration,
         confidence=curve,
         confidence_resolution=resolution,
-        warnings=_count_warnings(len(names), bounds),
+        warnings=_count_warnings(len(names), bounds) + clustering.warnings,
     )
 
 

@@ -124,7 +124,7 @@ def resegment(
     assignment[:, :speakers] = clustering.assignment
     similarity[:, :speakers] = clustering.similarity
     if num_speakers < 2:
-        return split_activity, Clustering(assignment, similarity)
+        return split_activity, Clustering(assignment, similarity, clustering.warnings)
     centroids = speaker_centroids(embeddings, clean_seconds, clustering)
     length, hop, count = segment_layout(config)
     segment_times = (np.arange(count) * hop + length / 2) * FEATURE_SECONDS
@@ -158,4 +158,4 @@ def resegment(
         split_activity[w, :, local + speakers] = seconds
         assignment[w, local + speakers] = second
         similarity[w, local + speakers] = scores[w, local, scored[path == second]].mean(axis=0)
-    return split_activity, Clustering(assignment, similarity)
+    return split_activity, Clustering(assignment, similarity, clustering.warnings)
