@@ -11,8 +11,11 @@ torch releases the GIL inside its operations, so the threads do run at the same 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import TypeVar
 
 import torch
@@ -50,3 +53,23 @@ def threaded_map(function: Callable[[Item], Result], items: Sequence[Item]) -> I
             yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        release_freed_memory()
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    libc = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+
+
+def release_freed_memory() -> None:
+    """Hand the memory that threads freed back to the system (glibc; elsewhere a no-op).
+
+    glibc gives each thread its own heap (arena) and keeps what is freed there for that heap's
+    next use. The model threads free their buffers at the end of each page, and the clustering
+    and reconstruction that follow allocate on the calling thread's heap, so without this the
+    threads' free memory stayed counted on top: a 4-hour file peaked at 1.2 GB of RSS.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
