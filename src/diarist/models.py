@@ -251,8 +251,8 @@ class OnnxBackbone:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # Without the arena each run frees what it allocated: with it, every thread's chunk kept
-        # its peak allocation, and the 4-hour file peaked at 1.2 GB instead of under 1 GB.
+        # Without the arena each run frees what it allocated instead of keeping its peak for the
+        # next run of that thread (the threads' freed heaps are then trimmed: pipeline/parallel.py).
         options.enable_cpu_mem_arena = False
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 

@@ -56,7 +56,8 @@ class Clustering:
         return self.similarity.shape[-1]
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def unit_vectors(x: np.ndarray) -> np.ndarray:
+    """`x` scaled to unit length along its last axis (zero vectors stay near zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
@@ -71,7 +72,7 @@ def _fold_small(x: np.ndarray, labels: np.ndarray, share: float) -> np.ndarray:
     sizes = np.bincount(labels)
     large = np.flatnonzero(sizes >= share * len(x))
     if 0 < len(large) < len(sizes):
-        centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in large]))
+        centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in large]))
         labels = large[np.argmax(x @ centroids.T, axis=1)]
     return np.unique(labels, return_inverse=True)[1]
 
@@ -139,7 +140,7 @@ def _cluster_count_free(x: np.ndarray, config: PipelineConfig) -> tuple[np.ndarr
     labels = _fold_small(x, labels, config.min_cluster_share)
     if labels.max() + 1 < config.many_speakers:
         return tree, labels
-    centred = _normalize(x - x.mean(axis=0))
+    centred = unit_vectors(x - x.mean(axis=0))
     tree, first_pass = _cut(centred, config.vbx_init_threshold, config)
     first_pass = np.unique(first_pass, return_inverse=True)[1]
     features, between = _speaker_space(centred, first_pass, config.vbx_dims)
@@ -188,7 +189,7 @@ def _assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     Local speakers left over when a window has more of them than there are centroids go to
     their closest centroid anyway: keeping their speech beats dropping it.
     """
-    similarity = np.einsum("wld,kd->wlk", np.nan_to_num(_normalize(embeddings)), centroids)
+    similarity = np.einsum("wld,kd->wlk", np.nan_to_num(unit_vectors(embeddings)), centroids)
     active = ~np.isnan(embeddings[..., 0])
     assignment = np.full(active.shape, -1)
     for w in np.flatnonzero(active.any(axis=1)):
@@ -214,11 +215,11 @@ def cluster_embeddings(
     where = np.argwhere(train)
     if len(where) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
         where = where[np.linspace(0, len(where) - 1, config.max_clustering_embeddings).astype(int)]
-    x = _normalize(embeddings[where[:, 0], where[:, 1]])
+    x = unit_vectors(embeddings[where[:, 0], where[:, 1]])
     labels, warnings = _agglomerate(x, bounds, config)
     if len(labels) == 0:
         return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
-    centroids = _normalize(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
+    centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
     assignment, similarity = _assign(embeddings, centroids)
     for _ in range(config.refinement_rounds):
         # Re-estimate each centroid from everything assigned to it, weighted by clean speech.
@@ -226,8 +227,8 @@ def cluster_embeddings(
         members = [(assignment == k) & train for k in range(len(centroids))]
         if any(not m.any() for m in members):
             break
-        unit = np.nan_to_num(_normalize(embeddings))
-        centroids = _normalize(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
+        unit = np.nan_to_num(unit_vectors(embeddings))
+        centroids = unit_vectors(np.stack([(unit[m] * weights[m, None]).sum(axis=0) for m in members]))
         assignment, similarity = _assign(embeddings, centroids)
     for k in range(len(centroids)):
         if not (assignment == k).any():

@@ -22,7 +22,7 @@ import torch
 
 from diarist.nets.campplus import CAMPPlus
 from diarist.nets.pyannet import SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering
+from diarist.pipeline.clustering import Clustering, unit_vectors
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, FEATURES_PER_WINDOW, window_features
 from diarist.pipeline.reconstruction import frame_time
@@ -63,22 +63,18 @@ def segment_embeddings(
     return embeddings.astype(np.float16)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
-
-
 def speaker_centroids(embeddings: np.ndarray, clean_seconds: np.ndarray, clustering: Clustering) -> np.ndarray:
     """(speakers, dim) unit centroids: each speaker's assigned window embeddings, weighted by clean speech.
 
     A speaker whose members have no clean speech weighs them equally.
     """
-    unit = np.nan_to_num(_unit(embeddings.astype(np.float64)))
+    unit = np.nan_to_num(unit_vectors(embeddings.astype(np.float64)))
     centroids = np.zeros((clustering.num_speakers, embeddings.shape[-1]))
     for k in range(clustering.num_speakers):
         members = clustering.assignment == k
         weights = clean_seconds[members] if clean_seconds[members].sum() > 0 else members[members].astype(float)
         centroids[k] = (unit[members] * weights[:, None]).sum(axis=0)
-    return _unit(centroids)
+    return unit_vectors(centroids)
 
 
 def viterbi(scores: np.ndarray, switch_penalty: float) -> np.ndarray:
@@ -132,7 +128,7 @@ def resegment(
     valid = ~np.isnan(segments[..., 0])
     scores = np.concatenate(
         [
-            np.einsum("wlsd,kd->wlsk", np.nan_to_num(_unit(part.astype(np.float32))), centroids)
+            np.einsum("wlsd,kd->wlsk", np.nan_to_num(unit_vectors(part.astype(np.float32))), centroids)
             for part in np.split(segments, range(SCORING_WINDOWS, windows, SCORING_WINDOWS))
         ]
     )
