@@ -1,6 +1,6 @@
 """Long-form DER: the dev clips concatenated into one long recording (issue 9).
 
-    python bench/longform.py [--repeats 3] [--seeds 0 1 2] [--model ...] [--senko] [--threads 2]
+    python bench/longform.py [--repeats 3] [--seeds 0 1 2] [--model ...] [--senko] [--threads 2] [--oracle-count]
 
 Each of the 13 dev clips appears `repeats` times in an order shuffled with the seed, with 1 s
 of silence between clips: 3 repeats make 20 minutes, 9 make 60. The reference keeps the dev
@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--model", nargs="+", default=list(CONFIGS))
     parser.add_argument("--senko", action="store_true", help="also run senko 0.2.2 (needs bench extras)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--oracle-count", action="store_true", help="tell diarist the true number of speakers (a diagnosis)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.repeats} repeats of each clip; {args.threads} threads; {machine()}\n")
@@ -102,7 +105,8 @@ def main() -> None:
         minutes = len(audio) / SAMPLE_RATE / 60
         for model in args.model:
             start = time.perf_counter()
-            result = diarist.diarize(audio, model=model, sample_rate=SAMPLE_RATE)
+            count = len(reference.labels()) if args.oracle_count else None
+            result = diarist.diarize(audio, model=model, sample_rate=SAMPLE_RATE, num_speakers=count)
             hypothesis = to_annotation(result.turns, reference.uri)
             scored(f"diarist {model}", seed, minutes, reference, hypothesis, time.perf_counter() - start, runs)
         if args.senko:

@@ -10,7 +10,7 @@ from diarist.audio import load_audio
 from diarist.pipeline import analyse_windows, find_speakers
 from diarist.pipeline.clustering import Clustering, SpeakerBounds
 from diarist.pipeline.config import PRECISION_2
-from diarist.pipeline.resegmentation import resegment, viterbi
+from diarist.pipeline.resegmentation import SegmentEmbeddings, resegment, viterbi
 
 from .conftest import SAMPLE
 
@@ -20,6 +20,12 @@ FRAMES, DIM = 589, 192
 SEGMENTS = 12
 SEGMENT_CENTRES = (np.arange(SEGMENTS) * 38 + 37.5) * 0.02
 FRAME_TIMES = (np.arange(FRAMES) * 270 + 495.5) / 16000  # centre of each segmentation frame
+
+
+def sparse(dense: np.ndarray) -> SegmentEmbeddings:
+    """The segment embeddings of a (windows, 3, segments, dim) array with NaN where none was scored."""
+    scored = ~np.isnan(dense[..., 0])
+    return SegmentEmbeddings(scored, dense[scored].astype(np.float16))
 
 
 def test_viterbi_follows_the_scores_when_changes_are_free():
@@ -63,7 +69,7 @@ def _two_people_in_one_local_speaker():
 
 def test_a_local_speaker_holding_two_people_is_split_where_the_voice_changes():
     activity, embeddings, clean_seconds, segments, clustering = _two_people_in_one_local_speaker()
-    split, resegmented = resegment(activity, embeddings, clean_seconds, segments, clustering, PRECISION_2)
+    split, resegmented = resegment(activity, embeddings, clean_seconds, sparse(segments), clustering, PRECISION_2)
     # Frames nearer segment 6's centre than segment 5's are B's.
     b_frames = np.greater(FRAME_TIMES, (SEGMENT_CENTRES[5] + SEGMENT_CENTRES[6]) / 2)
     assert resegmented.assignment[2].tolist() == [0, -1, -1, 1, -1, -1]
@@ -78,7 +84,7 @@ def test_a_one_segment_blip_of_another_voice_is_not_split_off():
     a, b = _voices()
     segments[2, 0] = a
     segments[2, 0, 4] = (0.45 * a + 0.55 * b) / np.linalg.norm(0.45 * a + 0.55 * b)
-    split, resegmented = resegment(activity, embeddings, clean_seconds, segments, clustering, PRECISION_2)
+    split, resegmented = resegment(activity, embeddings, clean_seconds, sparse(segments), clustering, PRECISION_2)
     assert resegmented.assignment[2].tolist() == [0, -1, -1, -1, -1, -1]
     assert (split[2, :, 0] == activity[2, :, 0]).all() and not split[2, :, 3:].any()
 
@@ -86,7 +92,7 @@ def test_a_one_segment_blip_of_another_voice_is_not_split_off():
 def test_one_speaker_and_no_speech_pass_through():
     activity, embeddings, clean_seconds, segments, clustering = _two_people_in_one_local_speaker()
     one = Clustering(np.where(clustering.assignment >= 0, 0, -1), clustering.similarity[..., :1])
-    split, resegmented = resegment(activity, embeddings, clean_seconds, segments, one, PRECISION_2)
+    split, resegmented = resegment(activity, embeddings, clean_seconds, sparse(segments), one, PRECISION_2)
     assert (split[..., :3] == activity).all() and not split[..., 3:].any()
     assert (resegmented.assignment[:, 3:] == -1).all()
 
@@ -94,7 +100,7 @@ def test_one_speaker_and_no_speech_pass_through():
     nothing = Clustering(np.full((3, 3), -1), np.zeros((3, 3, 0)))
     nan_segments = np.full_like(segments, np.nan)
     split, resegmented = resegment(
-        silent, np.full_like(embeddings, np.nan), clean_seconds * 0, nan_segments, nothing, PRECISION_2
+        silent, np.full_like(embeddings, np.nan), clean_seconds * 0, sparse(nan_segments), nothing, PRECISION_2
     )
     assert not split.any() and (resegmented.assignment == -1).all() and resegmented.num_speakers == 0
 
@@ -102,7 +108,7 @@ def test_one_speaker_and_no_speech_pass_through():
 def test_segments_too_short_to_score_leave_the_clustering_as_it_is():
     activity, embeddings, clean_seconds, segments, clustering = _two_people_in_one_local_speaker()
     segments[2] = np.nan  # e.g. a local speaker with under 0.5 s of clean speech in every segment
-    split, resegmented = resegment(activity, embeddings, clean_seconds, segments, clustering, PRECISION_2)
+    split, resegmented = resegment(activity, embeddings, clean_seconds, sparse(segments), clustering, PRECISION_2)
     assert (split[..., :3] == activity).all() and not split[..., 3:].any()
     assert (resegmented.assignment[:, :3] == clustering.assignment).all()
 
@@ -116,13 +122,13 @@ def sample_analysis():
 def test_segment_embeddings_of_the_sample(sample_analysis):
     segments = sample_analysis.segments
     windows = len(sample_analysis.activity)
-    assert segments.shape == (windows, 3, SEGMENTS, DIM)
+    assert segments.scored.shape == (windows, 3, SEGMENTS)
+    assert segments.vectors.shape == (segments.scored.sum(), DIM)
     # A local speaker silent in a window has no segment; one speaking alone for all of a segment has one.
     silent = ~sample_analysis.activity.any(axis=1)
-    assert np.isnan(segments[silent]).all()
-    scored = ~np.isnan(segments[..., 0])
-    assert scored.sum() > windows  # the sample's two speakers talk in most windows
-    assert np.allclose(np.linalg.norm(segments[scored].astype(np.float32), axis=-1) > 0, True)
+    assert not segments.scored[silent].any()
+    assert segments.scored.sum() > windows  # the sample's two speakers talk in most windows
+    assert (np.linalg.norm(segments.vectors.astype(np.float32), axis=-1) > 0).all()
 
 
 def test_resegmentation_keeps_the_count_of_speakers_on_the_sample(sample_analysis):

@@ -22,9 +22,9 @@ from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SA
 from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
-from diarist.pipeline.parallel import threaded_map
+from diarist.pipeline.parallel import release_freed_memory, threaded_map
 from diarist.pipeline.reconstruction import reconstruct
-from diarist.pipeline.resegmentation import resegment, segment_embeddings
+from diarist.pipeline.resegmentation import SegmentEmbeddings, resegment, segment_embeddings
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
 from diarist.vocabulary import DEFAULT_MODEL
@@ -58,8 +58,7 @@ class WindowAnalysis:
     embeddings: np.ndarray  # (windows, 3, 192) float32, NaN for silent local speakers
     clean_seconds: np.ndarray  # (windows, 3)
     num_samples: int
-    # (windows, 3, segments, 192) float16 short-segment embeddings, for resegmentation only
-    segments: np.ndarray | None = None
+    segments: SegmentEmbeddings | None = None  # for resegmentation only
 
 
 def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) -> np.ndarray:
@@ -72,9 +71,28 @@ def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) 
     return speech
 
 
+def _join(parts: list[np.ndarray]) -> np.ndarray:
+    """The pages' arrays end to end; `parts` is emptied as it is copied, so that the pages and the
+    whole never all sit in memory at once (precision-2's pages hold 40 MB an hour)."""
+    out = np.empty((sum(len(p) for p in parts), *parts[0].shape[1:]), dtype=parts[0].dtype)
+    done = 0
+    while parts:
+        part = parts.pop(0)
+        out[done : done + len(part)] = part
+        done += len(part)
+    return out
+
+
+def _join_segments(pages: list[SegmentEmbeddings]) -> SegmentEmbeddings:
+    """The pages' segment embeddings end to end; `pages` is emptied, as `_join` empties its list."""
+    scored, vectors = [page.scored for page in pages], [page.vectors for page in pages]
+    pages.clear()
+    return SegmentEmbeddings(_join(scored), _join(vectors))
+
+
 def _analyse_page(
     audio: np.ndarray, offsets: list[int], config: PipelineConfig, timings: Timings, tick: Progress
-) -> tuple:
+) -> WindowAnalysis:
     """Segment and embed the windows of one page; `offsets` are relative to `audio`.
 
     `tick` hears the fraction of the page done, often enough for a job to notice a cancel.
@@ -104,11 +122,11 @@ def _analyse_page(
         pooled = [pool_embeddings(embedding_model, features, starts, part) for starts, part in batched]
         segments = None
         if config.resegmentation:
-            segments = np.concatenate(
+            segments = _join_segments(
                 [segment_embeddings(embedding_model, features, starts, part, config) for starts, part in batched]
             )
     embeddings, clean = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
-    return activity, certainty, embeddings, clean, segments
+    return WindowAnalysis(activity, certainty, embeddings, clean, len(audio), segments)
 
 
 def analyse_windows(
@@ -123,7 +141,9 @@ def analyse_windows(
     step, page_windows = config.step_samples, PAGE_WINDOWS
     reader = iter(blocks)
     buffer, buffer_start, num_samples, finished = np.zeros(0, dtype=np.float32), 0, 0, False
-    next_window, outputs = 0, []
+    next_window = 0
+    pages: dict[str, list[np.ndarray]] = {name: [] for name in ("activity", "certainty", "embeddings", "clean_seconds")}
+    segment_pages: list[SegmentEmbeddings] = []
     while True:
         page_start = next_window * step
         needed = page_start + (page_windows - 1) * step + WINDOW_SAMPLES - buffer_start
@@ -152,7 +172,11 @@ def analyse_windows(
             if progress is not None and total_samples:
                 progress(min(1.0, (page_start + done * (page_end - page_start)) / total_samples))
 
-        outputs.append(_analyse_page(page, offsets, config, timings, tick))
+        analysed = _analyse_page(page, offsets, config, timings, tick)
+        for name, parts in pages.items():
+            parts.append(getattr(analysed, name))
+        if analysed.segments is not None:
+            segment_pages.append(analysed.segments)
         next_window += count
         buffer = buffer[next_window * step - buffer_start :]
         buffer_start = next_window * step
@@ -161,9 +185,10 @@ def analyse_windows(
         raise ZeroLengthAudioError("the audio has no samples")
     if progress is not None:
         progress(1.0)
-    activity, certainty, embeddings, clean = (np.concatenate(parts) for parts in list(zip(*outputs, strict=True))[:4])
-    segments = np.concatenate([o[4] for o in outputs]) if config.resegmentation else None
-    return WindowAnalysis(activity, certainty, embeddings, clean, num_samples, segments)
+    segments = _join_segments(segment_pages) if segment_pages else None
+    return WindowAnalysis(
+        **{name: _join(parts) for name, parts in pages.items()}, num_samples=num_samples, segments=segments
+    )
 
 
 def find_speakers(
@@ -225,6 +250,9 @@ def diarize(
         analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
     with timings.stage("clustering"):
         activity, clustering = find_speakers(analysis, bounds, config)
+    # Reconstruction needs neither the segment embeddings nor the memory freed so far.
+    analysis.segments = None
+    release_freed_memory()
     with timings.stage("reconstruction"):
         result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
     if result.speakers:  # without speech there are no voices to confuse

@@ -16,6 +16,7 @@ from diarist.result import DiarizationResult, Turn
 
 FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
 FRAME_CENTER = RECEPTIVE_FIELD_SAMPLES / 2 / SAMPLE_RATE
+RANKING_FRAMES = 65536  # frames ranked at once by `binarize` (18 minutes)
 
 
 def frame_time(index: np.ndarray | int) -> np.ndarray | float:
@@ -70,12 +71,13 @@ def aggregate_windows(
                 # Two local speakers sent to one global speaker count once.
                 own = speakers[frames, speaker]
                 own += activity[w, :, local] * (own < coverage[frames])
+    # In place: a 4-hour file's speaker scores are 60 MB or more.
     coverage = coverage[:num_frames]
-    return FrameScores(
-        speakers=speakers[:num_frames] / coverage[:, None],
-        count=count[:num_frames] / coverage,
-        certainty=certainty_sum[:num_frames] / coverage,
-    )
+    speakers, count, certainty_sum = speakers[:num_frames], count[:num_frames], certainty_sum[:num_frames]
+    speakers /= coverage[:, None]
+    count /= coverage
+    certainty_sum /= coverage
+    return FrameScores(speakers=speakers, count=count, certainty=certainty_sum)
 
 
 def binarize(scores: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -83,10 +85,14 @@ def binarize(scores: np.ndarray, count: np.ndarray) -> np.ndarray:
 
     `count` is rounded to the nearest whole number of speakers.
     """
-    if scores.shape[1] == 0:
-        return np.zeros(scores.shape, dtype=bool)
-    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1)
-    return (ranks < np.rint(count)[:, None]) & (scores > 0)
+    out = np.zeros(scores.shape, dtype=bool)
+    wanted = np.rint(count)
+    # In blocks of frames: the two int64 rank arrays of a whole 4-hour file would take 250 MB.
+    for start in range(0, len(scores) if scores.shape[1] else 0, RANKING_FRAMES):
+        part = scores[start : start + RANKING_FRAMES]
+        ranks = np.argsort(np.argsort(-part, axis=1, kind="stable"), axis=1)
+        out[start : start + len(part)] = (ranks < wanted[start : start + len(part), None]) & (part > 0)
+    return out
 
 
 def _runs(active: np.ndarray) -> list[tuple[int, int]]:

@@ -17,6 +17,8 @@ segmentation are left as they are.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -28,9 +30,22 @@ from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, FEATURES_PER_WINDOW
 from diarist.pipeline.reconstruction import frame_time
 
 FEATURE_SECONDS = FEATURE_STEP_SAMPLES / SAMPLE_RATE
-SCORING_WINDOWS = 1024  # windows scored at once: bounds the float32 copy of the segments
+SCORING_ROWS = 65536  # segment embeddings scored at once: bounds their float32 copy
 # Two people at most per local speaker: its main speaker, and where the sequence switches, one more.
 SPLITS = 2
+
+
+@dataclass
+class SegmentEmbeddings:
+    """Short-segment embeddings of each (window, local speaker), kept only for the segments scored.
+
+    Most segments hold too little clean speech of their local speaker to be scored (it is silent
+    or overlapped), so only the scored ones are stored: on a 4-hour meeting, the dense array with
+    NaN for the rest would take 160 MB.
+    """
+
+    scored: np.ndarray  # (windows, 3, segments) bool
+    vectors: np.ndarray  # (scored.sum(), dim) float16, in the order of np.nonzero(scored)
 
 
 def segment_layout(config: PipelineConfig) -> tuple[int, int, int]:
@@ -42,12 +57,11 @@ def segment_layout(config: PipelineConfig) -> tuple[int, int, int]:
 
 def segment_embeddings(
     model: CAMPPlus, features: torch.Tensor, offsets: list[int], activity: np.ndarray, config: PipelineConfig
-) -> np.ndarray:
+) -> SegmentEmbeddings:
     """Embed each local speaker's clean speech in short segments of each window.
 
-    Arguments as for `pool_embeddings`. Returns (windows, 3, segments, 192) float16 embeddings,
-    NaN where a segment holds less than `resegmentation_min_speech` seconds of the local speaker
-    speaking alone.
+    Arguments as for `pool_embeddings`. A segment is scored when it holds at least
+    `resegmentation_min_speech` seconds of the local speaker speaking alone.
     """
     gathered, active = window_features(features, offsets, activity)
     clean = active & (active.sum(axis=-1, keepdims=True) == 1)  # (windows, 500, 3)
@@ -59,8 +73,8 @@ def segment_embeddings(
     windows, speakers = weights.shape[:2]
     flat = torch.from_numpy(weights.reshape(windows, speakers * count, -1).astype(np.float32))
     embeddings = model.embed(gathered, flat).numpy().reshape(windows, speakers, count, -1)
-    embeddings[weights.sum(axis=-1) < config.resegmentation_min_speech / FEATURE_SECONDS] = np.nan
-    return embeddings.astype(np.float16)
+    scored = weights.sum(axis=-1) >= config.resegmentation_min_speech / FEATURE_SECONDS
+    return SegmentEmbeddings(scored, embeddings[scored].astype(np.float16))
 
 
 def speaker_centroids(embeddings: np.ndarray, clean_seconds: np.ndarray, clustering: Clustering) -> np.ndarray:
@@ -98,7 +112,7 @@ def resegment(
     activity: np.ndarray,
     embeddings: np.ndarray,
     clean_seconds: np.ndarray,
-    segments: np.ndarray,
+    segments: SegmentEmbeddings,
     clustering: Clustering,
     config: PipelineConfig,
 ) -> tuple[np.ndarray, Clustering]:
@@ -121,21 +135,24 @@ def resegment(
     similarity[:, :speakers] = clustering.similarity
     if num_speakers < 2:
         return split_activity, Clustering(assignment, similarity, clustering.warnings)
-    centroids = speaker_centroids(embeddings, clean_seconds, clustering)
+    centroids = speaker_centroids(embeddings, clean_seconds, clustering).astype(np.float32)
     length, hop, count = segment_layout(config)
     segment_times = (np.arange(count) * hop + length / 2) * FEATURE_SECONDS
     frame_times = frame_time(np.arange(frames))
-    valid = ~np.isnan(segments[..., 0])
     scores = np.concatenate(
         [
-            np.einsum("wlsd,kd->wlsk", np.nan_to_num(unit_vectors(part.astype(np.float32))), centroids)
-            for part in np.split(segments, range(SCORING_WINDOWS, windows, SCORING_WINDOWS))
+            unit_vectors(segments.vectors[start : start + SCORING_ROWS].astype(np.float32)) @ centroids.T
+            for start in range(0, len(segments.vectors), SCORING_ROWS)
         ]
+        or [np.zeros((0, num_speakers), dtype=np.float32)]
     )
-    for w, local in zip(*np.nonzero(valid.any(axis=-1) & (clustering.assignment >= 0)), strict=True):
-        scored = np.flatnonzero(valid[w, local])
+    scored_count = segments.scored.sum(axis=-1)  # (windows, 3)
+    first_row = (np.cumsum(scored_count) - scored_count.ravel()).reshape(scored_count.shape)
+    for w, local in zip(*np.nonzero((scored_count > 0) & (clustering.assignment >= 0)), strict=True):
+        window_scores = scores[first_row[w, local] : first_row[w, local] + scored_count[w, local]]
+        scored = np.flatnonzero(segments.scored[w, local])
         prior = config.resegmentation_prior * clustering.similarity[w, local]
-        path = viterbi(scores[w, local, scored] + prior, config.resegmentation_switch_penalty)
+        path = viterbi(window_scores + prior, config.resegmentation_switch_penalty)
         main = clustering.assignment[w, local]
         if (path == main).all():
             continue
@@ -153,5 +170,5 @@ def resegment(
         split_activity[w, :, local] = talking & ~seconds
         split_activity[w, :, local + speakers] = seconds
         assignment[w, local + speakers] = second
-        similarity[w, local + speakers] = scores[w, local, scored[path == second]].mean(axis=0)
+        similarity[w, local + speakers] = window_scores[path == second].mean(axis=0)
     return split_activity, Clustering(assignment, similarity, clustering.warnings)
