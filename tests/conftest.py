@@ -100,7 +100,7 @@ def server(request, tmp_path_factory):
         return
     fleet = Fleet(postgres_url("api_suite"), redis_url(FLEET_REDIS_DB))
     live = LiveServer(tmp_path_factory.mktemp("server"), env=env, fleet=fleet).start()
-    worker = LiveWorker(live, tmp_path_factory.mktemp("worker"), "api-suite", env=env).start()
+    worker = live.worker = LiveWorker(live, tmp_path_factory.mktemp("worker"), "api-suite", env=env).start()
     yield live
     worker.stop()
     live.stop()

@@ -83,10 +83,20 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     fleet: Fleet | None = None
+    worker: LiveWorker | None = None  # in celery mode, the worker that runs this server's jobs
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def jobs_data_dir(self) -> Path:
+        """The data dir of the process that runs the jobs (downloads, media paths in its log)."""
+        return self.worker.data_dir if self.worker else self.data_dir
+
+    def jobs_log(self) -> str:
+        """The log of the process that runs the jobs."""
+        return self.worker.log() if self.worker else self.log()
 
     @property
     def database(self) -> str:
