@@ -151,3 +151,5 @@ def test_workers_register_and_leave(store):
     ]
     store.remove_worker("b")
     assert [w.name for w in store.live_workers(60)] == ["a"]
+    assert store.forget_workers(utcnow() - timedelta(seconds=60)) == 0
+    assert store.forget_workers(utcnow() + timedelta(seconds=1)) == 1 and store.live_workers(60) == []

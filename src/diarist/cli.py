@@ -402,13 +402,16 @@ def run_worker(args: argparse.Namespace) -> int:
     import logging
 
     from diarist.jobs.celery_app import parse_queues, run_worker
-    from diarist.settings import Settings
+    from diarist.settings import Settings, default_workers
 
     try:
         queues = parse_queues(args.queues)
     except ValueError as e:
         raise DiaristError(f"--queues: {e}") from None
     settings = Settings.load(data_dir=args.data_dir, workers=args.concurrency)
+    if settings.workers < 1:
+        # `workers = 0` belongs to an API in celery mode, in a config file both may share: not to us.
+        settings = settings.model_copy(update={"workers": default_workers()})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from diarist.jobs.net import redact_url
 

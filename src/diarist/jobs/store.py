@@ -10,6 +10,8 @@ fencing token. The running worker refreshes `heartbeat_at` (`heartbeat`), and ev
 run (progress, audio reservation, finish) is conditional on (status running, attempts == token):
 once the job was canceled, or re-queued by `reap_expired` after its lease expired and claimed
 again, the old run can write nothing. The database, not the broker, decides who runs a job.
+Lease times are each process's own clock: hosts of a fleet keep theirs in sync (NTP); a clock
+ahead by more than a lease only makes jobs run again needlessly, never end twice.
 """
 
 from __future__ import annotations
@@ -556,6 +558,11 @@ class Store:
         """A worker stopped cleanly: it leaves the fleet at once instead of when its row goes stale."""
         with self.writing() as session:
             session.execute(delete(Worker).where(Worker.name == name))
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Delete the rows of workers not seen since `seen_before`; how many."""
+        with self.writing() as session:
+            return session.execute(delete(Worker).where(Worker.seen_at < seen_before)).rowcount
 
     def live_workers(self, seen_within: float) -> list[Worker]:
         """The workers seen in the last `seen_within` seconds."""
