@@ -66,7 +66,7 @@ def test_kill_9_while_a_job_runs_then_restart(tmp_path, long_audio):
 
 
 def test_second_server_on_the_same_data_dir_is_refused(server):
-    other = LiveServer(server.data_dir)
+    other = LiveServer(server.data_dir, fleet=server.fleet)
     with pytest.raises(AssertionError, match="another diarist server is using"):
         other.start()
     other.stop()
