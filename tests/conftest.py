@@ -13,6 +13,7 @@ from diarist.audio import load_audio
 
 DEV = Path(__file__).parents[1] / "bench" / "data" / "dev"
 SAMPLE = DEV / "pyannote-sample.wav"
+FLEET_REDIS_DB = 2  # the Redis database of the celery-mode tests
 
 
 def encode(
@@ -81,15 +82,29 @@ def long_audio(tmp_path_factory, sample_audio) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    """One live service for the API tests: small upload limit, webhook retries a second apart."""
-    from .live import LiveServer
+@pytest.fixture(scope="session", params=["local", "celery"])
+def server(request, tmp_path_factory):
+    """One live service for the API tests: small upload limit, webhook retries a second apart.
+
+    Every API test runs twice: on the embedded default (SQLite, a local worker), and in celery mode
+    on PostgreSQL and Redis with one `diarist worker` process that has its own data dir.
+    """
+    from .live import Fleet, LiveServer, LiveWorker
+    from .services import drop_database, postgres_url, redis_url
 
     env = {"DIARIST_MAX_INPUT_BYTES": str(20 * 1024**2), "DIARIST_WEBHOOK_RETRY_DELAYS": "0,0.5,1"}
-    live = LiveServer(tmp_path_factory.mktemp("server"), env=env).start()
+    if request.param == "local":
+        live = LiveServer(tmp_path_factory.mktemp("server"), env=env).start()
+        yield live
+        live.stop()
+        return
+    fleet = Fleet(postgres_url("api_suite"), redis_url(FLEET_REDIS_DB))
+    live = LiveServer(tmp_path_factory.mktemp("server"), env=env, fleet=fleet).start()
+    worker = live.worker = LiveWorker(live, tmp_path_factory.mktemp("worker"), "api-suite", env=env).start()
     yield live
+    worker.stop()
     live.stop()
+    drop_database(fleet.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -54,19 +54,54 @@ def create_key(data_dir: Path, name: str, *options: str) -> Key:
     return Key(lines[0].split()[-1], lines[1].split()[-1])
 
 
+@dataclass(frozen=True)
+class Fleet:
+    """The services of the celery executor: a PostgreSQL database and a broker, with short leases."""
+
+    database_url: str
+    broker_url: str
+    lease_seconds: float = 3.0
+    heartbeat_seconds: float = 1.0
+
+    def write_config(self, data_dir: Path) -> None:
+        """`diarist.toml` in the data dir, so that `diarist keys` there also reaches the database."""
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "diarist.toml").write_text(
+            f'executor = "celery"\ndatabase_url = "{self.database_url}"\nbroker_url = "{self.broker_url}"\n'
+            f"lease_seconds = {self.lease_seconds}\nheartbeat_seconds = {self.heartbeat_seconds}\n"
+            "reaper_interval_seconds = 1.0\nrepublish_seconds = 10.0\n"
+        )
+
+
 @dataclass
 class LiveServer:
-    """`diarist serve` on a free port with its own data dir."""
+    """`diarist serve` on a free port with its own data dir; with `fleet`, in celery mode (API only)."""
 
     data_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    fleet: Fleet | None = None
+    worker: LiveWorker | None = None  # in celery mode, the worker that runs this server's jobs
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def jobs_data_dir(self) -> Path:
+        """The data dir of the process that runs the jobs (downloads, media paths in its log)."""
+        return self.worker.data_dir if self.worker else self.data_dir
+
+    def jobs_log(self) -> str:
+        """The log of the process that runs the jobs."""
+        return self.worker.log() if self.worker else self.log()
+
+    @property
+    def database(self) -> str:
+        """The URL of the server's job database."""
+        return self.fleet.database_url if self.fleet else f"sqlite:///{self.data_dir / 'diarist.db'}"
 
     def start(self) -> LiveServer:
         env = {
@@ -76,8 +111,10 @@ class LiveServer:
             **self.env,
         }
         command = [sys.executable, "-m", "diarist", "serve", "--data-dir", str(self.data_dir)]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        command += ["--port", str(self.port), "--workers", str(0 if self.fleet else self.workers)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.fleet is not None:
+            self.fleet.write_config(self.data_dir)
         log = (self.data_dir / "server.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
@@ -112,6 +149,62 @@ class LiveServer:
     def client(self, key: Key | None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key.key}"} if key else {}
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@dataclass
+class LiveWorker:
+    """`diarist worker` in its own process group, with its own data dir, serving `server`'s jobs."""
+
+    server: LiveServer
+    data_dir: Path
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+    queues: str = "diarization,transcription"
+    process: subprocess.Popen | None = None
+
+    def start(self) -> LiveWorker:
+        assert self.server.fleet is not None
+        self.server.fleet.write_config(self.data_dir)
+        # Uploads reach the worker through this link until media travel without a shared disk.
+        media = self.data_dir / "media"
+        if not media.exists():
+            media.symlink_to(self.server.data_dir / "media")
+        env = {**os.environ, "DIARIST_ALLOWED_HOSTS": PEER_HOST, "DIARIST_THREADS_PER_WORKER": "2", **self.env}
+        command = [sys.executable, "-m", "diarist", "worker", "--data-dir", str(self.data_dir)]
+        command += ["--concurrency", "1", "--queues", self.queues, "--name", self.name]
+        log = (self.data_dir / "worker.log").open("ab")
+        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while "ready: queues" not in self.log():
+            assert self.process.poll() is None, self.log()
+            assert time.monotonic() < deadline, f"worker did not start:\n{self.log()}"
+            time.sleep(0.2)
+        return self
+
+    def log(self) -> str:
+        path = self.data_dir / "worker.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def signal(self, number: int) -> None:
+        """Send `number` to the whole worker (its main process and its pool's children)."""
+        assert self.process is not None
+        os.killpg(self.process.pid, number)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGCONT)  # a stopped worker cannot take SIGTERM
+        self.signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait()
+
+    def kill(self) -> None:
+        """kill -9 of the main process and its children, as when the machine goes away."""
+        self.signal(signal.SIGKILL)
+        self.process.wait()
 
 
 def upload(client: httpx.Client, path: Path | bytes, name: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -66,7 +67,41 @@ def test_kill_9_while_a_job_runs_then_restart(tmp_path, long_audio):
 
 
 def test_second_server_on_the_same_data_dir_is_refused(server):
-    other = LiveServer(server.data_dir)
+    other = LiveServer(server.data_dir, fleet=server.fleet)
     with pytest.raises(AssertionError, match="another diarist server is using"):
         other.start()
     other.stop()
+
+
+def test_paused_local_workers_lose_their_job_to_the_reaper_not_to_the_supervisor(tmp_path, long_audio):
+    """Local workers that hang (SIGSTOP) look alive to the supervisor: only the lease gets their job back."""
+    data_dir = tmp_path / "state"
+    key = create_key(data_dir, "leases", "--rate-limit", "0")
+    leases = {"DIARIST_LEASE_SECONDS": "3", "DIARIST_HEARTBEAT_SECONDS": "1", "DIARIST_REAPER_INTERVAL_SECONDS": "1"}
+    server = LiveServer(data_dir, env=leases, workers=2).start()
+    store = Store(server.database)
+    try:
+        with server.client(key) as api:
+            media = upload(api, long_audio, "long.wav")
+            job_id = api.post("/v1/diarize", json={"url": media, "model": "community-1"}).json()["jobId"]
+            deadline = time.monotonic() + 120
+            while (store.get_job(job_id).progress or 0) == 0:
+                assert time.monotonic() < deadline, store.get_job(job_id).status
+                time.sleep(0.1)
+            paused = children(server.process.pid)
+            for pid in paused:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                while store.get_job(job_id).status != "pending":  # re-queued once the lease expired
+                    assert time.monotonic() < deadline + 60, store.get_job(job_id).status
+                    time.sleep(0.1)
+            finally:
+                for pid in paused:
+                    os.kill(pid, signal.SIGCONT)
+            assert wait_for(api, job_id, timeout=300)["status"] == "succeeded"
+    finally:
+        server.stop()
+    assert store.get_job(job_id).attempts == 2
+    assert "re-queued 1 jobs whose worker stopped answering" in server.log()
+    assert f"job {job_id} (attempt 1) is no longer this worker's" in server.log()
+    store.close()

@@ -76,7 +76,7 @@ def test_cancel_frees_the_worker_from_a_trickling_download(server, api, trickler
     next_id = api.post("/v1/diarize", json={"url": sample_media, "model": "community-1"}).json()["jobId"]
     assert wait_for(api, next_id, timeout=90)["status"] == "succeeded"
     assert trickler.closed_by_client.wait(10)
-    assert [p.name for p in (server.data_dir / "downloads").iterdir() if job_id in p.name] == []
+    assert [p.name for p in (server.jobs_data_dir / "downloads").iterdir() if job_id in p.name] == []
 
 
 def test_failed_url_job_error_hides_the_urls_credentials(api, peer):

@@ -15,4 +15,4 @@ def test_bad_media_errors_name_the_media_url_not_server_paths(server, api):
         assert job["status"] == "failed"
         assert job["output"]["error"] == f"Could not load audio from {url}: {reason}."
     # The operator still gets the detail, with the file's place on disk.
-    assert f"{server.data_dir}/media/" in server.log()
+    assert f"{server.jobs_data_dir}/media/" in server.jobs_log()

@@ -59,15 +59,15 @@ def test_requeue_gives_up_after_max_attempts_and_tells_the_webhook(store):
     assert '"status":"failed"' in delivery.body and '"output"' not in delivery.body
 
 
-def test_progress_and_finish_belong_to_the_claiming_worker(store):
+def test_progress_and_finish_belong_to_the_claiming_attempt(store):
     key = store.create_key("k").record
     store.create_job("j", key.id, "diarize", {"url": "media://x"}, status=PENDING)
-    store.claim_job("w1")
-    assert not store.report_progress("j", "w2", 50)
-    assert store.finish_job("j", "w2", SUCCEEDED, {}) is None
+    token = store.claim_job("w1").attempts
+    assert not store.report_progress("j", token + 1, 50)
+    assert store.finish_job("j", token + 1, SUCCEEDED, {}) is None
     store.cancel_job("j", key.id)
-    assert not store.report_progress("j", "w1", 60)  # the worker learns the job was canceled
-    assert store.finish_job("j", "w1", SUCCEEDED, {"diarization": []}) is None
+    assert not store.report_progress("j", token, 60)  # the worker learns the job was canceled
+    assert store.finish_job("j", token, SUCCEEDED, {"diarization": []}) is None
     assert store.get_job("j").status == "canceled"
 
 
@@ -76,7 +76,7 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
     key = store.create_key("k").record
     store.create_job("old", key.id, "diarize", {"url": "media://a"}, status=PENDING)
     store.claim_job("w")
-    store.finish_job("old", "w", SUCCEEDED, {"diarization": []}, audio_seconds=3.0)
+    store.finish_job("old", 1, SUCCEEDED, {"diarization": []}, audio_seconds=3.0)
     path = media.path(key.id, "a")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"audio")
@@ -93,7 +93,7 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
 def test_migrations_are_idempotent_and_recorded(store):
     store.migrate()
     with store.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0003"
 
 
 def test_keys_are_stored_hashed(store):

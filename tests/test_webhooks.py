@@ -35,7 +35,7 @@ def junk_job_delivery(server, api, webhook: str) -> tuple[str, WebhookDelivery]:
     """Submit a job that fails at once (not audio) with this webhook; its delivery once no attempt is left."""
     job_id = api.post("/v1/diarize", json={"url": upload(api, b"junk", "junk.wav"), "webhook": webhook}).json()["jobId"]
     wait_for(api, job_id)
-    store = Store(f"sqlite:///{server.data_dir / 'diarist.db'}")
+    store = Store(server.database)
     deadline = time.monotonic() + 30
     while (delivery := store.deliveries(job_id)[0]).due_at is not None and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -1,4 +1,4 @@
-"""Command line: ``diarist diarize | serve | keys | models``."""
+"""Command line: ``diarist diarize | serve | worker | keys | models``."""
 
 from __future__ import annotations
 
@@ -130,6 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, metavar="N", help="local worker processes running jobs (default 1)")
+
+    worker = _subcommand(
+        commands,
+        "worker",
+        "run jobs from the Celery broker for `diarist serve` with DIARIST_EXECUTOR=celery",
+        "examples:\n  diarist worker --concurrency 2\n  diarist worker --queues transcription --concurrency 1\n\n"
+        "It reads the same settings as serve (DIARIST_DATABASE_URL, DIARIST_BROKER_URL, ...; docs/deploy.md).",
+    )
+    worker.set_defaults(run=run_worker)
+    _state_options(worker)
+    worker.add_argument(
+        "--concurrency", type=_positive, metavar="N", help="jobs run at once, one process each (default: cores / 4)"
+    )
+    worker.add_argument(
+        "--queues",
+        default="diarization,transcription",
+        metavar="Q,...",
+        help="queues to take jobs from: diarization (plain jobs), transcription (jobs with a transcript); default both",
+    )
+    worker.add_argument("--name", metavar="NAME", help="this worker's name in the fleet (default diarist@HOST-PID)")
 
     keys = _subcommand(
         commands,
@@ -365,10 +385,38 @@ def run_serve(args: argparse.Namespace) -> int:
     from diarist.settings import Settings
 
     settings = Settings.load(data_dir=args.data_dir, host=args.host, port=args.port, workers=args.workers)
+    if settings.executor == "celery" and "workers" in settings.model_fields_set and settings.workers > 0:
+        # Refused rather than ignored: jobs go to the broker, so local workers would never get one.
+        raise DiaristError(
+            f"workers = {settings.workers} with executor = celery: the API runs no jobs itself in celery mode. "
+            "Start `diarist worker` processes instead, and set no workers (or 0) for the API."
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
     serve(settings)
+    return 0
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import logging
+
+    from diarist.jobs.celery_app import parse_queues, run_worker
+    from diarist.settings import Settings, default_workers
+
+    try:
+        queues = parse_queues(args.queues)
+    except ValueError as e:
+        raise DiaristError(f"--queues: {e}") from None
+    settings = Settings.load(data_dir=args.data_dir, workers=args.concurrency)
+    if settings.workers < 1:
+        # `workers = 0` belongs to an API in celery mode, in a config file both may share: not to us.
+        settings = settings.model_copy(update={"workers": default_workers()})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from diarist.jobs.net import redact_url
+
+    print(f"diarist: worker on {redact_url(settings.broker_url)} with caches in {settings.data_dir}", file=sys.stderr)
+    run_worker(settings, queues, settings.workers, args.name)
     return 0
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GIB = 1024**3
@@ -96,6 +96,19 @@ class Settings(BaseSettings):
     database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # then a write answers 503, not a hang
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
 
+    # Scale-out (docs/deploy.md). local: worker processes beside the API; celery: the API publishes
+    # each job to the broker and `diarist worker` processes, anywhere, run them.
+    executor: Literal["local", "celery"] = "local"
+    broker_url: str = "redis://127.0.0.1:6379/0"  # Celery broker: redis://… or amqp://…
+    # A running job belongs to its worker while the worker refreshes its lease (heartbeat_at) at least
+    # this often; past it, any API or worker process re-queues the job (its attempt number fences the old run).
+    lease_seconds: float = Field(default=30.0, gt=0)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)  # how often a running job's lease is refreshed
+    reaper_interval_seconds: float = Field(default=5.0, gt=0)  # how often expired leases are looked for
+    # Celery: a pending job whose message was published this long ago is published again (a lost
+    # message, e.g. a broker restarted without persistence); duplicates are dropped at the claim.
+    republish_seconds: float = Field(default=60.0, gt=0)
+
     def worker_threads(self) -> int:
         """Threads each local worker runs its models on: the usable cores shared out among the workers.
 
@@ -104,6 +117,16 @@ class Settings(BaseSettings):
         workers run at `worker_nice`, so requests win any contention.
         """
         return self.threads_per_worker or max(1, usable_cores() // max(1, self.workers))
+
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Settings:
+        # A lease that expires between two heartbeats would re-queue jobs that are running fine.
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                f"heartbeat_seconds ({self.heartbeat_seconds:g}) must be at most half of lease_seconds "
+                f"({self.lease_seconds:g}), so that one late heartbeat does not lose a running job"
+            )
+        return self
 
     @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod

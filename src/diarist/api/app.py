@@ -1,4 +1,5 @@
-"""The FastAPI app and what runs beside it: local workers, webhook dispatcher, retention janitor."""
+"""The FastAPI app and what runs beside it: local workers (or a Celery publisher), the lease
+reaper, webhook dispatcher, retention janitor."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
 from diarist.jobs.webhooks import WebhookDispatcher
-from diarist.jobs.worker import LocalWorkers, net_policy
+from diarist.jobs.worker import LocalWorkers, net_policy, reaper
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
@@ -59,12 +60,25 @@ def create_app(settings: Settings) -> FastAPI:
         lock = _lock_data_dir(settings.data_dir)
         warn_if_open(settings.data_dir)
         store.migrate()
-        requeued = store.requeue_jobs(None, settings.max_attempts)
-        if requeued:
-            log.info("re-queued %d jobs that were running when the server stopped", requeued)
-        workers = LocalWorkers(settings, store)
         services = app.state.services
-        services.queue.wake = workers.notify
+        health_reports = {}
+        workers: LocalWorkers | None = None
+        if settings.executor == "celery":
+            from diarist.jobs.celery_app import make_celery, publisher
+
+            publish = publisher(make_celery(settings), store)
+            services.queue.publish = publish
+            leases = reaper(store, settings, publish)
+        else:
+            if store.engine.dialect.name == "sqlite":
+                # One server per SQLite file (the data dir lock): every running job was this server's.
+                requeued = store.requeue_jobs(None, settings.max_attempts)
+                if requeued:
+                    log.info("re-queued %d jobs that were running when the server stopped", requeued)
+            workers = LocalWorkers(settings, store)
+            services.queue.wake = workers.notify
+            health_reports["workers"] = workers.report
+            leases = reaper(store, settings)
         dispatcher = WebhookDispatcher(
             store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays, settings.webhook_threads
         )
@@ -79,17 +93,22 @@ def create_app(settings: Settings) -> FastAPI:
         )
         janitor = Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
         app.state.health_reports = {
-            "workers": workers.report,
+            **health_reports,
+            "reaper": leases.report,
             "webhooks": dispatcher.report,
             "retention": janitor.report,
         }
-        workers.start()
+        if workers is not None:
+            workers.start()
+        leases.start()
         dispatcher.start()
         janitor.start()
         try:
             yield
         finally:
-            workers.stop()
+            if workers is not None:
+                workers.stop()
+            leases.stop()
             dispatcher.stop()
             janitor.stop()
             store.close()

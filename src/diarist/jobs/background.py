@@ -68,6 +68,10 @@ class Periodic:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def started(self) -> bool:
+        return self._thread.ident is not None
+
     def report(self) -> dict[str, Any]:
         return self.health.report(self._thread.is_alive())
 

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 
 from diarist.jobs.store import Store
 from diarist.jobs.tables import PENDING, Job
 
+log = logging.getLogger("diarist.jobs")
+
 
 class JobQueue:
-    """Records jobs as `pending` in the store, where any worker can claim them, and wakes local workers."""
+    """Records jobs as `pending` in the store, where any worker can claim them, then tells the workers:
+    `wake` wakes local workers, `publish` sends the job to the Celery broker."""
 
-    def __init__(self, store: Store, wake: Callable[[], None] | None = None):
-        self.store, self.wake = store, wake
+    def __init__(
+        self,
+        store: Store,
+        wake: Callable[[], None] | None = None,
+        publish: Callable[[Job], None] | None = None,
+    ):
+        self.store, self.wake, self.publish = store, wake, publish
 
     def submit(self, key_id: str, kind: str, request: dict, reserve_seconds: float = 0.0) -> Job:
-        """Queue a job, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError)."""
+        """Queue a job, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError).
+
+        The row is committed before the job is published: a worker never gets an id it cannot find,
+        and a publish that fails loses nothing (the job stays pending and the reaper publishes it).
+        """
         job = self.store.create_job(str(uuid.uuid4()), key_id, kind, request, PENDING, reserve_seconds)
         if self.wake is not None:
             self.wake()
+        if self.publish is not None:
+            try:
+                self.publish(job)
+            except Exception as e:  # the broker is down or unreachable: not the client's problem
+                log.warning(
+                    "job %s not published yet (%s: %s); the reaper will publish it", job.id, type(e).__name__, e
+                )
         return job

@@ -1,5 +1,5 @@
 """Deletes what the service promises not to keep: job outputs after a day, uploads after two,
-and uploads a crash left half-written.
+and uploads a crash left half-written; and the rows of workers gone for a day.
 
 The server runs `expire` now and then (`jobs.background.Periodic`).
 """
@@ -16,6 +16,7 @@ from diarist.jobs.store import Store
 from diarist.jobs.tables import utcnow
 
 log = logging.getLogger("diarist.retention")
+GONE_WORKER_TTL = timedelta(days=1)
 
 
 def expire(
@@ -39,6 +40,8 @@ def expire(
         if path.stat().st_mtime < stale:
             path.unlink(missing_ok=True)
     parts = media.delete_stale_parts(time.time() - part_ttl.total_seconds())
+    # A worker killed without a clean stop leaves its row; it long stopped counting in the fleet.
+    store.forget_workers(now - GONE_WORKER_TTL)
     if outputs or uploads or parts:
         log.info(
             "deleted %d job outputs, %d uploads past their retention and %d unfinished uploads",

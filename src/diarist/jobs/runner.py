@@ -1,8 +1,15 @@
-"""Run one claimed job: input -> audio -> pipeline -> output, recorded in the store."""
+"""Run one claimed job: input -> audio -> pipeline -> output, recorded in the store.
+
+The same code runs a job for a local worker process and for a Celery task. While it runs, a
+`Lease` thread refreshes the job's lease; every write carries the run's fencing token (the
+job's attempt number), so a run whose job was canceled or given to another worker writes nothing,
+and stops at its next progress report.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,19 +72,55 @@ def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter) -> t
     return dest, True
 
 
+class Lease:
+    """Refreshes a claimed job's lease every `interval` seconds from a thread, whatever the run is doing.
+
+    A model step may run for hours without reporting progress; the lease must not expire meanwhile.
+    When the job is no longer this run's (canceled, or re-queued and claimed again), `lost` is set
+    and the run stops at its next progress report. A database error is only logged: if it lasts
+    past the lease, the reaper re-queues the job and the next heartbeat that gets through learns it.
+    """
+
+    def __init__(self, store: Store, job_id: str, token: int, interval: float):
+        self.store, self.job_id, self.token, self.interval = store, job_id, token, interval
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                if not self.store.heartbeat(self.job_id, self.token):
+                    log.info("job %s (attempt %d) is no longer this worker's: stopping it", self.job_id, self.token)
+                    self.lost.set()
+                    return
+            except DiaristError as e:
+                log.warning("lease of job %s not refreshed: %s", self.job_id, e)
+
+
 class ProgressReporter:
     """Writes progress at most once a second and stops the run when the job was taken away."""
 
-    def __init__(self, store: Store, job_id: str, worker: str):
-        self.store, self.job_id, self.worker = store, job_id, worker
+    def __init__(self, store: Store, job_id: str, token: int, lease: Lease | None = None):
+        self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
         self.last = 0.0
 
     def __call__(self, fraction: float) -> None:
+        if self.lease is not None and self.lease.lost.is_set():  # no database round trip: checked every call
+            raise JobAbandoned
         now = time.monotonic()
         if now - self.last < PROGRESS_INTERVAL:
             return
         self.last = now
-        if not self.store.report_progress(self.job_id, self.worker, min(99, int(100 * fraction))):
+        if not self.store.report_progress(self.job_id, self.token, min(99, int(100 * fraction))):
             raise JobAbandoned
 
 
@@ -118,35 +161,50 @@ def input_error_message(url: str, error: DiaristError) -> str:
     return f"Could not load audio from {redact_url(url)}: {reason}."
 
 
-def run_job(job: Job, store: Store, config: RunnerConfig, worker: str) -> None:
-    """Run a job this worker has claimed, and record how it ended. Never raises for a job's fault."""
+def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: float) -> None:
+    """Run a job this worker has claimed, and record how it ended. Never raises for a job's fault.
+
+    `job.attempts` is the run's fencing token; the job's lease is refreshed every `heartbeat_seconds`.
+    """
+    token = job.attempts
     path: Path | None = None
     downloaded = False
-    try:
-        progress = ProgressReporter(store, job.id, worker)
-        path, downloaded = fetch_input(job, config, progress)
-        # A URL's length, or an upload's whose container announced none, is first known here:
-        # QuotaExceededError if it does not fit.
-        store.reserve_audio(job.id, probe(path, config.max_duration_seconds))
-        done = diarize(diarize_options(job, config.asr_models), path, progress)
-        store.finish_job(job.id, worker, SUCCEEDED, done.output, audio_seconds=done.result.duration)
-    except JobAbandoned:
-        log.info("job %s was canceled while running", job.id)
-    except (AudioError, InputError, UrlRefused, FetchError) as e:
-        log.info("job %s: could not load its audio: %s", job.id, e)
-        store.finish_job(job.id, worker, FAILED, {"error": input_error_message(job.request["url"], e)})
-    except QuotaExceededError as e:  # its message speaks of the user's own quota, nothing of the server
-        store.finish_job(job.id, worker, FAILED, {"error": str(e)})
-    except ModelNotInstalledError as e:
-        log.error("job %s failed: %s", job.id, e)
-        message = "The server cannot run this job: a model it needs is not installed (its log says which)."
-        store.finish_job(job.id, worker, FAILED, {"error": message})
-    except DiaristError as e:
-        log.error("job %s failed: %s", job.id, e)
-        store.finish_job(job.id, worker, FAILED, {"error": "The server could not run this job (its log says why)."})
-    except Exception:
-        log.exception("job %s failed", job.id)
-        store.finish_job(job.id, worker, FAILED, {"error": "Internal error while processing the job."})
-    finally:
-        if downloaded and path is not None:
-            path.unlink(missing_ok=True)
+
+    def finish(status: str, output: dict, audio_seconds: float | None = None) -> None:
+        if store.finish_job(job.id, token, status, output, audio_seconds=audio_seconds) is None:
+            log.warning(
+                "job %s: the end of attempt %d was refused: the job was canceled, or re-queued after this "
+                "worker's lease expired and run again",
+                job.id,
+                token,
+            )
+
+    with Lease(store, job.id, token, heartbeat_seconds) as lease:
+        try:
+            progress = ProgressReporter(store, job.id, token, lease)
+            path, downloaded = fetch_input(job, config, progress)
+            # A URL's length, or an upload's whose container announced none, is first known here:
+            # QuotaExceededError if it does not fit.
+            store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))
+            done = diarize(diarize_options(job, config.asr_models), path, progress)
+            finish(SUCCEEDED, done.output, audio_seconds=done.result.duration)
+        except JobAbandoned:
+            log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)
+        except (AudioError, InputError, UrlRefused, FetchError) as e:
+            log.info("job %s: could not load its audio: %s", job.id, e)
+            finish(FAILED, {"error": input_error_message(job.request["url"], e)})
+        except QuotaExceededError as e:  # its message speaks of the user's own quota, nothing of the server
+            finish(FAILED, {"error": str(e)})
+        except ModelNotInstalledError as e:
+            log.error("job %s failed: %s", job.id, e)
+            message = "The server cannot run this job: a model it needs is not installed (its log says which)."
+            finish(FAILED, {"error": message})
+        except DiaristError as e:
+            log.error("job %s failed: %s", job.id, e)
+            finish(FAILED, {"error": "The server could not run this job (its log says why)."})
+        except Exception:
+            log.exception("job %s failed", job.id)
+            finish(FAILED, {"error": "Internal error while processing the job."})
+        finally:
+            if downloaded and path is not None:
+                path.unlink(missing_ok=True)

@@ -4,6 +4,14 @@ The database is also the queue: workers claim `pending` jobs with one atomic UPD
 number of worker processes (here, or on other machines against PostgreSQL) never run a job
 twice. Writes are single statements or short write-first transactions, which keeps SQLite's
 one-writer lock short.
+
+Leases and fencing: a claim sets `heartbeat_at` and increments `attempts`, which is the run's
+fencing token. The running worker refreshes `heartbeat_at` (`heartbeat`), and every write of the
+run (progress, audio reservation, finish) is conditional on (status running, attempts == token):
+once the job was canceled, or re-queued by `reap_expired` after its lease expired and claimed
+again, the old run can write nothing. The database, not the broker, decides who runs a job.
+Lease times are each process's own clock: hosts of a fleet keep theirs in sync (NTP); a clock
+ahead by more than a lease only makes jobs run again needlessly, never end twice.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +58,7 @@ from diarist.jobs.tables import (
     Job,
     Media,
     WebhookDelivery,
+    Worker,
     utcnow,
 )
 
@@ -293,16 +302,16 @@ class Store:
                 )
             )
 
-    def reserve_audio(self, job_id: str, seconds: float) -> None:
+    def reserve_audio(self, job_id: str, token: int, seconds: float) -> None:
         """Hold a running job's audio on its key's quota once its duration is known (URL inputs).
 
         Nothing happens when the job already holds its audio (measured at submit) or is no longer
-        running. QuotaExceededError when the audio does not fit.
+        this run's (`token`, its attempt number). QuotaExceededError when the audio does not fit.
         """
         with self.writing() as session:
             job = session.scalars(
                 update(Job)
-                .where(Job.id == job_id, Job.status == RUNNING, Job.reserved_seconds == 0)
+                .where(Job.id == job_id, Job.status == RUNNING, Job.attempts == token, Job.reserved_seconds == 0)
                 .values(reserved_seconds=seconds)
                 .returning(Job),
                 execution_options={"synchronize_session": False},
@@ -337,21 +346,29 @@ class Store:
         with self.reading() as session:
             return session.scalar(query) or 0
 
-    def claim_job(self, worker: str) -> Job | None:
-        """Atomically take the oldest pending job for `worker`, or None."""
-        oldest = (
-            select(Job.id)
-            .where(Job.status == PENDING)
-            .order_by(Job.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
+    def claim_job(self, worker: str, job_id: str | None = None) -> Job | None:
+        """Atomically take a pending job for `worker`: the oldest, or `job_id` only; None if there is none.
+
+        The job comes back with its lease started and `attempts` incremented: that number is the
+        run's fencing token. Only a `pending` job is claimed, never a running one whose lease
+        expired: `reap_expired` makes those pending again first, which settles their attempt count.
+        """
+        if job_id is None:
+            chosen = (
+                select(Job.id)
+                .where(Job.status == PENDING)
+                .order_by(Job.created_at)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+        else:
+            chosen = job_id
         now = utcnow()
         with self.writing() as session:
             return session.scalars(
                 update(Job)
-                .where(Job.id == oldest, Job.status == PENDING)
+                .where(Job.id == chosen, Job.status == PENDING)
                 .values(
                     status=RUNNING,
                     worker=worker,
@@ -364,26 +381,40 @@ class Store:
                 execution_options={"synchronize_session": False},
             ).one_or_none()
 
-    def report_progress(self, job_id: str, worker: str, progress: int) -> bool:
-        """Record progress; False when the job is no longer this worker's to run (canceled, requeued)."""
+    @staticmethod
+    def _owned(job_id: str, token: int) -> tuple:
+        """The condition every write of a run carries: the job is still running this attempt."""
+        return (Job.id == job_id, Job.status == RUNNING, Job.attempts == token)
+
+    def heartbeat(self, job_id: str, token: int) -> bool:
+        """Refresh a running job's lease; False when the job is no longer this run's (canceled, re-queued)."""
+        with self.writing() as session:
+            done = session.execute(update(Job).where(*self._owned(job_id, token)).values(heartbeat_at=utcnow()))
+        return done.rowcount == 1
+
+    def report_progress(self, job_id: str, token: int, progress: int) -> bool:
+        """Record progress (and refresh the lease); False when the job is no longer this run's."""
         now = utcnow()
         with self.writing() as session:
             done = session.execute(
                 update(Job)
-                .where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker)
+                .where(*self._owned(job_id, token))
                 .values(progress=progress, heartbeat_at=now, updated_at=now)
             )
         return done.rowcount == 1
 
     def finish_job(
-        self, job_id: str, worker: str, status: str, output: dict, audio_seconds: float | None = None
+        self, job_id: str, token: int, status: str, output: dict, audio_seconds: float | None = None
     ) -> Job | None:
-        """running -> succeeded/failed, with usage and webhook recorded in the same transaction."""
+        """running -> succeeded/failed, with usage and webhook recorded in the same transaction.
+
+        None when the job is no longer this run's (`token`): the write is refused, nothing changes.
+        """
         now = utcnow()
         with self.writing() as session:
             job = session.scalars(
                 update(Job)
-                .where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker)
+                .where(*self._owned(job_id, token))
                 .values(status=status, output=output, progress=None, audio_seconds=audio_seconds)
                 .values(updated_at=now, finished_at=now)
                 .returning(Job),
@@ -424,7 +455,7 @@ class Store:
             requeued = session.execute(
                 update(Job)
                 .where(*running, Job.attempts < max_attempts)
-                .values(status=PENDING, worker=None, progress=None, updated_at=now)
+                .values(status=PENDING, worker=None, progress=None, updated_at=now, published_at=None)
             ).rowcount
             gave_up = session.scalars(
                 update(Job)
@@ -440,6 +471,104 @@ class Store:
             # Jobs recorded but never queued (the server died between the two steps).
             session.execute(update(Job).where(Job.status == CREATED).values(status=PENDING, updated_at=now))
         return requeued
+
+    def reap_expired(self, lease_seconds: float, max_attempts: int) -> list[str]:
+        """Re-queue the running jobs whose lease expired (their worker died, hangs or lost the
+        database); a job that already used `max_attempts` fails instead. Returns the re-queued ids.
+
+        Safe to run in any number of processes at once: each job changes state in one conditional
+        UPDATE, so only one of them re-queues it, or fails it and adds its webhook.
+        """
+        now = utcnow()
+        expired = (Job.status == RUNNING, Job.heartbeat_at < now - timedelta(seconds=lease_seconds))
+        with self.writing() as session:
+            requeued = session.scalars(
+                update(Job)
+                .where(*expired, Job.attempts < max_attempts)
+                .values(status=PENDING, worker=None, progress=None, updated_at=now, published_at=None)
+                .returning(Job.id),
+                execution_options={"synchronize_session": False},
+            ).all()
+            message = (
+                f"The job was stopped {max_attempts} times: its worker stopped answering for "
+                f"{lease_seconds:g} s (crashed, hung or cut off) on each attempt."
+            )
+            gave_up = session.scalars(
+                update(Job)
+                .where(*expired, Job.attempts >= max_attempts)
+                .values(status=FAILED, progress=None, updated_at=now, finished_at=now, output={"error": message})
+                .returning(Job),
+                execution_options={"synchronize_session": False},
+            ).all()
+            for job in gave_up:
+                self._settle(session, job)
+                self._add_webhook(session, job)
+        return list(requeued)
+
+    def claim_publishing(
+        self, stale_before: datetime, unpublished_before: datetime, job_ids: Sequence[str] = (), limit: int = 500
+    ) -> list[Job]:
+        """Pending jobs to (re)send to the broker, marked as published now so no other process sends them.
+
+        Those published before `stale_before` (their message may be lost), those never published
+        and last changed before `unpublished_before` (their publish failed, or a reaper re-queued
+        them), and the unpublished ones among `job_ids` (just re-queued by this process).
+        """
+        now = utcnow()
+        due = (
+            select(Job.id)
+            .where(
+                Job.status == PENDING,
+                or_(
+                    Job.published_at < stale_before,
+                    Job.published_at.is_(None) & (Job.updated_at < unpublished_before),
+                    Job.published_at.is_(None) & Job.id.in_(list(job_ids)),
+                ),
+            )
+            .order_by(Job.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.writing() as session:
+            return list(
+                session.scalars(
+                    update(Job).where(Job.id.in_(due), Job.status == PENDING).values(published_at=now).returning(Job),
+                    execution_options={"synchronize_session": False},
+                )
+            )
+
+    def mark_published(self, job_id: str) -> None:
+        """Record that a pending job's message went to the broker."""
+        with self.writing() as session:
+            session.execute(update(Job).where(Job.id == job_id, Job.status == PENDING).values(published_at=utcnow()))
+
+    # --- workers --------------------------------------------------------------------------------
+
+    def worker_seen(self, name: str, kind: str, queues: str = "", concurrency: int = 1) -> None:
+        """Register a worker process, or refresh its `seen_at` while it lives."""
+        now = utcnow()
+        with self.writing() as session:
+            done = session.execute(update(Worker).where(Worker.name == name).values(seen_at=now))
+            if done.rowcount == 0:
+                session.add(
+                    Worker(name=name, kind=kind, queues=queues, concurrency=concurrency, started_at=now, seen_at=now)
+                )
+
+    def remove_worker(self, name: str) -> None:
+        """A worker stopped cleanly: it leaves the fleet at once instead of when its row goes stale."""
+        with self.writing() as session:
+            session.execute(delete(Worker).where(Worker.name == name))
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Delete the rows of workers not seen since `seen_before`; how many."""
+        with self.writing() as session:
+            return session.execute(delete(Worker).where(Worker.seen_at < seen_before)).rowcount
+
+    def live_workers(self, seen_within: float) -> list[Worker]:
+        """The workers seen in the last `seen_within` seconds."""
+        cutoff = utcnow() - timedelta(seconds=seen_within)
+        with self.reading() as session:
+            return list(session.scalars(select(Worker).where(Worker.seen_at >= cutoff).order_by(Worker.name)))
 
     def expire_outputs(self, finished_before: datetime) -> int:
         """Delete the outputs of jobs that ended before the given time; the jobs stay listed."""

@@ -60,6 +60,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_key_created", "key_id", "created_at"),
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # the reaper's scan for expired leases
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -77,7 +78,23 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The lease: the worker running the job refreshes it; past lease_seconds the job is re-queued.
+    # `attempts` is the fencing token: every write of a run is conditional on it.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to the Celery broker
+
+
+class Worker(Base):
+    """A worker process (local or Celery), refreshed while it lives; the fresh rows are the fleet."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # local | celery
+    queues: Mapped[str] = mapped_column(String(200))  # comma-separated; "" for local workers
+    concurrency: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class Media(Base):

@@ -2,6 +2,9 @@
 
 `LocalWorkers` keeps N of them alive next to the API server. The queue is the store itself,
 so a worker started anywhere else against the same database takes part in the same way.
+Every worker process registers in the `workers` table and refreshes its row while it lives;
+`reaper` is the loop every API and `diarist worker` process runs to re-queue jobs whose lease
+expired, whichever executor ran them.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from multiprocessing.synchronize import Event
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from diarist.errors import StorageFullError, StoreUnavailableError
 from diarist.jobs.background import Periodic, backoff
@@ -24,7 +28,7 @@ from diarist.jobs.media import MediaStore
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.store import Store
-from diarist.jobs.tables import Job
+from diarist.jobs.tables import Job, utcnow
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")
@@ -33,6 +37,14 @@ PR_SET_PDEATHSIG = 1
 SUPERVISE_SECONDS = 1.0  # how often the server looks for dead workers
 TRANSIENT = (StoreUnavailableError, StorageFullError)  # the database may answer again later
 T = TypeVar("T")
+
+
+class Waitable(Protocol):
+    """A stop signal: multiprocessing's Event for local workers, threading's for Celery's."""
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+    def is_set(self) -> bool: ...
 
 
 def runner_config(settings: Settings) -> RunnerConfig:
@@ -70,7 +82,7 @@ class WorkerStore(Store):
     a progress write that fails is skipped, as the next one will do.
     """
 
-    def __init__(self, url: str, busy_timeout: float, stop: Event):
+    def __init__(self, url: str, busy_timeout: float, stop: Waitable):
         super().__init__(url, busy_timeout)
         self.stop = stop
 
@@ -88,20 +100,21 @@ class WorkerStore(Store):
                     # The job stays `running` under this worker's name; the server re-queues it.
                     return None
 
-    def finish_job(self, job_id: str, worker: str, status: str, output: dict, **usage: Any) -> Job | None:
+    def finish_job(self, job_id: str, token: int, status: str, output: dict, **usage: Any) -> Job | None:
         return self.patiently(
             f"recording the end of job {job_id}",
-            lambda: super(WorkerStore, self).finish_job(job_id, worker, status, output, **usage),
+            lambda: super(WorkerStore, self).finish_job(job_id, token, status, output, **usage),
         )
 
-    def reserve_audio(self, job_id: str, seconds: float) -> None:
+    def reserve_audio(self, job_id: str, token: int, seconds: float) -> None:
         self.patiently(
-            f"reserving the audio of job {job_id}", lambda: super(WorkerStore, self).reserve_audio(job_id, seconds)
+            f"reserving the audio of job {job_id}",
+            lambda: super(WorkerStore, self).reserve_audio(job_id, token, seconds),
         )
 
-    def report_progress(self, job_id: str, worker: str, progress: int) -> bool:
+    def report_progress(self, job_id: str, token: int, progress: int) -> bool:
         try:
-            return super().report_progress(job_id, worker, progress)
+            return super().report_progress(job_id, token, progress)
         except TRANSIENT as e:
             log.warning("progress of job %s not recorded: %s", job_id, e)
             return True  # keep running: the job is still ours as far as we know
@@ -116,15 +129,51 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, stop)
     config = runner_config(settings)
     parent = os.getppid()
+    presence = registration(store, settings, name, "local")
+    presence.start()
     log.info("worker %s ready (%d threads)", name, threads)
     while not stop.is_set() and os.getppid() == parent:
         job = store.patiently("claiming a job", lambda: store.claim_job(name))
         if job is not None:
-            log.info("worker %s runs job %s", name, job.id)
-            run_job(job, store, config, name)
+            log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
+            run_job(job, store, config, settings.heartbeat_seconds)
         elif wake.wait(IDLE_POLL_SECONDS):
             wake.clear()
+    presence.stop()
+    with contextlib.suppress(*TRANSIENT):  # a stale row leaves the count by itself
+        store.remove_worker(name)
     store.close()
+
+
+def registration(store: Store, settings: Settings, name: str, kind: str, queues: str = "", concurrency: int = 1):
+    """A loop that keeps this worker's row in the `workers` table fresh (the fleet's worker count)."""
+    return Periodic(
+        "worker-registration",
+        settings.heartbeat_seconds,
+        lambda: store.worker_seen(name, kind, queues, concurrency),
+    )
+
+
+def reaper(store: Store, settings: Settings, publish: Callable[[Job], None] | None = None) -> Periodic:
+    """The loop that re-queues jobs whose lease expired; with `publish` (Celery), it also sends
+    re-queued jobs to the broker, and again those whose message may be lost or never went out."""
+
+    def tick() -> None:
+        requeued = store.reap_expired(settings.lease_seconds, settings.max_attempts)
+        if requeued:
+            log.warning("re-queued %d jobs whose worker stopped answering: %s", len(requeued), ", ".join(requeued))
+        if publish is None:
+            return
+        now = utcnow()
+        due = store.claim_publishing(
+            stale_before=now - timedelta(seconds=settings.republish_seconds),
+            unpublished_before=now - timedelta(seconds=settings.reaper_interval_seconds),
+            job_ids=requeued,
+        )
+        for job in due:
+            publish(job)
+
+    return Periodic("lease-reaper", settings.reaper_interval_seconds, tick)
 
 
 def _worker_process(settings: Settings, name: str, wake: Event, stop: Event) -> None:
