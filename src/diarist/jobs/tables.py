@@ -76,6 +76,7 @@ class Job(Base):
     reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # held on the key until the job ends
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the latest attempt's claim
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

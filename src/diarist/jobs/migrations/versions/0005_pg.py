@@ -1,0 +1,28 @@
+"""When a job's latest attempt started, for the job duration and real-time factor metrics.
+
+`created_at` includes the wait in the queue and `updated_at` moves with every progress report,
+so neither tells how long a worker took.
+
+Revision ID: 0005
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+from diarist.jobs.tables import UTCDateTime
+
+revision = "0005"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("jobs") as table:
+        table.add_column(sa.Column("started_at", UTCDateTime))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("jobs") as table:
+        table.drop_column("started_at")
