@@ -173,7 +173,7 @@ def database_url(url: str) -> str:
 def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5) -> Engine:
     """An engine for `url`; a write waits `busy_timeout` seconds for a lock, then fails.
 
-    On PostgreSQL the pool holds `pool_size` connections and as many again at peaks; connections are
+    On PostgreSQL the pool holds `pool_size` connections and half as many again at peaks; connections are
     pinged at checkout, so one the server dropped (restart, pg_terminate_backend) is replaced unseen.
     """
     url = database_url(url)
@@ -190,7 +190,7 @@ def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5) -> Eng
         url,
         pool_pre_ping=True,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size // 2,
         pool_timeout=busy_timeout,
         connect_args={
             "connect_timeout": CONNECT_TIMEOUT_SECONDS,

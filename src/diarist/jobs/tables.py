@@ -60,6 +60,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_key_created", "key_id", "created_at"),
         Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_finished_at", "finished_at"),  # retention, and the metrics' window of ended jobs
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

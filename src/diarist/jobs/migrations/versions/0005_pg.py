@@ -1,4 +1,5 @@
-"""When a job's latest attempt started, for the job duration and real-time factor metrics.
+"""When a job's latest attempt started, for the job duration and real-time factor metrics, and an
+index on when jobs ended, which the metrics and retention select by.
 
 `created_at` includes the wait in the queue and `updated_at` moves with every progress report,
 so neither tells how long a worker took.
@@ -21,8 +22,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as table:
         table.add_column(sa.Column("started_at", UTCDateTime))
+    op.create_index("ix_jobs_finished_at", "jobs", ["finished_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_finished_at", "jobs")
     with op.batch_alter_table("jobs") as table:
         table.drop_column("started_at")
