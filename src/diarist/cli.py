@@ -131,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, metavar="N", help="local worker processes running jobs (default 1)")
 
+    migrate = _subcommand(
+        commands,
+        "migrate",
+        "bring the job database's schema to this version's (before a rolling upgrade)",
+        "example:\n  DIARIST_DATABASE_URL=postgresql+psycopg://diarist@db/diarist diarist migrate\n\n"
+        "`diarist serve` also migrates at start; running it first lets old and new processes overlap (docs/deploy.md).",
+    )
+    migrate.set_defaults(run=run_migrate)
+    _state_options(migrate)
+
     keys = _subcommand(
         commands,
         "keys",
@@ -369,6 +379,21 @@ def run_serve(args: argparse.Namespace) -> int:
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
     serve(settings)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from diarist.jobs.store import Store, head_revision
+    from diarist.settings import Settings
+
+    store = Store(Settings.load(data_dir=args.data_dir).database)
+    try:
+        before = store.schema_revision()
+        store.migrate()
+    finally:
+        store.close()
+    after = head_revision()
+    print(f"schema at {after}" if before == after else f"schema migrated from {before or 'nothing'} to {after}")
     return 0
 
 

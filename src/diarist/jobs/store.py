@@ -211,6 +211,11 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this code's migrations (else a later release wrote it)."""
+    return any(script.revision == revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
 class Store:
     """All reads and writes of service state. Records come back detached, safe to keep."""
 
