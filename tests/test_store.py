@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
-from diarist.jobs.store import Store, head_revision
+from diarist.jobs.store import Store, alembic_config, head_revision
 from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED
 from diarist.settings import Settings
 
@@ -119,6 +120,26 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
     assert job.output is None and job.status == SUCCEEDED
     assert not path.exists() and store.get_media(key.id, "a") is None
     assert [j.id for j in store.list_jobs(key.id, None, 10)] == ["old"]
+
+
+def test_uploads_over_2_gib_are_recorded(store):
+    key = store.create_key("k").record
+    store.record_upload(key.id, "big.wav", 3 * 1024**3)
+    assert store.get_media(key.id, "big.wav").size == store.storage_used(key.id) == 3 * 1024**3
+
+
+def test_migrations_go_down_and_up_again(store):
+    store.migrate("0002")  # migrate() only upgrades: a store at head stays there
+    assert store.schema_revision() == head_revision()
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert store.schema_revision() == "0001"
+    store.migrate()
+    assert store.schema_revision() == head_revision()
+    key = store.create_key("k", quota_hours=1).record
+    assert store.get_key(key.id).reserved_seconds == 0.0
 
 
 def test_migrations_are_idempotent_and_recorded(store):

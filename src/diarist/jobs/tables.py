@@ -87,7 +87,7 @@ class Media(Base):
 
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     object_key: Mapped[str] = mapped_column(String(255), primary_key=True)  # media://<object_key>
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
