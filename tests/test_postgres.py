@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
-from diarist.jobs.store import Store, database_errors, database_url
+from diarist.jobs.store import Store, database_errors, database_url, head_revision
 from diarist.jobs.tables import PENDING, Job
 
 from . import services
@@ -131,3 +131,26 @@ def test_postgres_urls_use_psycopg_3():
     assert database_url("sqlite:///x.db") == "sqlite:///x.db"
     with pytest.raises(DiaristError, match="use postgresql\\+psycopg://"):
         database_url("postgresql+psycopg2://h/db")
+
+
+def test_processes_starting_together_migrate_one_at_a_time(pg_url):
+    stores = [Store(pg_url) for _ in range(4)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(stores))
+
+    def migrate(store: Store) -> None:
+        start.wait()
+        try:
+            store.migrate()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=migrate, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []  # without the advisory lock, all but one fail to create the tables
+    assert {s.schema_revision() for s in stores} == {head_revision()}
+    for s in stores:
+        s.close()
