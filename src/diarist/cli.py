@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         commands,
         "migrate",
         "bring the job database's schema to this version's (before a rolling upgrade)",
-        "example:\n  DIARIST_DATABASE_URL=postgresql+psycopg://diarist@db/diarist diarist migrate\n\n"
-        "`diarist serve` also migrates at start; running it first lets old and new processes overlap (docs/deploy.md).",
+        "example:\n  diarist migrate\n\nThe database is DIARIST_DATABASE_URL's, as for `serve`. `serve` also migrates\n"
+        "at start; running this first lets old and new processes overlap in an upgrade (docs/deploy.md).",
     )
     migrate.set_defaults(run=run_migrate)
     _state_options(migrate)
