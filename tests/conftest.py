@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -10,6 +11,8 @@ import pytest
 
 import diarist
 from diarist.audio import load_audio
+
+from . import services
 
 DEV = Path(__file__).parents[1] / "bench" / "data" / "dev"
 SAMPLE = DEV / "pyannote-sample.wav"
@@ -60,6 +63,17 @@ def reference_turns(path: Path) -> list[tuple[float, float, str]]:
         fields = line.split()
         turns.append((float(fields[3]), float(fields[3]) + float(fields[4]), fields[7]))
     return turns
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty job database of each kind: a SQLite file, or a fresh PostgreSQL database dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        return
+    url = services.postgres_url(request.node.name)
+    yield url
+    services.drop_database(url)
 
 
 @pytest.fixture(scope="session")

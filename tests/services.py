@@ -1,64 +1,83 @@
-"""Real PostgreSQL and Redis for the tests: fresh databases per use, and a skip (or, under CI, a
-failure) with a clear reason when a service is not running."""
+"""The real services the fleet tests use: fresh PostgreSQL databases, Redis databases, RabbitMQ.
+
+Where a service does not answer, its tests skip with the reason; under CI (`CI` set) they fail
+instead, so that CI can never pass by skipping them. `scripts/services` starts all three.
+Addresses: `DIARIST_TEST_POSTGRES` (an admin URL that may CREATE and DROP databases),
+`DIARIST_TEST_REDIS`, `DIARIST_TEST_RABBITMQ`.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import socket
-from urllib.parse import urlsplit
+from functools import cache
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
-POSTGRES_ADMIN = os.environ.get("DIARIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+POSTGRES = os.environ.get("DIARIST_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("DIARIST_TEST_REDIS", "redis://127.0.0.1:6379")
 RABBITMQ = os.environ.get("DIARIST_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
-ADDRESSES = {"postgres": POSTGRES_ADMIN, "redis": REDIS, "rabbitmq": RABBITMQ}
+ADDRESSES = {"postgresql": POSTGRES, "redis": REDIS, "rabbitmq": RABBITMQ}
+DEFAULT_PORTS = {"postgresql": 5432, "redis": 6379, "rabbitmq": 5672}
 
 
-def _reachable(url: str) -> bool:
-    parts = urlsplit(url.replace("+psycopg", ""))
+@cache
+def unreachable(service: str) -> str | None:
+    """Why `service` cannot be used (it does not accept connections), or None when it can."""
+    url = make_url(ADDRESSES[service])
+    host, port = url.host or "127.0.0.1", url.port or DEFAULT_PORTS[service]
     try:
-        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=2):
-            return True
-    except OSError:
-        return False
+        socket.create_connection((host, port), timeout=2).close()
+    except OSError as e:
+        return f"{service} is not answering at {host}:{port} ({e.strerror or e}); scripts/services starts it"
+    return None
 
 
 def require(service: str) -> None:
-    """Skip the test when `service` (postgres, redis, rabbitmq) is not reachable; fail instead under CI."""
-    url = ADDRESSES[service]
-    if _reachable(url):
+    """Skip the calling test when `service` is unreachable; under CI, fail it instead."""
+    reason = unreachable(service)
+    if reason is None:
         return
-    message = f"{service} is not reachable at {url} (start it as docs/deploy.md says)"
     if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+        pytest.fail(f"{reason} (CI must not skip it)")
+    pytest.skip(reason)
+
+
+def _admin():
+    # CREATE and DROP DATABASE cannot run inside a transaction.
+    return create_engine(POSTGRES, isolation_level="AUTOCOMMIT", poolclass=NullPool)
 
 
 def postgres_url(tmp_name: str) -> str:
-    """A fresh, empty PostgreSQL database named after `tmp_name`; its URL."""
-    require("postgres")
-    name = f"diarist_{''.join(c if c.isalnum() else '_' for c in tmp_name.lower())[:30]}_{secrets.token_hex(4)}"
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(POSTGRES_ADMIN).set(database=name).render_as_string(hide_password=False)
+    """Create a fresh, empty database named after `tmp_name` (plus a random suffix); its URL."""
+    require("postgresql")
+    stem = "".join(c if c.isalnum() else "_" for c in tmp_name.lower())[:40]
+    name = f"diarist_test_{stem}_{secrets.token_hex(4)}"
+    engine = _admin()
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(url: str) -> None:
-    """Drop a database made by `postgres_url`, closing whatever still connects to it."""
+    """Drop a database made by `postgres_url`, ending whatever connections are still open to it."""
     name = make_url(url).database
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    engine = _admin()
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
 
 
 def redis_url(db: int) -> str:
-    """The test Redis, database `db`."""
+    """The test Redis server's database number `db`."""
     require("redis")
     return f"{REDIS.rstrip('/')}/{db}"

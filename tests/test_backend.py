@@ -213,10 +213,10 @@ def test_uploads_that_hide_their_length_cannot_overrun_the_quota(server, sample_
     assert used.split()[4] == "0.01"  # 30 s of the one job that ran, in hours
 
 
-def test_reservations_settle_on_success_and_release_on_failure_cancel_and_give_up(tmp_path):
+def test_reservations_settle_on_success_and_release_on_failure_cancel_and_give_up(database_url):
     from diarist.jobs.store import QuotaExceededError
 
-    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = Store(database_url)
     store.migrate()
     key = store.create_key("k", quota_hours=120 / 3600).record
     for name in ("ok", "bad", "gone", "dies"):
@@ -324,8 +324,8 @@ def test_media_url_with_a_final_newline_is_refused(api):
 # --- 6. half-written uploads and the storage quota ----------------------------------------------
 
 
-def test_retention_deletes_half_written_uploads_left_by_a_crash(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+def test_retention_deletes_half_written_uploads_left_by_a_crash(tmp_path, database_url):
+    store = Store(database_url)
     store.migrate()
     media = MediaStore(tmp_path / "media")
     stale = media.partial_path("abc123", "a.wav")

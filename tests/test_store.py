@@ -1,41 +1,52 @@
-"""The job store on a real SQLite file: atomic claims across processes, requeues, retention, migrations."""
+"""The job store on real SQLite and PostgreSQL databases: atomic claims across processes and threads,
+requeues, retention, migrations, and PostgreSQL's failures turned into the service's typed errors."""
 
 from __future__ import annotations
 
 import multiprocessing
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from alembic import command
 from sqlalchemy import text
 
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
-from diarist.jobs.store import Store
+from diarist.jobs.store import Store, alembic_config, head_revision
 from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED
 from diarist.settings import Settings
 
 
 @pytest.fixture
-def store(tmp_path) -> Store:
-    s = Store(f"sqlite:///{tmp_path / 'jobs.db'}")
+def store(database_url) -> Iterator[Store]:
+    s = Store(database_url)
     s.migrate()
-    return s
+    yield s
+    s.close()
 
 
 def claim_all(url: str, name: str, found) -> None:
     store = Store(url)
     while (job := store.claim_job(name)) is not None:
         found.put(job.id)
+    store.close()
+
+
+def queue_jobs(store: Store, count: int) -> list[str]:
+    key = store.create_key("k").record
+    return [
+        store.create_job(f"job-{i:03d}", key.id, "diarize", {"url": "media://x"}, status=PENDING).id
+        for i in range(count)
+    ]
 
 
 def test_many_workers_never_claim_a_job_twice(store):
-    key = store.create_key("k").record
-    ids = []
-    for i in range(60):
-        ids.append(store.create_job(f"job-{i:02d}", key.id, "diarize", {"url": "media://x"}, status=PENDING).id)
+    ids = queue_jobs(store, 60)
     context = multiprocessing.get_context("spawn")
     found = context.Queue()
-    url = str(store.engine.url)
+    url = store.engine.url.render_as_string(hide_password=False)
     workers = [context.Process(target=claim_all, args=(url, f"w{i}", found)) for i in range(4)]
     for w in workers:
         w.start()
@@ -45,6 +56,27 @@ def test_many_workers_never_claim_a_job_twice(store):
     assert sorted(claimed) == ids
     assert found.empty()
     assert all(store.get_job(i).status == RUNNING and store.get_job(i).attempts == 1 for i in ids)
+
+
+def test_threads_sharing_one_store_claim_each_job_once(store):
+    ids = queue_jobs(store, 120)
+    claimed: list[tuple[str, str]] = []
+    start = threading.Barrier(8)
+
+    def claim(name: str) -> None:
+        start.wait()
+        while (job := store.claim_job(name)) is not None:
+            claimed.append((job.id, name))
+
+    threads = [threading.Thread(target=claim, args=(f"t{i}",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(job_id for job_id, _ in claimed) == ids
+    jobs = {job_id: store.get_job(job_id) for job_id in ids}
+    assert all(jobs[job_id].worker == name and jobs[job_id].attempts == 1 for job_id, name in claimed)
+    assert all(job.started_at is not None for job in jobs.values())
 
 
 def test_requeue_gives_up_after_max_attempts_and_tells_the_webhook(store):
@@ -90,10 +122,31 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
     assert [j.id for j in store.list_jobs(key.id, None, 10)] == ["old"]
 
 
+def test_uploads_over_2_gib_are_recorded(store):
+    key = store.create_key("k").record
+    store.record_upload(key.id, "big.wav", 3 * 1024**3)
+    assert store.get_media(key.id, "big.wav").size == store.storage_used(key.id) == 3 * 1024**3
+
+
+def test_migrations_go_down_and_up_again(store):
+    store.migrate("0002")  # migrate() only upgrades: a store at head stays there
+    assert store.schema_revision() == head_revision()
+    config = alembic_config()
+    with store.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0001")
+    assert store.schema_revision() == "0001"
+    store.migrate()
+    assert store.schema_revision() == head_revision()
+    key = store.create_key("k", quota_hours=1).record
+    assert store.get_key(key.id).reserved_seconds == 0.0
+
+
 def test_migrations_are_idempotent_and_recorded(store):
     store.migrate()
     with store.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == head_revision()
+    assert store.schema_revision() == head_revision()
 
 
 def test_keys_are_stored_hashed(store):

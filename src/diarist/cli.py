@@ -151,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--name", metavar="NAME", help="this worker's name in the fleet (default diarist@HOST-PID)")
 
+    migrate = _subcommand(
+        commands,
+        "migrate",
+        "bring the job database's schema to this version's (before a rolling upgrade)",
+        "example:\n  diarist migrate\n\nThe database is DIARIST_DATABASE_URL's, as for `serve`. `serve` also migrates\n"
+        "at start; running this first lets old and new processes overlap in an upgrade (docs/deploy.md).",
+    )
+    migrate.set_defaults(run=run_migrate)
+    _state_options(migrate)
+
     keys = _subcommand(
         commands,
         "keys",
@@ -417,6 +427,21 @@ def run_worker(args: argparse.Namespace) -> int:
 
     print(f"diarist: worker on {redact_url(settings.broker_url)} with caches in {settings.data_dir}", file=sys.stderr)
     run_worker(settings, queues, settings.workers, args.name)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from diarist.jobs.store import Store, head_revision
+    from diarist.settings import Settings
+
+    store = Store(Settings.load(data_dir=args.data_dir).database)
+    try:
+        before = store.schema_revision()
+        store.migrate()
+    finally:
+        store.close()
+    after = head_revision()
+    print(f"schema at {after}" if before == after else f"schema migrated from {before or 'nothing'} to {after}")
     return 0
 
 

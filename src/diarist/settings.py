@@ -46,10 +46,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DIARIST_", extra="forbid")
 
-    data_dir: Path = Field(default_factory=default_data_dir)
-    database_url: str | None = None  # default: SQLite at <data_dir>/diarist.db
-    host: str = "127.0.0.1"
-    port: int = 8000
+    data_dir: Path = Field(default_factory=default_data_dir)  # all local state; default ~/.local/share/diarist
+    database_url: str | None = None  # default: SQLite at <data_dir>/diarist.db; fleets: postgresql+psycopg://...
+    host: str = "127.0.0.1"  # address the API listens on
+    port: int = 8000  # port the API listens on
     public_url: str | None = None  # base of upload/download URLs handed to clients; default: the request's
     # Local worker processes; 0 runs no jobs (external workers only). Default: usable cores / 4, at least 1.
     workers: int = Field(default_factory=default_workers, ge=0)
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     body_min_rate: int = Field(default=1024, ge=0)  # bytes/s a body must average over each window
     body_rate_window: float = Field(default=30.0, gt=0)  # seconds
     max_connections: int = Field(default=1024, ge=1)  # beyond it, new connections are closed at once
-    max_connections_per_ip: int = Field(default=256, ge=1)
+    max_connections_per_ip: int = Field(default=256, ge=1)  # open connections from one client address
     auth_failures_per_minute: int = Field(default=60, ge=0)  # per client IP; then 429; 0 = unlimited
     # Reverse proxies whose X-Forwarded-For names the client; none: the header is ignored, so a
     # local client cannot spoof its address around (or onto others with) the per-address limits.
@@ -76,24 +76,25 @@ class Settings(BaseSettings):
     result_ttl_hours: float = 24.0  # job outputs are deleted this long after the job ends
     media_ttl_hours: float = 48.0  # uploads are deleted this long after they were written
     upload_url_ttl_seconds: int = 3600  # validity of the pre-signed PUT/GET URLs
-    max_input_bytes: int = GIB
-    max_duration_hours: float = 24.0
+    max_input_bytes: int = GIB  # largest input file, uploaded or fetched
+    max_duration_hours: float = 24.0  # longest input audio
     max_attempts: int = 3  # a job whose worker died this many times fails instead of running again
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # may be private/loopback
-    fetch_connect_timeout: float = 10.0
-    fetch_read_timeout: float = 30.0
-    fetch_max_redirects: int = 5
+    fetch_connect_timeout: float = 10.0  # seconds to connect to an input URL's host
+    fetch_read_timeout: float = 30.0  # longest wait for the next bytes of an input URL
+    fetch_max_redirects: int = 5  # redirects followed when fetching an input URL
     fetch_total_timeout: float = 3600.0  # a whole download; 1 GiB in an hour needs only 300 kB/s
 
-    webhook_timeout: float = 10.0
+    webhook_timeout: float = 10.0  # seconds a webhook receiver has to answer
+    # Seconds before each webhook attempt (comma-separated in the environment); then it is given up.
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(default_factory=lambda: [0.0, 60.0, 300.0])
     webhook_threads: int = Field(default=8, ge=1)  # deliveries sent at once
-    janitor_interval_seconds: float = 600.0
+    janitor_interval_seconds: float = 600.0  # how often expired outputs and uploads are deleted
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
     # Store and storage limits (backend hardening).
-    database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # then a write answers 503, not a hang
+    database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # a locked write waits this long, then 503
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
 
     # Scale-out (docs/deploy.md). local: worker processes beside the API; celery: the API publishes

@@ -15,7 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from diarist import __version__
-from diarist.api import health
+from diarist.api import health, ops
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
@@ -33,6 +33,7 @@ from diarist.jobs.worker import LocalWorkers, net_policy, reaper
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
+API_POOL_SIZE = 10  # PostgreSQL connections of an API process: requests, webhooks, retention, scrapes
 PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
 
 
@@ -50,7 +51,7 @@ def _lock_data_dir(data_dir: Path):
 
 def create_app(settings: Settings) -> FastAPI:
     """The service on `settings`; workers and background threads start with the app's lifespan."""
-    store = Store(settings.database, settings.database_busy_timeout_seconds)
+    store = Store(settings.database, settings.database_busy_timeout_seconds, API_POOL_SIZE)
     media = MediaStore(settings.media_dir)
 
     @asynccontextmanager
@@ -133,8 +134,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.health_reports = {}
     app.add_middleware(RequestIdMiddleware)
+    ops.install_metrics(app, store, settings)  # outermost: a request's time includes every middleware
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(ops.router)
     app.include_router(router)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
     return app

@@ -61,6 +61,7 @@ class Job(Base):
         Index("ix_jobs_key_created", "key_id", "created_at"),
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # the reaper's scan for expired leases
+        Index("ix_jobs_finished_at", "finished_at"),  # retention, and the metrics' window of ended jobs
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -77,6 +78,7 @@ class Job(Base):
     reserved_seconds: Mapped[float] = mapped_column(Float, default=0.0)  # held on the key until the job ends
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the latest attempt's claim
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The lease: the worker running the job refreshes it; past lease_seconds the job is re-queued.
     # `attempts` is the fencing token: every write of a run is conditional on it.
@@ -102,7 +104,7 @@ class Media(Base):
 
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     object_key: Mapped[str] = mapped_column(String(255), primary_key=True)  # media://<object_key>
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 

@@ -35,6 +35,7 @@ log = logging.getLogger("diarist.jobs")
 IDLE_POLL_SECONDS = 0.5  # how often an idle worker looks for work when nobody wakes it
 PR_SET_PDEATHSIG = 1
 SUPERVISE_SECONDS = 1.0  # how often the server looks for dead workers
+WORKER_POOL_SIZE = 2  # PostgreSQL connections of a worker: its job's writes, and one beside them at peaks
 TRANSIENT = (StoreUnavailableError, StorageFullError)  # the database may answer again later
 T = TypeVar("T")
 
@@ -83,7 +84,7 @@ class WorkerStore(Store):
     """
 
     def __init__(self, url: str, busy_timeout: float, stop: Waitable):
-        super().__init__(url, busy_timeout)
+        super().__init__(url, busy_timeout, WORKER_POOL_SIZE)
         self.stop = stop
 
     def patiently(self, what: str, write: Callable[[], T]) -> T | None:

@@ -1,0 +1,164 @@
+"""`/healthz`, `/readyz` and `/metrics`: an app in this process on SQLite and PostgreSQL, and the live server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select, text, update
+
+from diarist.api.app import create_app
+from diarist.api.ops import broker_check
+from diarist.jobs.store import Store, head_revision
+from diarist.jobs.tables import FAILED, PENDING, STATUSES, SUCCEEDED, Job, Worker, utcnow
+from diarist.settings import Settings
+
+from . import services
+from .live import wait_for
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a /metrics answer by (name, sorted labels)."""
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def app_client(tmp_path, url: str) -> TestClient:
+    """The app without its lifespan: no workers, no background threads, only the routes."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, workers=0)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def store(database_url) -> Iterator[Store]:
+    s = Store(database_url)
+    yield s
+    s.close()
+
+
+def test_an_unreachable_database_is_not_ready_and_requests_answer_503(tmp_path):
+    client = app_client(tmp_path, "postgresql+psycopg://diarist:secret@127.0.0.1:1/jobs")
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["database"]["ok"] is False and ready.json()["status"] == "unready"
+    assert "127.0.0.1" not in ready.text and "secret" not in ready.text
+    answer = client.get("/v1/test", headers={"Authorization": "Bearer dia_abc_def"})
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert set(answer.json()) == {"requestId", "message"}
+    scraped = samples(client.get("/metrics").text)
+    assert scraped[("diarist_database_up", ())] == 0
+
+
+def test_readiness_needs_the_schema_at_the_codes_revision(tmp_path, store, database_url):
+    client = app_client(tmp_path, database_url)
+    store.migrate("0002")
+    old = client.get("/readyz")
+    assert old.status_code == 503
+    checks = old.json()["checks"]
+    assert checks["database"]["ok"] and not checks["migrations"]["ok"]
+    assert f"at revision 0002, this code needs {head_revision()}" in checks["migrations"]["error"]
+    migrated = subprocess.run(
+        [sys.executable, "-m", "diarist", "migrate", "--data-dir", str(tmp_path / "cli")],
+        env={**os.environ, "DIARIST_DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout == f"schema migrated from 0002 to {head_revision()}\n"
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    with store.writing() as session:  # a later release migrated further: its migrations only add columns
+        session.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    assert client.get("/readyz").status_code == 200
+    assert "broker" not in ready.json()["checks"]  # local executor: no broker to need
+    assert client.get("/health").status_code == 200  # the older check stays
+
+
+def test_job_metrics_are_what_the_database_holds(tmp_path, store, database_url):
+    store.migrate()
+    new = store.create_key("k")
+    key = new.record
+    for name in "abcdefg":
+        store.create_job(name, key.id, "diarize", {"url": "media://x"}, status=PENDING)
+    assert [store.claim_job(f"w{name}").id for name in "abcde"] == list("abcde")  # f and g wait
+    now = utcnow()
+    with store.writing() as session:  # c and d ran 20 s; a's worker went silent a minute ago; g waited 10 min
+        session.execute(update(Job).where(Job.id.in_(["c", "d"])).values(started_at=now - timedelta(seconds=20)))
+        session.execute(update(Job).where(Job.id == "a").values(heartbeat_at=now - timedelta(minutes=1)))
+        session.execute(update(Job).where(Job.id == "g").values(created_at=now - timedelta(minutes=10)))
+    store.finish_job("c", 1, SUCCEEDED, {"diarization": []}, audio_seconds=100.0)  # token: first attempt
+    store.finish_job("d", 1, FAILED, {"error": "x"})
+    store.worker_seen("here", "celery", "diarization", 2)
+    store.worker_seen("gone", "celery")
+    with store.writing() as session:  # a worker last heard from an hour ago is not counted
+        session.execute(update(Worker).where(Worker.name == "gone").values(seen_at=now - timedelta(hours=1)))
+    store.cancel_job("e", key.id)
+    client = app_client(tmp_path, database_url)
+    assert client.get("/v1/jobs/some-job-id", headers={"Authorization": f"Bearer {new.key}"}).status_code == 404
+    assert client.get("/v1/jobs/other-job-id").status_code == 401  # refused before routing
+    text = client.get("/metrics").text
+    scraped = samples(text)
+    with store.reading() as session:
+        counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    for status in STATUSES:
+        assert scraped[("diarist_jobs", (("status", status),))] == counts.get(status, 0)
+    assert scraped[("diarist_queue_depth", ())] == counts[PENDING] == 2
+    assert 600 <= scraped[("diarist_oldest_pending_age_seconds", ())] < 900
+    assert scraped[("diarist_expired_leases", ())] == 1
+    assert scraped[("diarist_workers", (("kind", "celery"),))] == 1
+    assert scraped[("diarist_workers", (("kind", "local"),))] == 0
+    assert scraped[("diarist_job_duration_seconds_gcount", (("status", "succeeded"),))] == 1
+    assert scraped[("diarist_job_duration_seconds_gcount", (("status", "failed"),))] == 1
+    assert scraped[("diarist_job_duration_seconds_bucket", (("le", "10.0"), ("status", "succeeded")))] == 0
+    assert scraped[("diarist_job_duration_seconds_bucket", (("le", "30.0"), ("status", "succeeded")))] == 1
+    assert scraped[("diarist_job_real_time_factor_gcount", ())] == 1
+    assert 0.2 <= scraped[("diarist_job_real_time_factor_gsum", ())] < 0.3  # 20 s for 100 s of audio
+    latency = (
+        "diarist_http_request_duration_seconds_count",
+        (("method", "GET"), ("route", "/v1/jobs/{jobId}"), ("status", "4xx")),
+    )
+    assert scraped[latency] == 1
+    refused = (("method", "GET"), ("route", "unmatched"), ("status", "4xx"))
+    assert scraped[("diarist_http_request_duration_seconds_count", refused)] == 1
+    assert "some-job-id" not in text and "other-job-id" not in text  # labels carry route templates, never raw paths
+
+
+def test_metrics_on_the_live_server_follow_its_jobs(server, api, sample_media):
+    job = api.post("/v1/diarize", json={"url": sample_media, "model": "community-1"}).json()
+    assert wait_for(api, job["jobId"])["status"] == "succeeded"
+    store = Store(f"sqlite:///{server.data_dir / 'diarist.db'}")
+    for _ in range(20):  # other tests' jobs may still be moving: compare a scrape between two equal reads
+        before = store_counts(store)
+        scraped = samples(httpx.get(f"{server.url}/metrics").text)
+        if store_counts(store) == before:
+            break
+    store.close()
+    assert {s: scraped[("diarist_jobs", (("status", s),))] for s in STATUSES} == before
+    assert scraped[("diarist_job_duration_seconds_gcount", (("status", "succeeded"),))] >= 1
+    assert scraped[("diarist_job_real_time_factor_gcount", ())] >= 1
+    assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def store_counts(store: Store) -> dict[str, int]:
+    with store.reading() as session:
+        counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    return {s: counts.get(s, 0) for s in STATUSES}
+
+
+def test_the_broker_check_says_whether_the_broker_answers():
+    pytest.importorskip("kombu", reason="Celery (and kombu) come with the celery executor")
+    assert broker_check(services.redis_url(1))["ok"]
+    down = broker_check("redis://:hunter2@127.0.0.1:1/0")
+    assert not down["ok"] and "hunter2" not in down["error"] and "127.0.0.1" not in down["error"]
