@@ -93,7 +93,7 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
 def test_migrations_are_idempotent_and_recorded(store):
     store.migrate()
     with store.engine.connect() as connection:
-        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert connection.execute(text("select version_num from alembic_version")).scalar() == "0004"
 
 
 def test_keys_are_stored_hashed(store):
