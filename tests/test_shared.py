@@ -7,10 +7,12 @@ job store) and one Redis; only the database file is common to them, never a medi
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -19,7 +21,7 @@ import pytest
 from diarist.jobs.media import make_token, read_token, signing_secret
 from diarist.jobs.net import NetPolicy, TooLargeError, UrlRefused, check_url
 from diarist.jobs.runner import InputError, RunnerConfig, fetch_upload, origin_policy
-from diarist.jobs.store import Store
+from diarist.jobs.store import QuotaExceededError, Store
 from diarist.settings import Settings
 
 from .conftest import SAMPLE
@@ -100,6 +102,32 @@ def test_a_laptops_secret_file_moves_into_the_database(tmp_path):
     assert signing_secret(store, other) == b"old-laptop-secret"  # the first one stored wins
     assert (laptop / "secret").read_text() == "old-laptop-secret\n"  # left for a downgrade
     assert read_token(signing_secret(store, other), "get", token) == ("abc", "talk.wav")
+
+
+# --- quotas: already in the database, they hold across processes -------------------------------
+
+
+def reserve_many(url: str, key_id: str, tries: int) -> int:
+    """In a process of its own, as a replica would: how many 10 s jobs the key's quota let through."""
+    store, taken = Store(url), 0
+    for _ in range(tries):
+        try:
+            store.create_job(uuid.uuid4().hex, key_id, "diarize", {}, reserve_seconds=10.0)
+            taken += 1
+        except QuotaExceededError:
+            pass
+    return taken
+
+
+def test_quota_holds_across_processes(tmp_path):
+    url = f"sqlite:///{tmp_path / 'quota.db'}"
+    store = Store(url)
+    store.migrate()
+    key = store.create_key("q", quota_hours=100 / 3600).record  # room for exactly ten 10 s jobs
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        taken = pool.starmap(reserve_many, [(url, key.id, 10)] * 4)
+    assert sum(taken) == 10
+    assert store.get_key(key.id).reserved_seconds == pytest.approx(100.0)
 
 
 # --- rate limits shared through Redis ----------------------------------------------------------
