@@ -34,6 +34,7 @@ log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
 ORIGIN_TOKEN_SECONDS = 60  # a worker's download URL for an upload on another replica: it is used at once
 MISSING_UPLOAD = "it does not exist (uploads are deleted after a while)"
+ORIGIN_FAILED = "the server that received the upload could not pass it on (the worker's log says why)"
 
 
 class JobAbandoned(Exception):
@@ -87,10 +88,10 @@ def fetch_upload(
         if e.status == 404:
             raise InputError(MISSING_UPLOAD) from None
         log.warning("could not fetch media://%s of key %s from %s: %s", key, key_id, origin, e)
-        raise InputError("the server that received the upload could not pass it on (the server's log says why)") from e
+        raise InputError(ORIGIN_FAILED) from e
     except UrlRefused as e:
         log.error("the upload origin %s is refused (%s): is its internal_url right?", origin, e)
-        raise InputError("the server that received the upload could not pass it on (the server's log says why)") from e
+        raise InputError(ORIGIN_FAILED) from e
 
 
 def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter, store: Store) -> tuple[Path, bool]:
