@@ -165,10 +165,6 @@ class LiveWorker:
     def start(self) -> LiveWorker:
         assert self.server.fleet is not None
         self.server.fleet.write_config(self.data_dir)
-        # Uploads reach the worker through this link until media travel without a shared disk.
-        media = self.data_dir / "media"
-        if not media.exists():
-            media.symlink_to(self.server.data_dir / "media")
         env = {**os.environ, "DIARIST_ALLOWED_HOSTS": PEER_HOST, "DIARIST_THREADS_PER_WORKER": "2", **self.env}
         command = [sys.executable, "-m", "diarist", "worker", "--data-dir", str(self.data_dir)]
         command += ["--concurrency", "1", "--queues", self.queues, "--name", self.name]

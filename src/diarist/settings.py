@@ -7,9 +7,11 @@ Precedence: flags > environment > file > defaults. The file is `$DIARIST_CONFIG`
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # address the API listens on
     port: int = 8000  # port the API listens on
     public_url: str | None = None  # base of upload/download URLs handed to clients; default: the request's
+    # This replica's address as workers on other machines reach it: they fetch the uploads it holds from there.
+    # Default: http://<host>:<port>, with this machine's name when listening on every address (docs/deploy.md).
+    internal_url: str | None = None
+    # Rate limits shared by every API replica; default: the broker when it is Redis in celery mode, else in memory.
+    redis_url: str | None = None
     # Local worker processes; 0 runs no jobs (external workers only). Default: usable cores / 4, at least 1.
     workers: int = Field(default_factory=default_workers, ge=0)
     threads_per_worker: int | None = None  # threads in each worker; default: usable cores / workers
@@ -134,6 +141,22 @@ class Settings(BaseSettings):
     def _split_hosts(cls, value: Any) -> Any:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value
 
+    @field_validator("internal_url")
+    @classmethod
+    def _check_internal_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+                raise ValueError("must be an http(s) URL with a host and no query, e.g. http://api-1.internal:8000")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, e.g. redis://127.0.0.1:6379/0")
+        return value
+
     @field_validator("webhook_retry_delays", mode="before")
     @classmethod
     def _split_delays(cls, value: Any) -> Any:
@@ -142,6 +165,26 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'diarist.db'}"
+
+    @property
+    def shared_redis(self) -> str | None:
+        """The Redis that holds the rate limits, or None: each process counts in its own memory."""
+        if self.redis_url:
+            return self.redis_url
+        redis = self.broker_url.startswith(("redis://", "rediss://"))
+        return self.broker_url if self.executor == "celery" and redis else None
+
+    @property
+    def own_internal_url(self) -> str:
+        """Where workers reach this replica: `internal_url`, else derived from the address it listens on."""
+        if self.internal_url:
+            return self.internal_url.rstrip("/")
+        host = self.host
+        if host in ("", "0.0.0.0", "::"):  # every address: the machine's name is the one others know
+            host = socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def asr_models_dir(self) -> Path:

@@ -19,11 +19,12 @@ from diarist.api import health, ops
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
+from diarist.api.ratelimits import RedisRateLimiter, make_limiters
 from diarist.api.routes import router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
-from diarist.jobs.media import MediaStore, server_secret
+from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.private import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
         warn_if_open(settings.data_dir)
         store.migrate()
         services = app.state.services
+        services.secret = signing_secret(store, settings.data_dir)
         health_reports = {}
         workers: LocalWorkers | None = None
         if settings.executor == "celery":
@@ -99,6 +101,8 @@ def create_app(settings: Settings) -> FastAPI:
             "webhooks": dispatcher.report,
             "retention": janitor.report,
         }
+        if isinstance(services.limiter, RedisRateLimiter):
+            app.state.health_reports["rateLimits"] = services.limiter.report
         if workers is not None:
             workers.start()
         leases.start()
@@ -124,13 +128,15 @@ def create_app(settings: Settings) -> FastAPI:
         redirect_slashes=False,  # `/v1/test/` is a 404, not a 307 with an empty body to an unchecked path
     )
     app.add_middleware(EdgeGuard)  # added before RequestIdMiddleware, so inside it: its answers get ids too
+    limiter, failures = make_limiters(settings)
     app.state.services = Services(
         settings=settings,
         store=store,
         media=media,
         queue=JobQueue(store),
         policy=net_policy(settings),
-        secret=server_secret(settings.data_dir),
+        limiter=limiter,
+        failures=failures,
     )
     app.state.health_reports = {}
     app.add_middleware(RequestIdMiddleware)

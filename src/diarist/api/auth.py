@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import Request
 
@@ -44,6 +44,14 @@ class RateDecision:
             headers["X-RateLimit-Reset"] = str(math.ceil(self.reset_at))
             headers["Retry-After"] = self.retry_after
         return headers
+
+
+class Limiter(Protocol):
+    """Counts hits per name in a sliding minute; None: it cannot tell now (its store is away), let the hit through."""
+
+    def check(self, name: str, limit: int) -> RateDecision | None: ...
+
+    def peek(self, name: str, limit: int) -> RateDecision | None: ...
 
 
 class RateLimiter:
@@ -84,18 +92,19 @@ def bearer_token(authorization: str) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def admit(services: Services, failures: RateLimiter, client: str, authorization: str) -> tuple[ApiKey, dict[str, str]]:
+def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, dict[str, str]]:
     """The caller's key and the rate-limit headers for its response, from the `Authorization` header.
 
     Raises ApiProblem: 429 when `client` (an address) sent too many requests without a valid key in the
     last minute, which bounds key guessing; 401 for a missing or unknown key; 429 over the key's own
-    limit. Blocking: it reads the store.
+    limit. Blocking: it reads the store. A limiter that cannot tell (Redis away) lets the request
+    through without rate-limit headers.
     """
-    settings = services.settings
+    settings, failures = services.settings, services.failures
     per_client = settings.auth_failures_per_minute
     if per_client > 0:
         blocked = failures.peek(client, per_client)
-        if not blocked.allowed:
+        if blocked is not None and not blocked.allowed:
             message = "Too many requests without a valid API key from this address; try again later."
             raise ApiProblem(429, message, {"Retry-After": blocked.retry_after})
     token = bearer_token(authorization)
@@ -112,6 +121,8 @@ def admit(services: Services, failures: RateLimiter, client: str, authorization:
     if limit <= 0:
         return key, {}
     decision = services.limiter.check(key.id, limit)
+    if decision is None:
+        return key, {}
     if not decision.allowed:
         raise ApiProblem(429, f"Too many requests: the limit is {limit} per minute.", decision.headers())
     return key, decision.headers()

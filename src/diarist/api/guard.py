@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diarist.api.auth import KEY_STATE, RateLimiter, admit
+from diarist.api.auth import KEY_STATE, admit
 from diarist.api.errors import ApiProblem
 from diarist.api.services import Services
 from diarist.settings import Settings
@@ -97,7 +97,6 @@ class EdgeGuard:
 
     def __init__(self, app: ASGIApp):
         self.app = app
-        self.failures = RateLimiter()  # requests without a valid key, per client address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,7 +115,7 @@ class EdgeGuard:
         if needs_key(scope["path"]):
             client = scope["client"][0] if scope.get("client") else ""
             authorization = Headers(scope=scope).get("authorization", "")
-            key, headers = await run_in_threadpool(admit, services, self.failures, client, authorization)
+            key, headers = await run_in_threadpool(admit, services, client, authorization)
             scope.setdefault("state", {})[KEY_STATE] = key
             exchange.extra_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         limit = exchange.body_limit

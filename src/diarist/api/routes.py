@@ -362,7 +362,9 @@ async def _store_upload(
         try:
             size = await _receive(request, part, check)
             # Recorded first, with the quota checked again in the same transaction (parallel uploads).
-            await run_in_threadpool(svc.store.record_upload, key_id, name, size, quota)
+            # The origin tells workers on other machines where to fetch the file from.
+            origin = svc.settings.own_internal_url
+            await run_in_threadpool(svc.store.record_upload, key_id, name, size, quota, origin)
             part.replace(svc.media.path(key_id, name))
         except StorageQuotaError as e:
             raise ApiProblem(413, str(e)) from None

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from diarist.api.auth import RateLimiter
+from diarist.api.auth import Limiter, RateLimiter
 from diarist.jobs.media import MediaStore, UploadsInFlight
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.queue import JobQueue
@@ -21,9 +21,11 @@ class Services:
     media: MediaStore
     queue: JobQueue
     policy: NetPolicy
-    secret: bytes  # signs the upload and download URLs
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: Limiter = field(default_factory=RateLimiter)  # per API key
+    failures: Limiter = field(default_factory=RateLimiter)  # requests without a valid key, per client address
     uploads: UploadsInFlight = field(default_factory=UploadsInFlight)
+    # Signs the upload and download URLs; read from the database at startup, once it is migrated.
+    secret: bytes = b""
 
 
 def services(request: Request) -> Services:

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from celery import Celery, signals
 
 from diarist.errors import DiaristError
+from diarist.jobs.media import signing_secret
 from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
@@ -104,7 +105,9 @@ def make_celery(settings: Settings) -> Celery:
         current = state.get("child")
         if current is None or current.pid != os.getpid():
             store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, threading.Event())
-            current = state["child"] = ChildState(os.getpid(), store, runner_config(settings))
+            # A database that does not answer fails the delivery; the job stays pending and is published again.
+            config = runner_config(settings, signing_secret(store, settings.data_dir))
+            current = state["child"] = ChildState(os.getpid(), store, config)
         return current
 
     @app.task(name=TASK, bind=True)

@@ -11,15 +11,18 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diarist.jobs.private import private_dir
+
+if TYPE_CHECKING:
+    from diarist.jobs.store import Store
 
 MEDIA_URL = re.compile(r"media://[a-zA-Z0-9\-_./]+")
 KEY_ID = re.compile(r"[a-zA-Z0-9]{1,32}")  # the public part of an API key, as the store makes them
@@ -101,19 +104,34 @@ class MediaStore:
                     deleted += 1
         return deleted
 
+    def delete_older_than(self, older_than: float) -> int:
+        """Delete uploads written before `older_than` (epoch s) whatever the database says.
+
+        With several replicas, the one that expires an upload's row deletes only its own copy;
+        the replica holding the file (or an older copy replaced through another one) cleans up here.
+        """
+        deleted = 0
+        for path in self.root.glob("*/*") if self.root.exists() else []:
+            with contextlib.suppress(FileNotFoundError):
+                if not path.name.endswith(PART_SUFFIX) and path.stat().st_mtime < older_than:
+                    path.unlink()
+                    deleted += 1
+        return deleted
+
     def delete(self, key_id: str, key: str) -> None:
         self.path(key_id, key).unlink(missing_ok=True)
 
 
-def server_secret(data_dir: Path) -> bytes:
-    """The key that signs upload/download URLs, made once per data dir and kept private."""
+def signing_secret(store: Store, data_dir: Path) -> bytes:
+    """The key that signs upload/download URLs, one for every replica and worker: kept in the database.
+
+    The first start on a database stores this data dir's old `secret` file if there is one (a
+    laptop's URLs handed out before the upgrade keep working), else a new random secret. The file
+    is only read, never written: a downgrade finds it as it was.
+    """
     path = data_dir / "secret"
-    if not path.exists():
-        private_dir(data_dir)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-    return path.read_text().strip().encode()
+    candidate = path.read_text().strip() if path.exists() else secrets.token_hex(32)
+    return store.signing_secret(candidate).encode()
 
 
 def _b64(data: bytes) -> str:
@@ -137,6 +155,8 @@ def read_token(secret: bytes, action: str, token: str) -> tuple[str, str] | None
     Even a correctly signed token must name a well-formed key id and object key: the secret
     signs what the server meant, and a leaked secret must still not reach outside the media folder.
     """
+    if not secret:  # the server has not read its secret yet: nothing it signs can be checked
+        return None
     payload, _, signature = token.partition(".")
     expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
     # Bytes: compare_digest refuses str with characters outside ASCII.

@@ -65,7 +65,15 @@ class UrlRefused(DiaristError):
 
 
 class FetchError(DiaristError):
-    """The URL was allowed but fetching it failed."""
+    """The URL was allowed but fetching it failed; `status` is the HTTP status of a response that was not 2xx."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class TooLargeError(FetchError):
+    """The file is larger than the download's byte limit."""
 
 
 @dataclass(frozen=True)
@@ -570,7 +578,7 @@ def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int, on_bytes: Callabl
             for chunk in chunks:
                 count += len(chunk)
                 if count > max_bytes:
-                    raise FetchError(f"file is larger than the {_size_text(max_bytes)} limit")
+                    raise TooLargeError(f"file is larger than the {_size_text(max_bytes)} limit")
                 out.write(chunk)
                 if on_bytes is not None:
                     on_bytes(count)
@@ -610,10 +618,10 @@ def download(
     try:
         with pool, _exchange(pool, "GET", url, headers, None, redirects, policy, timeouts, deadline) as (resp, hop):
             if not 200 <= resp.status < 300:
-                raise FetchError(f"HTTP {resp.status} from {hop.host}")
+                raise FetchError(f"HTTP {resp.status} from {hop.host}", resp.status)
             length = _content_length(resp.headers)
             if length is not None and length > max_bytes:
-                raise FetchError(f"file is larger than the {_size_text(max_bytes)} limit")
+                raise TooLargeError(f"file is larger than the {_size_text(max_bytes)} limit")
             return _save(resp.iter_stream(), dest, max_bytes, on_bytes)
     except _Failure as exc:
         raise FetchError(exc.message) from None

@@ -36,6 +36,8 @@ def expire(
         media.delete(item.key_id, item.object_key)
     # Downloads are removed when their job ends; these are left over from a crash.
     stale = time.time() - media_ttl.total_seconds()
+    # Uploads held here whose row another replica expired (the file's time is the row's upload time).
+    media.delete_older_than(stale)
     for path in downloads.glob("*") if downloads.exists() else []:
         if path.stat().st_mtime < stale:
             path.unlink(missing_ok=True)

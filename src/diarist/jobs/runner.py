@@ -4,6 +4,11 @@ The same code runs a job for a local worker process and for a Celery task. While
 `Lease` thread refreshes the job's lease; every write carries the run's fencing token (the
 job's attempt number), so a run whose job was canceled or given to another worker writes nothing,
 and stops at its next progress report.
+
+A `media://` input is read from this machine's media folder when the upload landed here (the
+embedded default: the server and its workers share one data dir). Otherwise the worker fetches it
+from the API replica that received it (`Media.origin`, that replica's `internal_url`) with a signed
+download URL good for a minute, into its own downloads folder: no disk is shared between machines.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from diarist.errors import (
     AudioError,
@@ -24,14 +30,17 @@ from diarist.errors import (
     NotAudioError,
     ZeroLengthAudioError,
 )
-from diarist.jobs.media import MediaStore, object_key
-from diarist.jobs.net import FetchError, NetPolicy, UrlRefused, download, redact_url
+from diarist.jobs.media import MediaStore, make_token, object_key
+from diarist.jobs.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
 from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
+ORIGIN_TOKEN_SECONDS = 60  # a worker's download URL for an upload on another replica: it is used at once
+MISSING_UPLOAD = "it does not exist (uploads are deleted after a while)"
+ORIGIN_FAILED = "the server that received the upload could not pass it on (the worker's log says why)"
 
 
 class JobAbandoned(Exception):
@@ -52,22 +61,64 @@ class RunnerConfig:
     max_input_bytes: int
     max_duration_seconds: float
     asr_models: Path  # where an operator installs the transcription models that are not packaged
+    secret: bytes = b""  # signs the URLs that fetch uploads from the replica holding them
 
 
-def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter) -> tuple[Path, bool]:
+def origin_policy(policy: NetPolicy, origin: str) -> NetPolicy:
+    """The fetch policy for an upload held by the API replica at `origin`.
+
+    That replica's host may be private or loopback: the address comes from the database, where the
+    operator's own replica wrote it, never from a user. Only this fetch gets the exception (user URLs
+    keep `policy`), and it follows no redirect, so it cannot be led anywhere else.
+    """
+    host = urlsplit(origin).hostname or ""
+    return replace(policy, allowed_hosts=(*policy.allowed_hosts, host), max_redirects=0)
+
+
+def fetch_upload(
+    origin: str, key_id: str, key: str, dest: Path, config: RunnerConfig, progress: ProgressReporter
+) -> None:
+    """Download `media://<key>` of API key `key_id` from the replica at `origin` to `dest`.
+
+    InputError in the user's terms (a missing upload reads as it always did); the details, which
+    name internal addresses, go to the log.
+    """
+    token = make_token(config.secret, "get", key_id, key, ORIGIN_TOKEN_SECONDS)
+    url = f"{origin}/v1/media/download/{token}"
+    policy = origin_policy(config.policy, origin)
+    try:
+        download(url, dest, policy, config.max_input_bytes, on_bytes=lambda _count: progress(0.0))
+    except TooLargeError:  # over max_input_bytes: said as for a URL
+        raise
+    except FetchError as e:
+        if e.status == 404:
+            raise InputError(MISSING_UPLOAD) from None
+        log.warning("could not fetch media://%s of key %s from %s: %s", key, key_id, origin, e)
+        raise InputError(ORIGIN_FAILED) from e
+    except UrlRefused as e:
+        log.error("the upload origin %s is refused (%s): is its internal_url right?", origin, e)
+        raise InputError(ORIGIN_FAILED) from e
+
+
+def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter, store: Store) -> tuple[Path, bool]:
     """The local file holding the job's audio, and whether it is a download to delete afterwards.
 
     A download reports progress 0 as bytes arrive: that is when a cancel is noticed (JobAbandoned), so a server
     that trickles bytes cannot keep the worker from other jobs.
     """
     url = job.request["url"]
-    if url.startswith("media://"):
-        path = config.media.path(job.key_id, object_key(url))
-        if not path.exists():
-            raise InputError("it does not exist (uploads are deleted after a while)")
-        return path, False
     config.downloads.mkdir(parents=True, exist_ok=True)
     dest = config.downloads / job.id
+    if url.startswith("media://"):
+        key = object_key(url)
+        path = config.media.path(job.key_id, key)
+        if path.exists():
+            return path, False
+        media = store.get_media(job.key_id, key)
+        if media is None or media.origin is None:
+            raise InputError(MISSING_UPLOAD)
+        fetch_upload(media.origin, job.key_id, key, dest, config, progress)
+        return dest, True
     download(url, dest, config.policy, config.max_input_bytes, on_bytes=lambda _count: progress(0.0))
     return dest, True
 
@@ -182,7 +233,7 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     with Lease(store, job.id, token, heartbeat_seconds) as lease:
         try:
             progress = ProgressReporter(store, job.id, token, lease)
-            path, downloaded = fetch_input(job, config, progress)
+            path, downloaded = fetch_input(job, config, progress, store)
             # A URL's length, or an upload's whose container announced none, is first known here:
             # QuotaExceededError if it does not fit.
             store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))

@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -61,6 +61,7 @@ from diarist.jobs.tables import (
     ApiKey,
     Job,
     Media,
+    ServerSecret,
     WebhookDelivery,
     Worker,
     utcnow,
@@ -665,15 +666,17 @@ class Store:
 
     # --- media ----------------------------------------------------------------------------------
 
-    def record_upload(self, key_id: str, object_key: str, size: int, quota_bytes: int = 0) -> None:
-        """Record an upload (replacing one of the same name); StorageQuotaError when the key's
-        uploads would then take more than `quota_bytes` (0: no limit)."""
+    def record_upload(
+        self, key_id: str, object_key: str, size: int, quota_bytes: int = 0, origin: str | None = None
+    ) -> None:
+        """Record an upload (replacing one of the same name) held by the replica at `origin`; StorageQuotaError
+        when the key's uploads would then take more than `quota_bytes` (0: no limit)."""
         with self.writing() as session:
             if quota_bytes:
                 others = self._storage_used(session, key_id, object_key)
                 if others + size > quota_bytes:
                     raise StorageQuotaError(storage_quota_message(others + size, quota_bytes))
-            session.merge(Media(key_id=key_id, object_key=object_key, size=size, uploaded_at=utcnow()))
+            session.merge(Media(key_id=key_id, object_key=object_key, size=size, uploaded_at=utcnow(), origin=origin))
 
     def storage_used(self, key_id: str, excluding: str | None = None) -> int:
         """Bytes of the key's uploads, without the one named `excluding` (about to be replaced)."""
@@ -699,6 +702,24 @@ class Store:
                     execution_options={"synchronize_session": False},
                 )
             )
+
+    # --- the URL signing secret ----------------------------------------------------------------
+
+    def signing_secret(self, candidate: str) -> str:
+        """The secret every replica signs URLs with: the stored one, else `candidate`, stored now.
+
+        Replicas starting together may all try to store theirs: the primary key lets one insert
+        win, and the others read the winner's.
+        """
+        with self.reading() as session:
+            row = session.get(ServerSecret, 1)
+        if row is None:
+            with contextlib.suppress(IntegrityError), self.writing() as session:
+                session.add(ServerSecret(id=1, value=candidate, created_at=utcnow()))
+            with self.reading() as session:
+                row = session.get(ServerSecret, 1)
+        assert row is not None  # inserted by us or by the replica that won
+        return row.value
 
     # --- webhooks -------------------------------------------------------------------------------
 

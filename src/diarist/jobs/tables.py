@@ -106,6 +106,18 @@ class Media(Base):
     object_key: Mapped[str] = mapped_column(String(255), primary_key=True)  # media://<object_key>
     size: Mapped[int] = mapped_column(BigInteger)
     uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # The internal URL of the API replica whose disk holds the file; None: uploaded before replicas knew theirs.
+    origin: Mapped[str | None] = mapped_column(String(300))
+
+
+class ServerSecret(Base):
+    """The one key that signs upload/download URLs, shared by every API replica and worker (one row, id 1)."""
+
+    __tablename__ = "server_secret"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class WebhookDelivery(Base):

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from diarist.errors import StorageFullError, StoreUnavailableError
 from diarist.jobs.background import Periodic, backoff
-from diarist.jobs.media import MediaStore
+from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.store import Store
@@ -48,7 +48,8 @@ class Waitable(Protocol):
     def is_set(self) -> bool: ...
 
 
-def runner_config(settings: Settings) -> RunnerConfig:
+def runner_config(settings: Settings, secret: bytes) -> RunnerConfig:
+    """What `run_job` needs, from the settings and the URL signing secret (`media.signing_secret`)."""
     return RunnerConfig(
         media=MediaStore(settings.media_dir),
         downloads=settings.downloads_dir,
@@ -56,6 +57,7 @@ def runner_config(settings: Settings) -> RunnerConfig:
         max_input_bytes=settings.max_input_bytes,
         max_duration_seconds=settings.max_duration_hours * 3600,
         asr_models=settings.asr_models_dir,
+        secret=secret,
     )
 
 
@@ -128,7 +130,11 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     threads = settings.worker_threads()
     torch.set_num_threads(threads)
     store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, stop)
-    config = runner_config(settings)
+    secret = store.patiently("reading the signing secret", lambda: signing_secret(store, settings.data_dir))
+    if secret is None:  # stopped while the database was away
+        store.close()
+        return
+    config = runner_config(settings, secret)
     parent = os.getppid()
     presence = registration(store, settings, name, "local")
     presence.start()

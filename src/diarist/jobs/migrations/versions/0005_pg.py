@@ -8,7 +8,7 @@ may allow (SQLite's INTEGER is 64-bit already, so its table is left as it is).
 so neither tells how long a worker took.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from alembic import op
 from diarist.jobs.tables import UTCDateTime
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
