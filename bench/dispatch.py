@@ -262,14 +262,14 @@ def setup_for(args: argparse.Namespace, executor: str, database: str, **lease: f
 
 
 def dispatch(args: argparse.Namespace) -> None:
-    clip = Path(tempfile.mkdtemp()) / "clip.wav"
-    write_wav(clip, load_audio(SAMPLE)[:16000])
     rows = []
     for executor, database in (("local", "sqlite"), ("local", "postgresql"), ("celery", "postgresql")):
         for workers in (1, 3):
             with setup_for(args, executor, database) as (setup, procs):
                 url, key, _ = start_fleet(setup, procs, workers, noop=True)
                 client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+                clip = setup.root / "clip.wav"
+                write_wav(clip, load_audio(SAMPLE)[:16000])
                 media_url = upload(client, clip.read_bytes())
                 log(f"{executor}/{database}, {workers} workers: burst of {args.jobs}")
                 start = time.time()
@@ -360,7 +360,7 @@ def recovery(args: argparse.Namespace) -> None:
         with setup_for(args, "celery", "postgresql", **lease) as (setup, procs):
             url, key, workers = start_fleet(setup, procs, 2, noop=True, env={"BENCH_NOOP_SLEEP": "120"})
             client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
-            clip = Path(setup.root) / "clip.wav"
+            clip = setup.root / "clip.wav"
             write_wav(clip, load_audio(SAMPLE)[:16000])
             media_url = upload(client, clip.read_bytes())
             times = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import diarist.jobs.runner
@@ -23,10 +24,14 @@ from diarist.service import Diarization, DiarizeOptions
 SLEEP_SECONDS = float(os.environ.get("BENCH_NOOP_SLEEP", "0"))
 
 
-def noop_diarize(options: DiarizeOptions, path: Path, progress: object = None) -> Diarization:
+def noop_diarize(options: DiarizeOptions, path: Path, progress: Callable[[float], None] | None = None) -> Diarization:
     """An empty diarization of `path`, as the runner expects from `diarist.service.diarize`."""
-    if SLEEP_SECONDS:
-        time.sleep(SLEEP_SECONDS)
+    deadline = time.monotonic() + SLEEP_SECONDS
+    while time.monotonic() < deadline:
+        # Progress, as the real pipeline reports it, so that a cancel or a lost lease stops the job.
+        if progress is not None:
+            progress(0.0)
+        time.sleep(0.2)
     result = DiarizationResult(turns=[], exclusive_turns=[], speakers=[], duration=0.0)
     return Diarization(result.to_dict(), result, None)
 
