@@ -161,12 +161,13 @@ def test_jobs_end_once_when_their_database_connections_are_terminated(tmp_path_f
         peer.files["/sample.wav"] = SAMPLE.read_bytes()
         jobs = [submit(cluster.server, key, f"{peer.url}/sample.wav", f"{peer.url}/hook") for _ in range(2)]
         poll(lambda: cluster.store.get_job(jobs[0]), lambda j: j.status == "running")
-        # Three cuts while the first job runs: the worker's lease, progress and finish each see one.
+        # Cuts every 0.3 s while the first job runs, so some land inside the worker's lease, progress
+        # or finish transactions (and the others on its pooled connections, found dead at checkout).
         cuts = []
-        while len(cuts) < 3 and cluster.store.get_job(jobs[0]).status == "running":
+        while len(cuts) < 10 and cluster.store.get_job(jobs[0]).status == "running":
             cuts.append(terminate_connections(cluster.server.database))
-            time.sleep(0.7)
-        assert len(cuts) >= 2 and all(cuts), cuts  # the cuts landed while the job ran, on open connections
+            time.sleep(0.3)
+        assert len(cuts) >= 3 and all(cuts), cuts  # the cuts landed while the job ran, on open connections
         wait_ended(cluster.store, jobs, 300)
         ended_once(cluster.store, jobs)
     finally:
@@ -179,7 +180,7 @@ BURST = 1000
 
 
 def test_a_burst_of_1000_jobs_through_2_replicas_and_3_workers_each_ends_once(tmp_path_factory, sample_audio):
-    """About N minutes on this machine's 2 cores (see the report in docs/benchmarks.md)."""
+    """A default-suite test of about 100 s (2 shared cores, 1 s jobs at about 10 jobs/s over three workers)."""
     require("redis")
     # The default republish delay: a backlog this long is re-sent while it waits, and the duplicates
     # must be dropped at the claim, not run.
