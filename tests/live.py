@@ -62,6 +62,7 @@ class Fleet:
     broker_url: str
     lease_seconds: float = 3.0
     heartbeat_seconds: float = 1.0
+    republish_seconds: float = 10.0
 
     def write_config(self, data_dir: Path) -> None:
         """`diarist.toml` in the data dir, so that `diarist keys` there also reaches the database."""
@@ -69,7 +70,7 @@ class Fleet:
         (data_dir / "diarist.toml").write_text(
             f'executor = "celery"\ndatabase_url = "{self.database_url}"\nbroker_url = "{self.broker_url}"\n'
             f"lease_seconds = {self.lease_seconds}\nheartbeat_seconds = {self.heartbeat_seconds}\n"
-            "reaper_interval_seconds = 1.0\nrepublish_seconds = 10.0\n"
+            f"reaper_interval_seconds = 1.0\nrepublish_seconds = {self.republish_seconds}\n"
         )
 
 
@@ -153,7 +154,12 @@ class LiveServer:
 
 @dataclass
 class LiveWorker:
-    """`diarist worker` in its own process group, with its own data dir, serving `server`'s jobs."""
+    """`diarist worker` in its own process group, with its own data dir, serving `server`'s jobs.
+
+    `fleet` replaces the server's service addresses (a worker on another host reaches them elsewhere)
+    and `prefix` runs the command through another one (e.g. `ip netns exec NAME`). The worker shares
+    no disk with the server: it fetches uploads from the replica that holds them.
+    """
 
     server: LiveServer
     data_dir: Path
@@ -161,12 +167,15 @@ class LiveWorker:
     env: dict[str, str] = field(default_factory=dict)
     queues: str = "diarization,transcription"
     process: subprocess.Popen | None = None
+    fleet: Fleet | None = None
+    prefix: tuple[str, ...] = ()
 
     def start(self) -> LiveWorker:
-        assert self.server.fleet is not None
-        self.server.fleet.write_config(self.data_dir)
+        fleet = self.fleet or self.server.fleet
+        assert fleet is not None
+        fleet.write_config(self.data_dir)
         env = {**os.environ, "DIARIST_ALLOWED_HOSTS": PEER_HOST, "DIARIST_THREADS_PER_WORKER": "2", **self.env}
-        command = [sys.executable, "-m", "diarist", "worker", "--data-dir", str(self.data_dir)]
+        command = [*self.prefix, sys.executable, "-m", "diarist", "worker", "--data-dir", str(self.data_dir)]
         command += ["--concurrency", "1", "--queues", self.queues, "--name", self.name]
         log = (self.data_dir / "worker.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -248,7 +257,7 @@ class Peer:
     that any method gets there; `post_delay` is how long a POST waits before its answer.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = PEER_HOST) -> None:
         self.received: list[Received] = []
         self.answers: list[int] = []
         self.files: dict[str, bytes] = {}
@@ -292,8 +301,8 @@ class Peer:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((PEER_HOST, 0), Handler)
-        self.url = f"http://{PEER_HOST}:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def wait(self, count: int, timeout: float = 30) -> list[Received]:

@@ -40,8 +40,9 @@ class Cluster:
                 self.workers[i] = LiveWorker(worker.server, worker.data_dir, worker.name).start()
 
 
-def start_cluster(tmp_path_factory, name: str, broker_url: str, workers: int) -> Cluster:
-    fleet = Fleet(postgres_url(name), broker_url)
+def start_cluster(tmp_path_factory, name: str, broker_url: str, workers: int, **fleet_options) -> Cluster:
+    """A database named after `name`, one API server and `workers` workers; `fleet_options` go to `Fleet`."""
+    fleet = Fleet(postgres_url(name), broker_url, **fleet_options)
     server = LiveServer(tmp_path_factory.mktemp(f"{name}-api"), fleet=fleet).start()
     started = [
         LiveWorker(server, tmp_path_factory.mktemp(f"{name}-w{i}"), f"{name}{i}@test").start() for i in range(workers)
