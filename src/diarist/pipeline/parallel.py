@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -46,6 +47,7 @@ def threaded_map(function: Callable[[Item], Result], items: Sequence[Item]) -> I
         finally:
             torch.set_num_threads(wanted)
 
+    limit_heaps()  # before the threads' first allocations make their heaps
     pool = ThreadPoolExecutor(threads, thread_name_prefix="diarist-model")
     try:
         futures = [pool.submit(run, item) for item in items]
@@ -56,10 +58,27 @@ def threaded_map(function: Callable[[Item], Result], items: Sequence[Item]) -> I
         release_freed_memory()
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+MODEL_ARENAS = 2  # heaps for all the model threads together
+
+
 @cache
-def _malloc_trim() -> Callable[[int], int] | None:
+def _libc_function(name: str) -> Callable[..., int] | None:
+    """A glibc function by name, or None elsewhere (musl, macOS)."""
     libc = ctypes.util.find_library("c")
-    return getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    return getattr(ctypes.CDLL(libc), name, None) if libc else None
+
+
+def limit_heaps() -> None:
+    """Let glibc keep at most MODEL_ARENAS heaps (arenas) for the model threads.
+
+    By default each new thread may get a heap of its own (up to 8 per core), and each keeps the
+    memory freed in it: precision-2 on a 60-minute file peaked at 989 MB of RSS, at 883 MB with
+    two heaps, in the same time. An operator's own MALLOC_ARENA_MAX wins.
+    """
+    mallopt = _libc_function("mallopt")
+    if mallopt is not None and "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(M_ARENA_MAX, MODEL_ARENAS)
 
 
 def release_freed_memory() -> None:
@@ -70,6 +89,6 @@ def release_freed_memory() -> None:
     and reconstruction that follow allocate on the calling thread's heap, so without this the
     threads' free memory stayed counted on top: a 4-hour file peaked at 1.2 GB of RSS.
     """
-    trim = _malloc_trim()
+    trim = _libc_function("malloc_trim")
     if trim is not None:
         trim(0)
