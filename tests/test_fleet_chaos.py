@@ -31,7 +31,7 @@ from diarist.jobs.tables import Job, WebhookDelivery
 
 from .conftest import SAMPLE
 from .live import TERMINAL, Fleet, LiveServer, LiveWorker, Peer, create_key
-from .services import POSTGRES_ADMIN, REDIS, drop_database, postgres_url, redis_url, require
+from .services import POSTGRES, REDIS, drop_database, postgres_url, redis_url, require
 from .test_fleet import poll, start_cluster, stop_cluster
 
 MAX_ATTEMPTS = 3  # the default `max_attempts`
@@ -137,7 +137,7 @@ def test_jobs_queued_and_running_when_redis_restarts_each_end_once(tmp_path_fact
 
 def terminate_connections(database_url: str) -> int:
     """pg_terminate_backend on every other connection to the database; how many there were."""
-    admin = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
             return len(
