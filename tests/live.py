@@ -177,10 +177,11 @@ class LiveWorker:
         env = {**os.environ, "DIARIST_ALLOWED_HOSTS": PEER_HOST, "DIARIST_THREADS_PER_WORKER": "2", **self.env}
         command = [*self.prefix, sys.executable, "-m", "diarist", "worker", "--data-dir", str(self.data_dir)]
         command += ["--concurrency", "1", "--queues", self.queues, "--name", self.name]
+        earlier = self.log().count("ready: queues")  # a revived worker appends to its predecessor's log
         log = (self.data_dir / "worker.log").open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
-        while "ready: queues" not in self.log():
+        while self.log().count("ready: queues") <= earlier:
             assert self.process.poll() is None, self.log()
             assert time.monotonic() < deadline, f"worker did not start:\n{self.log()}"
             time.sleep(0.2)

@@ -105,7 +105,7 @@ def test_killed_worker_while_the_database_is_locked_then_everything_recovers(uma
         assert wait_for(api, after, timeout=300)["status"] == "succeeded"
         healthy = poll(lambda: anonymous.get("/health"), lambda r: r.status_code == 200)
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok", healthy.text
-    assert Store(f"sqlite:///{server.data_dir / 'diarist.db'}").get_job(job_id).attempts == 2
+    assert Store(server.database).get_job(job_id).attempts == 2
     assert "worker-supervisor failed" in server.log()
 
 
@@ -141,8 +141,8 @@ def test_health_is_public_and_lists_its_checks(server):
     body = answer.json()
     assert body["status"] == "ok"
     assert all(check["ok"] for check in body["checks"].values())
-    if server.fleet:  # no local workers: they are `diarist worker` processes elsewhere
-        assert set(body["checks"]) == {"database", "reaper", "webhooks", "retention"}
+    if server.fleet:  # no local workers (`diarist worker` processes elsewhere); rate limits in the broker's Redis
+        assert set(body["checks"]) == {"database", "reaper", "webhooks", "retention", "rateLimits"}
     else:
         assert set(body["checks"]) == {"database", "workers", "reaper", "webhooks", "retention"}
         assert body["checks"]["workers"]["workers"] == 1
@@ -290,7 +290,7 @@ def test_upload_url_dies_with_its_key(server):
     ],
 )
 def test_crafted_tokens_signed_with_the_real_secret_are_refused(server, key, tmp_path, key_id, name):
-    secret = Store(f"sqlite:///{server.data_dir / 'diarist.db'}").signing_secret("unused").encode()
+    secret = Store(server.database).signing_secret("unused").encode()
     if key_id == "KEY":
         key_id = key.id
     elif key_id == "ABSOLUTE":

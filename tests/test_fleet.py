@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from sqlalchemy import select
 
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
@@ -67,7 +68,13 @@ def redis_cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 @pytest.fixture
 def cluster(redis_cluster) -> Cluster:
+    """The Redis cluster with every worker alive and no job left over from the test before."""
     redis_cluster.revive()
+    with redis_cluster.store.reading() as session:
+        unfinished = session.scalars(select(Job.id).where(Job.status.in_(("pending", "running")))).all()
+    for job_id in unfinished:
+        read = lambda job_id=job_id: redis_cluster.store.get_job(job_id)  # noqa: E731
+        poll(read, lambda j: j.status not in ("pending", "running"), 600)
     return redis_cluster
 
 

@@ -14,5 +14,6 @@ def test_bad_media_errors_name_the_media_url_not_server_paths(server, api):
         job = wait_for(api, api.post("/v1/diarize", json={"url": url}).json()["jobId"])
         assert job["status"] == "failed"
         assert job["output"]["error"] == f"Could not load audio from {url}: {reason}."
-    # The operator still gets the detail, with the file's place on disk.
-    assert f"{server.jobs_data_dir}/media/" in server.jobs_log()
+    # The operator still gets the detail, with the file's place on disk: the upload itself, or the
+    # copy a worker on another machine fetched from the replica that holds it.
+    assert f"{server.jobs_data_dir}/{'downloads' if server.fleet else 'media'}/" in server.jobs_log()

@@ -138,7 +138,7 @@ def test_job_metrics_are_what_the_database_holds(tmp_path, store, database_url):
 def test_metrics_on_the_live_server_follow_its_jobs(server, api, sample_media):
     job = api.post("/v1/diarize", json={"url": sample_media, "model": "community-1"}).json()
     assert wait_for(api, job["jobId"])["status"] == "succeeded"
-    store = Store(f"sqlite:///{server.data_dir / 'diarist.db'}")
+    store = Store(server.database)
     for _ in range(20):  # other tests' jobs may still be moving: compare a scrape between two equal reads
         before = store_counts(store)
         scraped = samples(httpx.get(f"{server.url}/metrics").text)
