@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -73,8 +74,7 @@ def cluster(redis_cluster) -> Cluster:
     with redis_cluster.store.reading() as session:
         unfinished = session.scalars(select(Job.id).where(Job.status.in_(("pending", "running")))).all()
     for job_id in unfinished:
-        read = lambda job_id=job_id: redis_cluster.store.get_job(job_id)  # noqa: E731
-        poll(read, lambda j: j.status not in ("pending", "running"), 600)
+        poll(partial(redis_cluster.store.get_job, job_id), lambda j: j.status not in ("pending", "running"), 600)
     return redis_cluster
 
 
