@@ -47,9 +47,14 @@ def require(service: str) -> None:
     pytest.skip(reason)
 
 
-def _admin():
-    # CREATE and DROP DATABASE cannot run inside a transaction.
-    return create_engine(POSTGRES, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+def _admin(statement: str) -> None:
+    """Run one CREATE or DROP DATABASE, which cannot run inside a transaction."""
+    engine = create_engine(POSTGRES, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+    finally:
+        engine.dispose()
 
 
 def postgres_url(tmp_name: str) -> str:
@@ -57,24 +62,13 @@ def postgres_url(tmp_name: str) -> str:
     require("postgresql")
     stem = "".join(c if c.isalnum() else "_" for c in tmp_name.lower())[:40]
     name = f"diarist_test_{stem}_{secrets.token_hex(4)}"
-    engine = _admin()
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
+    _admin(f'CREATE DATABASE "{name}"')
     return make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(url: str) -> None:
     """Drop a database made by `postgres_url`, ending whatever connections are still open to it."""
-    name = make_url(url).database
-    engine = _admin()
-    try:
-        with engine.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    _admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def redis_url(db: int) -> str:

@@ -539,25 +539,11 @@ class Store:
         now = utcnow()
         running = [Job.status == RUNNING] if worker is None else [Job.status == RUNNING, Job.worker == worker]
         with self.writing() as session:
-            requeued = session.execute(
-                update(Job)
-                .where(*running, Job.attempts < max_attempts)
-                .values(status=PENDING, worker=None, progress=None, updated_at=now, published_at=None)
-            ).rowcount
-            gave_up = session.scalars(
-                update(Job)
-                .where(*running, Job.attempts >= max_attempts)
-                .values(status=FAILED, progress=None, updated_at=now, finished_at=now)
-                .values(output={"error": f"The worker running this job stopped {max_attempts} times."})
-                .returning(Job),
-                execution_options={"synchronize_session": False},
-            ).all()
-            for job in gave_up:
-                self._settle(session, job)
-                self._add_webhook(session, job)
+            message = f"The worker running this job stopped {max_attempts} times."
+            requeued = self._requeue_or_fail(session, running, max_attempts, message, now)
             # Jobs recorded but never queued (the server died between the two steps).
             session.execute(update(Job).where(Job.status == CREATED).values(status=PENDING, updated_at=now))
-        return requeued
+        return len(requeued)
 
     def reap_expired(self, lease_seconds: float, max_attempts: int) -> list[str]:
         """Re-queue the running jobs whose lease expired (their worker died, hangs or lost the
@@ -567,29 +553,36 @@ class Store:
         UPDATE, so only one of them re-queues it, or fails it and adds its webhook.
         """
         now = utcnow()
-        expired = (Job.status == RUNNING, Job.heartbeat_at < now - timedelta(seconds=lease_seconds))
+        expired = [Job.status == RUNNING, Job.heartbeat_at < now - timedelta(seconds=lease_seconds)]
+        message = (
+            f"The job was stopped {max_attempts} times: its worker stopped answering for "
+            f"{lease_seconds:g} s (crashed, hung or cut off) on each attempt."
+        )
         with self.writing() as session:
-            requeued = session.scalars(
-                update(Job)
-                .where(*expired, Job.attempts < max_attempts)
-                .values(status=PENDING, worker=None, progress=None, updated_at=now, published_at=None)
-                .returning(Job.id),
-                execution_options={"synchronize_session": False},
-            ).all()
-            message = (
-                f"The job was stopped {max_attempts} times: its worker stopped answering for "
-                f"{lease_seconds:g} s (crashed, hung or cut off) on each attempt."
-            )
-            gave_up = session.scalars(
-                update(Job)
-                .where(*expired, Job.attempts >= max_attempts)
-                .values(status=FAILED, progress=None, updated_at=now, finished_at=now, output={"error": message})
-                .returning(Job),
-                execution_options={"synchronize_session": False},
-            ).all()
-            for job in gave_up:
-                self._settle(session, job)
-                self._add_webhook(session, job)
+            return self._requeue_or_fail(session, expired, max_attempts, message, now)
+
+    def _requeue_or_fail(
+        self, session: Session, running: list, max_attempts: int, message: str, now: datetime
+    ) -> list[str]:
+        """Send the running jobs matching `running` back to the queue, or fail with `message` those
+        that used `max_attempts` (settling their quota and adding their webhook). The re-queued ids."""
+        requeued = session.scalars(
+            update(Job)
+            .where(*running, Job.attempts < max_attempts)
+            .values(status=PENDING, worker=None, progress=None, updated_at=now, published_at=None)
+            .returning(Job.id),
+            execution_options={"synchronize_session": False},
+        ).all()
+        gave_up = session.scalars(
+            update(Job)
+            .where(*running, Job.attempts >= max_attempts)
+            .values(status=FAILED, progress=None, updated_at=now, finished_at=now, output={"error": message})
+            .returning(Job),
+            execution_options={"synchronize_session": False},
+        ).all()
+        for job in gave_up:
+            self._settle(session, job)
+            self._add_webhook(session, job)
         return list(requeued)
 
     def claim_publishing(
