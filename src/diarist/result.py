@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -35,6 +37,8 @@ class DiarizationResult:
     confidence_resolution: float = 0.02
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
+    # Each speaker's voice: a unit embedding (the centroid of its window embeddings), for identification.
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
 
     def to_dict(
         self, exclusive: bool = False, confidence: bool = False, turn_level_confidence: bool = False

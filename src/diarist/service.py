@@ -1,4 +1,4 @@
-"""The diarize use case, shared by the command line and the job runner.
+"""The use cases (diarize, voiceprint, identify), shared by the command line, Python and the job runner.
 
 Options in, a pyannoteAI job output out: the caller decides where the file comes from, how
 progress is shown and where the output goes.
@@ -7,7 +7,7 @@ progress is shown and where the output goes.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,8 +16,11 @@ from diarist.errors import AudioError
 from diarist.vocabulary import DEFAULT_MODEL
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from diarist.result import DiarizationResult
     from diarist.transcription import AttributedTranscript
+    from diarist.voiceprints import Matching, Voiceprint
 
 Progress = Callable[[float], None]
 
@@ -55,6 +58,14 @@ class Diarization:
         return self.result.warnings
 
 
+@dataclass(frozen=True)
+class IdentifyOptions(DiarizeOptions):
+    """Diarize options plus the voiceprints to match, by label (decoded: `voiceprints.decode`)."""
+
+    voiceprints: dict[str, np.ndarray] = field(default_factory=dict)
+    matching: Matching | None = None  # None: exclusive, threshold 0
+
+
 def probe(path: Path, max_seconds: float | None = None) -> float:
     """The file's duration in seconds; an ``AudioError`` for a file that is not usable audio.
 
@@ -65,10 +76,18 @@ def probe(path: Path, max_seconds: float | None = None) -> float:
     duration = duration_seconds(path)
     if duration is None:
         duration = measured_seconds(path)
-    if max_seconds is not None and duration > max_seconds:
-        hours = max_seconds / 3600
-        raise AudioTooLongError(f"the audio lasts {duration / 3600:.1f} h, over the {hours:g} h limit")
+    # To a tenth of a second: a "30 s" recording often lasts a few samples more.
+    if max_seconds is not None and round(duration, 1) > max_seconds:
+        raise AudioTooLongError(f"the audio lasts {_span(duration)}, over the {_limit(max_seconds)} limit")
     return duration
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 3600:.1f} h"
+
+
+def _limit(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 3600:g} h"
 
 
 def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = None) -> Diarization:
@@ -103,3 +122,27 @@ def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = Non
     if transcript is not None:
         output.update(transcript.to_dict())
     return Diarization(output, result, transcript)
+
+
+def voiceprint(path: Path, model: str = DEFAULT_MODEL, progress: Progress | None = None) -> Voiceprint:
+    """The voiceprint of the person who talks most in `path` (at most `voiceprints.MAX_SECONDS` long).
+
+    Raises ``VoiceprintError`` when the audio holds too little speech, ``AudioError`` for a file
+    that is not usable audio or is too long.
+    """
+    from diarist.pipeline import diarize as run_pipeline
+    from diarist.voiceprints import MAX_SECONDS, voiceprint_of
+
+    probe(path, MAX_SECONDS)
+    return voiceprint_of(run_pipeline(path, model=model, progress=progress))
+
+
+def identify(options: IdentifyOptions, path: Path, progress: Progress | None = None) -> Diarization:
+    """Diarize `path` and match each speaker with the voiceprints: the identify job output."""
+    from diarist.voiceprints import Matching, identification
+
+    if options.transcription:
+        raise ValueError("transcription cannot be combined with identification")
+    done = diarize(options, path, progress)
+    done.output = identification(done.output, done.result, options.voiceprints, options.matching or Matching())
+    return done

@@ -19,7 +19,7 @@ from diarist import models
 from diarist.audio import SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
 from diarist.errors import ZeroLengthAudioError
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
-from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings
+from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings, speaker_centroids
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.parallel import release_freed_memory, threaded_map
@@ -250,11 +250,16 @@ def diarize(
         analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
     with timings.stage("clustering"):
         activity, clustering = find_speakers(analysis, bounds, config)
+        # Each speaker's voice, for identification. The first three local slots are the window
+        # analysis's own, after resegmentation too (it adds the split-off parts after them).
+        centroids = speaker_centroids(
+            analysis.embeddings, analysis.clean_seconds, clustering.assignment[:, :3], clustering.num_speakers
+        )
     # Reconstruction needs neither the segment embeddings nor the memory freed so far.
     analysis.segments = None
     release_freed_memory()
     with timings.stage("reconstruction"):
-        result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
+        result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(spectrum.bandwidth())
     result.timings = timings.seconds

@@ -239,6 +239,23 @@ def cluster_embeddings(
     return Clustering(assignment, similarity, warnings)
 
 
+def speaker_centroids(
+    embeddings: np.ndarray, clean_seconds: np.ndarray, assignment: np.ndarray, num_speakers: int
+) -> np.ndarray:
+    """(speakers, dim) unit centroids: each speaker's assigned window embeddings, weighted by clean speech.
+
+    `assignment` gives the speaker of each (window, local speaker) of `embeddings`, -1 for none. A
+    speaker whose members have no clean speech weighs them equally.
+    """
+    unit = np.nan_to_num(unit_vectors(embeddings.astype(np.float64)))
+    centroids = np.zeros((num_speakers, embeddings.shape[-1]))
+    for k in range(num_speakers):
+        members = assignment == k
+        weights = clean_seconds[members] if clean_seconds[members].sum() > 0 else members[members].astype(float)
+        centroids[k] = (unit[members] * weights[:, None]).sum(axis=0)
+    return unit_vectors(centroids)
+
+
 def keep_requested_speakers(binary: np.ndarray, scores: np.ndarray, minimum: int) -> np.ndarray:
     """Make up to `minimum` speakers speak in (frames, speakers) `binary`.
 

@@ -176,8 +176,13 @@ def reconstruct(
     num_samples: int,
     bounds: SpeakerBounds,
     config: PipelineConfig,
+    centroids: np.ndarray | None = None,
 ) -> DiarizationResult:
-    """Turn per-window segmentation plus clustering into the final result."""
+    """Turn per-window segmentation plus clustering into the final result.
+
+    `centroids` (clustering speakers, dim), when given, become the result's `embeddings` under the
+    labels the speakers get here.
+    """
     duration = num_samples / SAMPLE_RATE
     num_frames = frame_count(num_samples)
     scores = aggregate_windows(activity, certainty, clustering, config.step_frames, num_frames)
@@ -235,6 +240,7 @@ def reconstruct(
         confidence=curve,
         confidence_resolution=resolution,
         warnings=_count_warnings(len(names), bounds) + clustering.warnings,
+        embeddings={} if centroids is None else {name: centroids[k] for k, name in names.items()},
     )
 
 

@@ -24,7 +24,7 @@ import torch
 
 from diarist.nets.campplus import CAMPPlus
 from diarist.nets.pyannet import SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering, unit_vectors
+from diarist.pipeline.clustering import Clustering, speaker_centroids, unit_vectors
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, FEATURES_PER_WINDOW, window_features
 from diarist.pipeline.reconstruction import frame_time
@@ -77,20 +77,6 @@ def segment_embeddings(
     return SegmentEmbeddings(scored, embeddings[scored].astype(np.float16))
 
 
-def speaker_centroids(embeddings: np.ndarray, clean_seconds: np.ndarray, clustering: Clustering) -> np.ndarray:
-    """(speakers, dim) unit centroids: each speaker's assigned window embeddings, weighted by clean speech.
-
-    A speaker whose members have no clean speech weighs them equally.
-    """
-    unit = np.nan_to_num(unit_vectors(embeddings.astype(np.float64)))
-    centroids = np.zeros((clustering.num_speakers, embeddings.shape[-1]))
-    for k in range(clustering.num_speakers):
-        members = clustering.assignment == k
-        weights = clean_seconds[members] if clean_seconds[members].sum() > 0 else members[members].astype(float)
-        centroids[k] = (unit[members] * weights[:, None]).sum(axis=0)
-    return unit_vectors(centroids)
-
-
 def viterbi(scores: np.ndarray, switch_penalty: float) -> np.ndarray:
     """Most likely state per step given (steps, states) scores, each change of state costing `switch_penalty`."""
     steps, states = scores.shape
@@ -135,7 +121,8 @@ def resegment(
     similarity[:, :speakers] = clustering.similarity
     if num_speakers < 2:
         return split_activity, Clustering(assignment, similarity, clustering.warnings)
-    centroids = speaker_centroids(embeddings, clean_seconds, clustering).astype(np.float32)
+    centroids = speaker_centroids(embeddings, clean_seconds, clustering.assignment, num_speakers)
+    centroids = centroids.astype(np.float32)
     length, hop, count = segment_layout(config)
     segment_times = (np.arange(count) * hop + length / 2) * FEATURE_SECONDS
     frame_times = frame_time(np.arange(frames))
