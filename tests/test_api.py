@@ -292,7 +292,7 @@ def test_quota_of_audio_hours(server):
     assert "quota" in listing and key.webhook_secret not in listing and key.key not in listing
 
 
-@pytest.mark.parametrize("path", ["/v1/voiceprint", "/v1/identify", "/v1/live"])
+@pytest.mark.parametrize("path", ["/v1/live"])
 def test_routes_not_served_yet_say_so(server, api, path):
     answer = api.post(path, json={"url": "media://x"})
     assert answer.status_code == 501

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
 
     # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
-    max_json_bytes: int = Field(default=64 * 1024, ge=1)  # every request body except media uploads
+    max_json_bytes: int = Field(default=1280 * 1024, ge=1)  # request bodies but uploads; fits 50 voiceprints
     max_header_bytes: int = Field(default=64 * 1024, ge=1024)  # request line and headers together
     header_timeout: float = Field(default=10.0, gt=0)  # to send the request line and headers
     keep_alive_timeout: float = Field(default=5.0, gt=0)  # an idle connection between requests

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 import zlib
 from dataclasses import dataclass, replace
@@ -44,6 +45,8 @@ GOOD_SPEECH_SECONDS = 5.0
 CALIBRATION_SLOPE = 16.0
 CALIBRATION_OFFSET = -8.0
 
+BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
+DAMAGED = "is damaged or truncated: pass the whole string that the voiceprint job answered"
 _HEADER = struct.Struct("<3sBB")  # magic, format version, length of the model name
 _DIM = struct.Struct("<H")
 _CRC = struct.Struct("<I")
@@ -66,6 +69,8 @@ def decode(text: str) -> np.ndarray:
     try:
         data = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
+        if BASE64.fullmatch(text.strip()):  # base64 letters, cut short of a whole group
+            raise VoiceprintError(DAMAGED) from None
         raise VoiceprintError("is not a voiceprint: it is not base64 text") from None
     if len(data) < _HEADER.size or data[:3] != MAGIC:
         raise VoiceprintError("is not a voiceprint made by diarist (POST /v1/voiceprint makes one)")
@@ -74,7 +79,7 @@ def decode(text: str) -> np.ndarray:
         raise VoiceprintError(f"has format version {version}, which this server does not read (it reads 1)")
     body, crc = data[: -_CRC.size], data[-_CRC.size :]
     if len(data) < _HEADER.size + name_length + _DIM.size + _CRC.size or _CRC.unpack(crc)[0] != zlib.crc32(body):
-        raise VoiceprintError("is damaged or truncated: pass the whole string that the voiceprint job answered")
+        raise VoiceprintError(DAMAGED)
     model = body[_HEADER.size : _HEADER.size + name_length].decode(errors="replace")
     if model != VOICE_MODEL:
         raise VoiceprintError(
@@ -84,7 +89,7 @@ def decode(text: str) -> np.ndarray:
     (dim,) = _DIM.unpack_from(body, _HEADER.size + name_length)
     vector = np.frombuffer(body, dtype="<f2", offset=_HEADER.size + name_length + _DIM.size).astype(np.float64)
     if len(vector) != dim:
-        raise VoiceprintError("is damaged or truncated: pass the whole string that the voiceprint job answered")
+        raise VoiceprintError(DAMAGED)
     norm = np.linalg.norm(vector)
     if not np.isfinite(norm) or norm == 0:
         raise VoiceprintError("holds no voice (an empty vector)")
@@ -97,6 +102,7 @@ class Voiceprint:
 
     voiceprint: str
     speech_seconds: float  # of the chosen speaker, alone
+    duration: float  # of the audio
     warnings: list[str]
 
     def to_dict(self) -> dict[str, str]:
@@ -129,9 +135,10 @@ def voiceprint_of(result: DiarizationResult) -> Voiceprint:
         )
     speaker = max(seconds, key=lambda name: seconds[name])
     warnings = list(result.warnings)
-    if len(seconds) > 1:
+    voices = sum(talk >= MIN_SPEECH_SECONDS for talk in seconds.values())
+    if voices > 1:
         warnings.append(
-            f"{len(seconds)} voices were heard: the voiceprint is of the one who talks most "
+            f"{voices} voices were heard: the voiceprint is of the one who talks most "
             f"({seconds[speaker]:.1f} s of {sum(seconds.values()):.1f} s). Use audio of one person only."
         )
     if seconds[speaker] < GOOD_SPEECH_SECONDS:
@@ -139,7 +146,7 @@ def voiceprint_of(result: DiarizationResult) -> Voiceprint:
             f"Only {seconds[speaker]:.1f} s of speech: a voiceprint from {GOOD_SPEECH_SECONDS:g} s or more "
             "matches more reliably."
         )
-    return Voiceprint(encode(result.embeddings[speaker]), seconds[speaker], warnings)
+    return Voiceprint(encode(result.embeddings[speaker]), seconds[speaker], result.duration, warnings)
 
 
 def confidence(similarity: np.ndarray | float) -> np.ndarray:

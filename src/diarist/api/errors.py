@@ -79,9 +79,15 @@ class RequestIdMiddleware:
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    """("body", "numSpeakers") -> "numSpeakers"; ("query", "limit") -> "limit"; ("body",) -> "body"."""
-    parts = [str(p) for p in loc[1:] if not isinstance(p, int)] if len(loc) > 1 else [str(p) for p in loc]
-    return ".".join(parts) or "body"
+    """("body", "numSpeakers") -> "numSpeakers"; ("body", "voiceprints", 2, "label") -> "voiceprints[2].label";
+    ("query", "limit") -> "limit"; ("body",) -> "body"."""
+    field = ""
+    for part in loc[1:] if len(loc) > 1 else loc:
+        if isinstance(part, int):  # an item of a list field; alone, a position in the body's JSON
+            field += f"[{part}]" if field else ""
+        else:
+            field += f".{part}" if field else str(part)
+    return field or "body"
 
 
 def _message(error: dict[str, Any]) -> str:
@@ -95,7 +101,8 @@ def _message(error: dict[str, Any]) -> str:
     if kind in ("model_attributes_type", "dict_type"):
         return "The body must be a JSON object, sent with Content-Type: application/json"
     if kind == "value_error":
-        return str(error["ctx"]["error"]).capitalize()
+        text = str(error["ctx"]["error"])
+        return text[:1].upper() + text[1:]  # str.capitalize would lower the rest (SPEAKER_)
     return error["msg"]
 
 

@@ -21,14 +21,18 @@ from diarist.api.errors import ApiProblem, InvalidRequest
 from diarist.api.schemas import (
     ApiError,
     DiarizeRequest,
+    IdentifyRequest,
     JobCreated,
     JobListV1,
     JobListV2,
     JobOut,
+    JobRequest,
     JobStatus,
     MediaRequest,
     MediaResponse,
+    SpeakerOptions,
     TestResponse,
+    VoiceprintRequest,
 )
 from diarist.api.services import Services, services
 from diarist.audio import duration_seconds
@@ -39,12 +43,17 @@ from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.store import QuotaExceededError, StorageQuotaError, storage_quota_message
 from diarist.jobs.tables import ApiKey, Job
+from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
+from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
+from diarist.voiceprints import VoiceprintError, decode
 
 MAX_SKIP = 2**31 - 1  # far beyond any real job list; larger offsets overflow the database's integers
 # pyannoteAI's operationIds, so generated clients name methods as theirs do; ours for diarist's extensions.
 OPERATION_IDS = {
     "test_key": "testKey",
     "diarize": "diarize",
+    "voiceprint": "voiceprint",
+    "identify": "identify",
     "get_job": "getJobById",
     "cancel_job": "cancelJob",
     "list_jobs_v2": "getJobsByTeamV2",
@@ -84,7 +93,9 @@ def authenticated(key: Annotated[ApiKey, Depends(current_key)], _: Annotated[Any
 
 Key = Annotated[ApiKey, Depends(authenticated)]
 Svc = Annotated[Services, Depends(services)]
-JobId = Annotated[str, PathParameter(description="The jobId that POST /v1/diarize answered")]
+JobId = Annotated[
+    str, PathParameter(description="The jobId that POST /v1/diarize, /v1/voiceprint or /v1/identify answered")
+]
 router = APIRouter(route_class=ApiRoute, generate_unique_id_function=operation_id)
 
 
@@ -98,7 +109,7 @@ def test_key(key: Key) -> dict[str, str]:
     return {"status": "OK", "message": "Test connection successful"}
 
 
-def _check_speakers(body: DiarizeRequest) -> list[tuple[str, str]]:
+def _check_speakers(body: SpeakerOptions) -> list[tuple[str, str]]:
     errors = []
     if body.numSpeakers is not None:
         for name in ("minSpeakers", "maxSpeakers"):
@@ -127,6 +138,35 @@ def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[t
     return []
 
 
+def _check_input(body: JobRequest, svc: Services) -> list[tuple[str, str]]:
+    errors = _check_url("url", body.url, svc, allow_media=True)
+    if body.webhook is not None:
+        errors += _check_url("webhook", body.webhook, svc, allow_media=False)
+    return errors
+
+
+def _submit(kind: str, body: JobRequest, key: ApiKey, svc: Services, seconds: float | None = None) -> JobCreated:
+    """Queue a checked job request; 404 for a media:// URL never uploaded, 402 past the audio quota.
+
+    `seconds`: the audio's length when already known (else read from an upload's header).
+    """
+    if body.url.startswith("media://") and svc.store.get_media(key.id, object_key(body.url)) is None:
+        raise ApiProblem(404, f"Media {body.url} not found: upload it first (uploads expire after a while).")
+    if seconds is None:
+        seconds = _known_seconds(svc, key, body.url)
+    try:
+        job = svc.queue.submit(key.id, kind, body.normalized(), seconds)
+    except QuotaExceededError as e:
+        raise ApiProblem(402, str(e)) from None
+    return JobCreated(jobId=job.id, status="created")
+
+
+JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
+    402: {"model": ApiError, "description": "Audio quota used up"},
+    404: {"model": ApiError, "description": "The media:// URL was never uploaded, or has expired"},
+}
+
+
 @router.post(
     "/v1/diarize",
     response_model=JobCreated,
@@ -135,36 +175,87 @@ def _check_url(field: str, url: str, svc: Services, allow_media: bool) -> list[t
     description="Creates a diarization job for the audio at `url` and answers its id at once. Poll "
     "`GET /v1/jobs/{jobId}` or pass a `webhook` to learn when it ends. Limits: 1 GiB and 24 h of audio "
     "by default (settings `max_input_bytes`, `max_duration_hours`).",
-    responses={
-        402: {"model": ApiError, "description": "Audio quota used up"},
-        404: {"model": ApiError, "description": "The media:// URL was never uploaded, or has expired"},
-    },
+    responses=JOB_RESPONSES,
 )
 def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body)
     if body.transcription and (body.model or "precision-2") != "precision-2":
         errors.append(("transcription", "Only available with the precision-2 model"))
-    errors += _check_url("url", body.url, svc, allow_media=True)
-    if body.webhook is not None:
-        errors += _check_url("webhook", body.webhook, svc, allow_media=False)
+    errors += _check_input(body, svc)
     if errors:
         raise InvalidRequest(errors)
-    if body.url.startswith("media://") and svc.store.get_media(key.id, object_key(body.url)) is None:
-        raise ApiProblem(404, f"Media {body.url} not found: upload it first (uploads expire after a while).")
-    try:
-        job = svc.queue.submit(key.id, "diarize", body.normalized(), _known_seconds(svc, key, body.url))
-    except QuotaExceededError as e:
-        raise ApiProblem(402, str(e)) from None
-    return JobCreated(jobId=job.id, status="created")
+    return _submit("diarize", body, key, svc)
 
 
-def _known_seconds(svc: Services, key: ApiKey, url: str) -> float:
+@router.post(
+    "/v1/voiceprint",
+    response_model=JobCreated,
+    response_model_exclude_none=True,
+    summary="Extract voiceprint",
+    description="Creates a job that makes the voiceprint of the person speaking in the audio at `url`: at most "
+    f"{VOICEPRINT_MAX_SECONDS:g} s and 100 MiB, one person. When several people talk, the voiceprint is of the one "
+    "who talks most, and the output warns. The job's output is `{voiceprint[, warning]}`; pass the voiceprint "
+    "to POST /v1/identify.",
+    responses=JOB_RESPONSES,
+)
+def voiceprint(body: VoiceprintRequest, key: Key, svc: Svc) -> JobCreated:
+    if errors := _check_input(body, svc):
+        raise InvalidRequest(errors)
+    media = svc.store.get_media(key.id, object_key(body.url)) if body.url.startswith("media://") else None
+    if media is not None and media.size > VOICEPRINT_MAX_BYTES:
+        limit = VOICEPRINT_MAX_BYTES / 1024**2
+        message = f"The file holds {media.size / 1024**2:.0f} MiB; a voiceprint takes at most {limit:g} MiB"
+        raise InvalidRequest([("url", message)])
+    seconds = _known_seconds(svc, key, body.url, always=True)
+    if round(seconds, 1) > VOICEPRINT_MAX_SECONDS:
+        limit = VOICEPRINT_MAX_SECONDS
+        message = f"The audio lasts {seconds:.1f} s; a voiceprint takes at most {limit:g} s of one person speaking"
+        raise InvalidRequest([("url", message)])
+    return _submit("voiceprint", body, key, svc, seconds)
+
+
+def _check_voiceprints(body: IdentifyRequest) -> list[tuple[str, str]]:
+    errors = []
+    seen: set[str] = set()
+    for i, item in enumerate(body.voiceprints):
+        if item.label in seen:
+            errors.append((f"voiceprints[{i}].label", f"Label {item.label!r} is given twice: labels must be unique"))
+        seen.add(item.label)
+        try:
+            decode(item.voiceprint)
+        except VoiceprintError as e:
+            errors.append((f"voiceprints[{i}].voiceprint", f"This voiceprint {e}"))
+    return errors
+
+
+@router.post(
+    "/v1/identify",
+    response_model=JobCreated,
+    response_model_exclude_none=True,
+    summary="Identify speaker with diarization",
+    description="Creates a job that diarizes the audio at `url`, then matches each speaker with the voiceprints "
+    "(made by POST /v1/voiceprint). The output is the diarization output plus `identification` (the turns, named "
+    "after their matched voiceprint where there is one) and `voiceprints` (each speaker's match and its confidence, "
+    "0-100, for every label). Same limits as diarize.",
+    responses=JOB_RESPONSES,
+)
+def identify(body: IdentifyRequest, key: Key, svc: Svc) -> JobCreated:
+    errors = _check_speakers(body) + _check_voiceprints(body)
+    if body.transcription:
+        errors.append(("transcription", "Cannot be used with speaker identification"))
+    errors += _check_input(body, svc)
+    if errors:
+        raise InvalidRequest(errors)
+    return _submit("identify", body, key, svc)
+
+
+def _known_seconds(svc: Services, key: ApiKey, url: str, always: bool = False) -> float:
     """An upload's duration from its container header, held on the quota at submit.
 
     0 when unknown: a URL (the worker holds it once downloaded) or a file that is not audio
-    (its job fails).
+    (its job fails). Read only for a key with a quota, unless `always`.
     """
-    if key.quota_seconds is None or not url.startswith("media://"):
+    if (key.quota_seconds is None and not always) or not url.startswith("media://"):
         return 0.0
     try:
         return duration_seconds(svc.media.path(key.id, object_key(url))) or 0.0
@@ -253,7 +344,7 @@ def list_jobs_v1(
 
 # pyannoteAI routes diarist does not serve yet: a clear 501 rather than a bare 404, so an SDK user
 # learns the server is reachable and the feature is missing. Kept out of the OpenAPI document.
-NOT_YET = {"/v1/voiceprint": "Voiceprints", "/v1/identify": "Speaker identification", "/v1/live": "Live streaming"}
+NOT_YET = {"/v1/live": "Live streaming"}
 
 
 def not_implemented(request: Request, key: Key) -> None:

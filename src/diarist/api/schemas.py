@@ -10,11 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
 from diarist.jobs.tables import STATUSES
 from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS
 
 AsrModel = Literal[ASR_MODELS]
 JobStatus = Literal[STATUSES]
@@ -70,23 +71,8 @@ class TranscriptionConfig(ApiModel):
     )
 
 
-class DiarizeRequest(ApiModel):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [
-                {
-                    "url": "https://example.com/audio.wav",
-                    "webhook": "https://example.com/webhook",
-                    "model": "precision-2",
-                    "numSpeakers": 2,
-                    "turnLevelConfidence": True,
-                    "exclusive": True,
-                    "confidence": True,
-                }
-            ]
-        },
-    )
+class JobRequest(ApiModel):
+    """What every job request has: the audio, the webhook and the model."""
 
     url: str = Field(
         max_length=MAX_URL_LENGTH,
@@ -104,6 +90,20 @@ class DiarizeRequest(ApiModel):
         False, description="When true, the webhook carries only jobId and status, not the output (for large outputs)."
     )
     model: DiarizationModel | None = Field(DEFAULT_MODEL, description="Diarization model.")
+
+    def normalized(self) -> dict[str, Any]:
+        """The request as stored with the job: nulls replaced by their defaults."""
+        body = self.model_dump()
+        for name, value in body.items():
+            if type(self).model_fields[name].annotation == Flag:
+                body[name] = bool(value)
+        body["model"] = body["model"] or DEFAULT_MODEL
+        return body
+
+
+class SpeakerOptions(JobRequest):
+    """The diarization options of diarize and identify."""
+
     numSpeakers: SpeakerCount = Field(
         None,
         description="Number of speakers, when known in advance; detected automatically otherwise. Same as "
@@ -119,6 +119,26 @@ class DiarizeRequest(ApiModel):
     confidence: Flag = Field(
         False, description="Add confidence scores sampled at a fixed resolution (makes the output much larger)."
     )
+
+
+class DiarizeRequest(SpeakerOptions):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/audio.wav",
+                    "webhook": "https://example.com/webhook",
+                    "model": "precision-2",
+                    "numSpeakers": 2,
+                    "turnLevelConfidence": True,
+                    "exclusive": True,
+                    "confidence": True,
+                }
+            ]
+        },
+    )
+
     transcription: Flag = Field(
         False, description="Add speaker-attributed transcription. Only with the precision-2 model."
     )
@@ -126,12 +146,77 @@ class DiarizeRequest(ApiModel):
         None, description="Transcription settings, used when transcription is true."
     )
 
+
+class VoiceprintRequest(JobRequest):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={"examples": [{"url": "https://example.com/voice.wav", "model": "precision-2"}]},
+    )
+
+
+class MatchingOptions(ApiModel):
+    exclusive: Flag = Field(
+        True, description="Prevent multiple speakers from being matched to the same voiceprint. Default true."
+    )
+    threshold: float | None = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="No match below this confidence (0-100). Default 0: every voiceprint is matched. Confidence is "
+        "calibrated: 50 means as likely the same person as not.",
+    )
+
+
+class VoiceprintIn(ApiModel):
+    label: str = Field(
+        min_length=1,
+        max_length=MAX_LABEL,
+        description="Name of the speaker; must not start with SPEAKER_ (the diarization's own labels).",
+        examples=["John Doe"],
+        json_schema_extra={"pattern": "^(?![Ss][Pp][Ee][Aa][Kk][Ee][Rr]_)"},
+    )
+    voiceprint: str = Field(
+        max_length=MAX_VOICEPRINT_CHARS, description="A voiceprint made by POST /v1/voiceprint on this server."
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _not_a_speaker(cls, label: str) -> str:
+        if label.upper().startswith("SPEAKER_"):
+            raise ValueError("labels cannot start with SPEAKER_ (the diarization's own speaker labels)")
+        return label
+
+
+class IdentifyRequest(SpeakerOptions):
+    model_config = ConfigDict(
+        extra="ignore",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://example.com/audio.wav",
+                    "webhook": "https://example.com/webhook",
+                    "model": "precision-2",
+                    "numSpeakers": 2,
+                    "matching": {"exclusive": True, "threshold": 0},
+                    "voiceprints": [{"label": "John Doe", "voiceprint": "RFZQASJjYW1wcGx1cy0..."}],
+                }
+            ]
+        },
+    )
+
+    voiceprints: list[VoiceprintIn] = Field(
+        min_length=1, max_length=MAX_VOICEPRINTS, description="The voiceprints to identify, 1 to 50, labels unique."
+    )
+    matching: MatchingOptions | None = Field(None, description="How voiceprints are matched with speakers.")
+    transcription: Flag = Field(False, description="Not available with identification (as in pyannoteAI).")
+
     def normalized(self) -> dict[str, Any]:
-        """The request as stored with the job: nulls replaced by their defaults."""
-        body = self.model_dump()
-        for name in ("webhookStatusOnly", "turnLevelConfidence", "exclusive", "confidence", "transcription"):
-            body[name] = bool(body[name])
-        body["model"] = body["model"] or DEFAULT_MODEL
+        body = super().normalized()
+        matching = self.matching or MatchingOptions()
+        body["matching"] = {
+            "exclusive": matching.exclusive is not False,
+            "threshold": matching.threshold or 0.0,
+        }
         return body
 
 
@@ -213,7 +298,7 @@ class IdentificationVoiceprint(BaseModel):
 
 
 class IdentificationJobOutput(BaseModel):
-    """The output of an identification job (pyannoteAI's /v1/identify, which diarist does not serve yet)."""
+    """The output of a succeeded identification job."""
 
     diarization: list[DiarizationSegment] | None = absent("Speaker turns")
     exclusiveDiarization: list[DiarizationSegment] | None = absent("Turns with one speaker at a time")
@@ -221,6 +306,13 @@ class IdentificationJobOutput(BaseModel):
     identification: list[IdentificationSegment] | None = absent("Turns with their matched voiceprint")
     voiceprints: list[IdentificationVoiceprint] | None = absent("Match of each diarization speaker")
     warning: str | None = absent("Warning, if any")
+
+
+class VoiceprintJobOutput(BaseModel):
+    """The output of a succeeded voiceprint job."""
+
+    voiceprint: str = Field(description="The voiceprint, for identification; opaque, versioned")
+    warning: str | None = absent("Warning about the audio, if any")
 
 
 class JobError(BaseModel):
@@ -235,7 +327,7 @@ class JobOut(BaseModel):
     createdAt: datetime = Field(description="When the job was created (UTC)", examples=[TIME_EXAMPLE])
     updatedAt: datetime = Field(description="When the job last changed (UTC)", examples=[TIME_EXAMPLE])
     progress: int | None = absent("0-100 while running (a diarist extension)", ge=0, le=100)
-    output: DiarizationJobOutput | IdentificationJobOutput | JobError | None = absent(
+    output: DiarizationJobOutput | IdentificationJobOutput | VoiceprintJobOutput | JobError | None = absent(
         "The result once succeeded, {error} once failed or canceled; kept for a limited time after the job ends"
     )
 

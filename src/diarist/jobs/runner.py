@@ -34,7 +34,18 @@ from diarist.jobs.media import MediaStore, make_token, object_key
 from diarist.jobs.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
-from diarist.service import AudioTooLongError, DiarizeOptions, diarize, probe
+from diarist.service import (
+    AudioTooLongError,
+    DiarizeOptions,
+    IdentifyOptions,
+    diarize,
+    identify,
+    probe,
+    voiceprint,
+)
+from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
+from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
+from diarist.voiceprints import Matching, VoiceprintError, decode
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
@@ -176,9 +187,9 @@ class ProgressReporter:
 
 
 def diarize_options(job: Job, asr_models: Path) -> DiarizeOptions:
-    """The use-case options a diarize job's request asks for."""
+    """The use-case options a diarize or identify job's request asks for."""
     request = job.request
-    return DiarizeOptions(
+    options = DiarizeOptions(
         model=request["model"],
         num_speakers=request.get("numSpeakers"),
         min_speakers=request.get("minSpeakers"),
@@ -189,6 +200,40 @@ def diarize_options(job: Job, asr_models: Path) -> DiarizeOptions:
         transcription=bool(request.get("transcription")),
         asr_model=(request.get("transcriptionConfig") or {}).get("model"),
         asr_models_dir=asr_models,
+    )
+    if job.kind != "identify":
+        return options
+    voiceprints = {}
+    for item in request["voiceprints"]:
+        try:
+            voiceprints[item["label"]] = decode(item["voiceprint"])
+        except VoiceprintError as e:  # checked at submit; the server's voice model may have changed since
+            raise VoiceprintError(f"The voiceprint of {item['label']!r} {e}.") from None
+    matching = Matching(request["matching"]["exclusive"], request["matching"]["threshold"])
+    return IdentifyOptions(**vars(options), voiceprints=voiceprints, matching=matching)
+
+
+def run_use_case(job: Job, path: Path, asr_models: Path, progress: ProgressReporter) -> tuple[dict, float]:
+    """The job's output, and the seconds of audio it took."""
+    if job.kind == "voiceprint":
+        made = voiceprint(path, job.request["model"], progress)
+        return made.to_dict(), made.duration
+    options = diarize_options(job, asr_models)
+    if isinstance(options, IdentifyOptions):
+        done = identify(options, path, progress)
+    else:
+        done = diarize(options, path, progress)
+    return done.output, done.result.duration
+
+
+def job_limits(job: Job, config: RunnerConfig) -> RunnerConfig:
+    """`config` with the input limits of the job's kind: a voiceprint takes a short file."""
+    if job.kind != "voiceprint":
+        return config
+    return replace(
+        config,
+        max_input_bytes=min(config.max_input_bytes, VOICEPRINT_MAX_BYTES),
+        max_duration_seconds=min(config.max_duration_seconds, VOICEPRINT_MAX_SECONDS),
     )
 
 
@@ -218,6 +263,7 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     `job.attempts` is the run's fencing token; the job's lease is refreshed every `heartbeat_seconds`.
     """
     token = job.attempts
+    config = job_limits(job, config)
     path: Path | None = None
     downloaded = False
 
@@ -237,13 +283,15 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
             # A URL's length, or an upload's whose container announced none, is first known here:
             # QuotaExceededError if it does not fit.
             store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))
-            done = diarize(diarize_options(job, config.asr_models), path, progress)
-            finish(SUCCEEDED, done.output, audio_seconds=done.result.duration)
+            output, seconds = run_use_case(job, path, config.asr_models, progress)
+            finish(SUCCEEDED, output, audio_seconds=seconds)
         except JobAbandoned:
             log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)
         except (AudioError, InputError, UrlRefused, FetchError) as e:
             log.info("job %s: could not load its audio: %s", job.id, e)
             finish(FAILED, {"error": input_error_message(job.request["url"], e)})
+        except VoiceprintError as e:  # too little speech for a voiceprint, or one that no longer decodes
+            finish(FAILED, {"error": str(e)})
         except QuotaExceededError as e:  # its message speaks of the user's own quota, nothing of the server
             finish(FAILED, {"error": str(e)})
         except ModelNotInstalledError as e:
