@@ -16,6 +16,8 @@ from .live import create_key, upload, wait_for
 OPERATIONS = {
     ("/v1/test", "get"): "testKey",
     ("/v1/diarize", "post"): "diarize",
+    ("/v1/voiceprint", "post"): "voiceprint",
+    ("/v1/identify", "post"): "identify",
     ("/v1/jobs/{jobId}", "get"): "getJobById",
     ("/v2/jobs", "get"): "getJobsByTeamV2",
     ("/v1/jobs", "get"): "getJobsByTeam",
@@ -74,7 +76,7 @@ def test_no_422_and_400_where_input_is_validated(spec):
 def test_job_outputs_are_typed(spec):
     output = component(spec, "JobOut")["properties"]["output"]
     refs = {branch["$ref"].rsplit("/", 1)[1] for branch in output["anyOf"]}
-    assert refs == {"DiarizationJobOutput", "IdentificationJobOutput", "JobError"}  # never null
+    assert refs == {"DiarizationJobOutput", "IdentificationJobOutput", "VoiceprintJobOutput", "JobError"}  # never null
     diarization = component(spec, "DiarizationJobOutput")
     assert diarization["required"] == ["diarization"]
     assert set(diarization["properties"]) == {
