@@ -5,9 +5,12 @@ from __future__ import annotations
 import warnings
 
 import httpx
+import numpy as np
 import pytest
 from pyannote.core import Annotation, Segment
 from pyannote.metrics.diarization import DiarizationErrorRate
+
+from diarist.voiceprints import encode
 
 from .conftest import SAMPLE, reference_turns
 from .live import PEER_HOST, create_key, run_cli, upload, wait_for
@@ -285,9 +288,15 @@ def test_quota_of_audio_hours(server):
     with server.client(key) as api:
         media = upload(api, SAMPLE, "sample.wav")
         assert wait_for(api, diarize(api, url=media, model="community-1"))["status"] == "succeeded"
-        refused = api.post("/v1/diarize", json={"url": media})
-        assert refused.status_code == 402
-        assert "quota" in refused.json()["message"]
+        voiceprints = [{"label": "Ann", "voiceprint": encode(np.ones(192))}]
+        for path, body in (
+            ("/v1/diarize", {"url": media}),
+            ("/v1/voiceprint", {"url": media}),
+            ("/v1/identify", {"url": media, "voiceprints": voiceprints}),
+        ):
+            refused = api.post(path, json=body)
+            assert refused.status_code == 402, path
+            assert "quota" in refused.json()["message"]
     listing = run_cli("keys", "list", data_dir=server.data_dir)
     assert "quota" in listing and key.webhook_secret not in listing and key.key not in listing
 

@@ -136,9 +136,13 @@ def test_voiceprint_webhook_and_warning_for_two_voices(api, peer):
     assert len(output["voiceprint"]) < 2000
 
 
-def test_voiceprint_input_limits_and_unusable_audio(api):
-    long = upload(api, wav_bytes(np.zeros(16000 * 40, dtype=np.float32)), "forty-seconds.wav")
+def test_voiceprint_input_limits_and_unusable_audio(api, peer):
+    forty_seconds = wav_bytes(np.zeros(16000 * 40, dtype=np.float32))
+    long = upload(api, forty_seconds, "forty-seconds.wav")
     assert "at most 30 s" in error_fields(api.post("/v1/voiceprint", json={"url": long}))["url"]
+    peer.files["/long.wav"] = forty_seconds  # a URL's length is known once the worker has it
+    job = wait_for(api, submit(api, "/v1/voiceprint", url=f"{peer.url}/long.wav"))
+    assert job["status"] == "failed" and job["output"]["error"].endswith("lasts 40.0 s, over the 30 s limit.")
     silence = upload(api, wav_bytes(np.zeros(16000 * 5, dtype=np.float32)), "silence.wav")
     job = wait_for(api, submit(api, "/v1/voiceprint", url=silence))
     assert job["status"] == "failed" and "too little speech" in job["output"]["error"]
