@@ -224,6 +224,22 @@ def upload(client: httpx.Client, path: Path | bytes, name: str) -> str:
     return media_url
 
 
+def submit(client: httpx.Client, path: str, **body) -> str:
+    """POST a job request (`/v1/diarize`, `/v1/voiceprint`, `/v1/identify`); its jobId, checking it was created."""
+    created = client.post(path, json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["status"] == "created"
+    return created.json()["jobId"]
+
+
+def error_fields(response: httpx.Response) -> dict[str, str]:
+    """field -> message of a 400 in the API's validation error shape."""
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["message"] == "Invalid request"
+    return {e["field"]: e["message"] for e in body["errors"]}
+
+
 def wait_for(client: httpx.Client, job_id: str, statuses: tuple[str, ...] = TERMINAL, timeout: float = 180) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

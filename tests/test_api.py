@@ -13,21 +13,11 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 from diarist.voiceprints import encode
 
 from .conftest import SAMPLE, reference_turns
-from .live import PEER_HOST, create_key, run_cli, upload, wait_for
+from .live import PEER_HOST, create_key, error_fields, run_cli, submit, upload, wait_for
 
 
 def diarize(api: httpx.Client, **body) -> str:
-    created = api.post("/v1/diarize", json=body)
-    assert created.status_code == 200, created.text
-    assert created.json()["status"] == "created"
-    return created.json()["jobId"]
-
-
-def error_fields(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 400, response.text
-    body = response.json()
-    assert body["message"] == "Invalid request"
-    return {e["field"]: e["message"] for e in body["errors"]}
+    return submit(api, "/v1/diarize", **body)
 
 
 def annotation(turns) -> Annotation:

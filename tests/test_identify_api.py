@@ -10,31 +10,16 @@ from __future__ import annotations
 
 import warnings
 
-import httpx
 import numpy as np
 import pytest
 
 from diarist.voiceprints import decode, encode
 
 from .conftest import DEV, reference_turns, solo_speech, wav_bytes
-from .live import upload, wait_for
+from .live import error_fields, submit, upload, wait_for
 
 ENROLLED_IN, IDENTIFIED_IN = "ami-ES2003b-0-30", "ami-ES2003a-0-30"
 NAMES = {"MEE009": "Ann", "MEE012": "Bob"}  # reference speaker -> the label they are enrolled under
-
-
-def submit(api: httpx.Client, path: str, **body) -> str:
-    created = api.post(path, json=body)
-    assert created.status_code == 200, created.text
-    assert created.json()["status"] == "created"
-    return created.json()["jobId"]
-
-
-def error_fields(response: httpx.Response) -> dict[str, str]:
-    assert response.status_code == 400, response.text
-    body = response.json()
-    assert body["message"] == "Invalid request"
-    return {e["field"]: e["message"] for e in body["errors"]}
 
 
 def reference_speaker_of(recording: str, turns: list[dict], speaker: str) -> str:

@@ -63,6 +63,11 @@ class ApiModel(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
+def example(body: dict[str, Any]) -> ConfigDict:
+    """The model config of a request body with this example in the OpenAPI document."""
+    return ConfigDict(extra="ignore", json_schema_extra={"examples": [body]})
+
+
 class TranscriptionConfig(ApiModel):
     model: AsrModel | None = Field(
         None,
@@ -122,21 +127,16 @@ class SpeakerOptions(JobRequest):
 
 
 class DiarizeRequest(SpeakerOptions):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [
-                {
-                    "url": "https://example.com/audio.wav",
-                    "webhook": "https://example.com/webhook",
-                    "model": "precision-2",
-                    "numSpeakers": 2,
-                    "turnLevelConfidence": True,
-                    "exclusive": True,
-                    "confidence": True,
-                }
-            ]
-        },
+    model_config = example(
+        {
+            "url": "https://example.com/audio.wav",
+            "webhook": "https://example.com/webhook",
+            "model": "precision-2",
+            "numSpeakers": 2,
+            "turnLevelConfidence": True,
+            "exclusive": True,
+            "confidence": True,
+        }
     )
 
     transcription: Flag = Field(
@@ -148,10 +148,7 @@ class DiarizeRequest(SpeakerOptions):
 
 
 class VoiceprintRequest(JobRequest):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={"examples": [{"url": "https://example.com/voice.wav", "model": "precision-2"}]},
-    )
+    model_config = example({"url": "https://example.com/voice.wav", "model": "precision-2"})
 
 
 class MatchingOptions(ApiModel):
@@ -188,20 +185,15 @@ class VoiceprintIn(ApiModel):
 
 
 class IdentifyRequest(SpeakerOptions):
-    model_config = ConfigDict(
-        extra="ignore",
-        json_schema_extra={
-            "examples": [
-                {
-                    "url": "https://example.com/audio.wav",
-                    "webhook": "https://example.com/webhook",
-                    "model": "precision-2",
-                    "numSpeakers": 2,
-                    "matching": {"exclusive": True, "threshold": 0},
-                    "voiceprints": [{"label": "John Doe", "voiceprint": "RFZQASJjYW1wcGx1cy0..."}],
-                }
-            ]
-        },
+    model_config = example(
+        {
+            "url": "https://example.com/audio.wav",
+            "webhook": "https://example.com/webhook",
+            "model": "precision-2",
+            "numSpeakers": 2,
+            "matching": {"exclusive": True, "threshold": 0},
+            "voiceprints": [{"label": "John Doe", "voiceprint": "RFZQASJjYW1wcGx1cy0..."}],
+        }
     )
 
     voiceprints: list[VoiceprintIn] = Field(
