@@ -7,7 +7,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
-from pyannote.core import Annotation, Segment
+from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 DEV = Path(__file__).parent / "data" / "dev"
@@ -25,6 +25,27 @@ def load_rttm(path: Path) -> Annotation:
             start, duration = float(fields[3]), float(fields[4])
             annotation[Segment(start, start + duration)] = fields[7]
     return annotation
+
+
+def clean_speech(annotation: Annotation, speaker: str, min_duration: float = 0.0) -> list[Segment]:
+    """The segments where `speaker` talks and nobody else does, in time order.
+
+    Pieces shorter than `min_duration` seconds are left out (a word clipped by overlap on both
+    sides is mostly boundary).
+    """
+    others = Timeline(uri=annotation.uri)
+    for label in annotation.labels():
+        if label != speaker:
+            others.update(annotation.label_timeline(label, copy=False))
+    alone = annotation.label_timeline(speaker).support().extrude(others.support())
+    return [segment for segment in alone if segment.duration >= min_duration]
+
+
+def cut(samples: np.ndarray, segments: list[Segment], seconds: float | None = None, skip: float = 0.0) -> np.ndarray:
+    """The audio of `segments` (16 kHz `samples`) concatenated, from `skip` s in, `seconds` s long (None: all)."""
+    audio = np.concatenate([samples[int(s.start * 16000) : int(s.end * 16000)] for s in segments] or [samples[:0]])
+    start = int(skip * 16000)
+    return audio[start:] if seconds is None else audio[start : start + int(seconds * 16000)]
 
 
 def to_annotation(turns, uri: str) -> Annotation:
