@@ -88,13 +88,19 @@ def test_official_sdk_voiceprint_then_identify(server, key, tmp_path):
 
 
 def test_identify_with_options_webhook_and_lists(api, enrolled, meeting_media, peer):
-    """A threshold no voice reaches leaves every speaker unmatched; the outputs asked for are there."""
+    """`matching` reaches the job; the diarize options and the webhook work as for diarize.
+
+    A random voice scores about 1 against anyone: with threshold 50 nobody is named after it,
+    with the reference's threshold 0 exclusive matching still gives it to one speaker. The same
+    voice under two labels ties everywhere: without exclusive matching each speaker takes the first.
+    """
+    nobody = encode(np.random.default_rng(0).standard_normal(192))
     job_id = submit(
         api,
         "/v1/identify",
         url=meeting_media,
-        voiceprints=[{"label": label, "voiceprint": vp} for label, vp in enrolled.items()],
-        matching={"exclusive": False, "threshold": 100},
+        voiceprints=[{"label": "Nobody", "voiceprint": nobody}],
+        matching={"threshold": 50},
         exclusive=True,
         turnLevelConfidence=True,
         webhook=f"{peer.url}/identified",
@@ -104,10 +110,22 @@ def test_identify_with_options_webhook_and_lists(api, enrolled, meeting_media, p
     assert hook.json() == {"jobId": job_id, "status": "succeeded", "output": job["output"]}
     output = job["output"]
     assert output["exclusiveDiarization"] and all("confidence" in t for t in output["diarization"])
-    assert all(v["match"] is None for v in output["voiceprints"])
+    assert all(v["match"] is None and v["confidence"]["Nobody"] < 10 for v in output["voiceprints"])
     assert all(s["match"] is None and s["speaker"] == s["diarizationSpeaker"] for s in output["identification"])
     listed = {item["id"] for item in api.get("/v2/jobs", params={"limit": 100}).json()["items"]}
     assert job_id in listed
+
+    anyone = wait_for(
+        api, submit(api, "/v1/identify", url=meeting_media, voiceprints=[{"label": "Nobody", "voiceprint": nobody}])
+    )
+    assert [v["match"] for v in anyone["output"]["voiceprints"]].count("Nobody") == 1
+
+    twice = [{"label": "Ann", "voiceprint": enrolled["Ann"]}, {"label": "Also Ann", "voiceprint": enrolled["Ann"]}]
+    shared = wait_for(
+        api, submit(api, "/v1/identify", url=meeting_media, voiceprints=twice, matching={"exclusive": False})
+    )
+    matches = [v["match"] for v in shared["output"]["voiceprints"]]
+    assert matches.count("Ann") == len(matches) >= 2  # threshold 0: every speaker is matched, both to Ann
 
 
 def test_voiceprint_webhook_and_warning_for_two_voices(api, peer):
