@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from diarist.settings import Settings
+
 from .live import LiveServer, create_key
 
 # Short limits, so each one can be crossed within a test.
@@ -121,7 +123,8 @@ def test_key_is_checked_before_the_body_is_read(edge):
 
 
 def test_json_bodies_are_capped(edge, edge_key):
-    oversized = b'{"url": "media://x", "pad": "' + b" " * (64 * 1024) + b'"}'
+    limit = Settings.model_fields["max_json_bytes"].default
+    oversized = b'{"url": "media://x", "pad": "' + b" " * limit + b'"}'
     with edge.client(edge_key) as api:
         declared = api.post("/v1/diarize", content=oversized, headers={"Content-Type": "application/json"})
         chunked = api.post("/v1/diarize", content=iter([oversized[:1000], oversized[1000:]]))
@@ -277,7 +280,7 @@ def test_rate_limit_headers_on_every_authenticated_response(edge, edge_key):
             api.get("/v1/test"),
             api.get("/v1/jobs/00000000-0000-0000-0000-000000000000"),
             api.post("/v1/diarize", json={}),
-            api.post("/v1/diarize", content=b"x" * (65 * 1024)),
+            api.post("/v1/diarize", content=b"x" * (Settings.model_fields["max_json_bytes"].default + 1)),
         ]
     assert [a.status_code for a in answers] == [200, 404, 400, 413]
     for answer in answers:
