@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -149,3 +151,45 @@ def peer():
     receiver = Peer()
     yield receiver
     receiver.close()
+
+
+def solo_speech(recording: str, speaker: str, seconds: float = 30.0) -> np.ndarray:
+    """Up to `seconds` of `speaker` talking alone in dev recording `recording`, by its reference, end to end.
+
+    A voiceprint's enrollment audio, as a user would cut it from a recording they know.
+    """
+    audio = load_audio(DEV / f"{recording}.wav")
+    turns = reference_turns(DEV / f"{recording}.rttm")
+    pieces, total = [], 0
+    for start, end, who in turns:
+        if who != speaker:
+            continue
+        others = [(s, e) for s, e, w in turns if w != speaker and s < end and e > start]
+        for s, e in [(start, end)] if not others else _gaps(start, end, others):
+            piece = audio[int(s * 16000) : int(e * 16000)]
+            pieces.append(piece[: int(seconds * 16000) - total])
+            total += len(pieces[-1])
+    return np.concatenate(pieces).astype(np.float32)
+
+
+def _gaps(start: float, end: float, others: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of [start, end] that none of `others` covers."""
+    out, cursor = [], start
+    for s, e in sorted(others):
+        if s > cursor:
+            out.append((cursor, min(s, end)))
+        cursor = max(cursor, e)
+    if cursor < end:
+        out.append((cursor, end))
+    return out
+
+
+def wav_bytes(samples: np.ndarray) -> bytes:
+    """16 kHz mono 16-bit WAV of float samples."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return buffer.getvalue()
