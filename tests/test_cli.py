@@ -17,7 +17,7 @@ import scipy.io.wavfile
 import diarist
 from diarist.cli import build_parser
 
-from .conftest import SAMPLE
+from .conftest import DEV, SAMPLE, solo_speech, wav_bytes
 
 
 def diarist_cli(*args: str, cwd=None, stderr=subprocess.PIPE) -> subprocess.CompletedProcess:
@@ -110,6 +110,109 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path):
         assert done.stderr.count("\n") == 1 and done.stderr.startswith("diarist: error:") and message in done.stderr
     usage = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "zero")
     assert usage.returncode == 2 and "positive integer" in usage.stderr
+
+
+@pytest.fixture(scope="module")
+def enrollment(tmp_path_factory) -> dict[str, object]:
+    """22 s of FEE083 alone (AMI EN2005a), its voiceprint made by `diarist voiceprint -o`, and 0.5 s of her."""
+    folder = tmp_path_factory.mktemp("enrollment")
+    clean, short = folder / "fee083.wav", folder / "fee083-short.wav"
+    clean.write_bytes(wav_bytes(solo_speech("ami-EN2005a-0-30", "FEE083")))
+    short.write_bytes(wav_bytes(solo_speech("ami-EN2005a-0-30", "FEE083", seconds=0.5)))
+    voiceprint = folder / "new" / "fee083.vp"
+    done = diarist_cli("voiceprint", str(clean), "-o", str(voiceprint))
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done.stderr
+    return {"clean": clean, "short": short, "voiceprint": voiceprint}
+
+
+def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment):
+    from diarist.voiceprints import decode
+
+    text = enrollment["voiceprint"].read_text()
+    assert text.endswith("\n") and text.count("\n") == 1 and len(text) < 1000
+    two_voices = DEV / "ami-EN2009b-0-30.wav"
+    done = diarist_cli("voiceprint", str(two_voices))
+    assert done.returncode == 0
+    assert done.stderr.startswith(f"diarist: warning: {two_voices}: 2 voices were heard"), done.stderr
+    # The one who talks most in EN2009b is FEE083, whose voiceprint the clean file made.
+    assert decode(done.stdout) @ decode(text) > 0.5
+
+
+def test_voiceprint_errors_name_the_file(enrollment, minute_audio):
+    for path, why, detail in (
+        (enrollment["short"], "The audio holds too little speech for a voiceprint", "at least 1 s needed"),
+        # (The duration itself reads "0.0 h" for 65 s: service._span's rounding, reported.)
+        (minute_audio, "the audio lasts ", "over the 30 s limit"),
+        (enrollment["clean"].with_name("missing.wav"), "no such file", ""),
+    ):
+        done = diarist_cli("voiceprint", str(path))
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith(f"diarist: error: {path}: {why}") and detail in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+
+
+def test_identify_names_the_enrolled_speaker_in_subtitles_and_json(enrollment, tmp_path):
+    meeting = DEV / "ami-EN2009b-0-30.wav"  # FEE083, enrolled from another meeting, and MEE094
+    vp = f"FEE083={enrollment['voiceprint']}"
+    srt = diarist_cli("identify", str(meeting), "--voiceprint", vp, "--format", "srt")
+    assert srt.returncode == 0, srt.stderr
+    cues = srt.stdout.strip().split("\n\n")
+    assert cues[0].startswith("1\n00:00:") and all(c.count("\n") == 2 for c in cues)
+    names = [c.splitlines()[2] for c in cues]
+    assert "[FEE083]" in names and set(names) <= {"[FEE083]", "[SPEAKER_00]", "[SPEAKER_01]", "[SPEAKER_02]"}
+    out = tmp_path / "meeting.json"
+    done = diarist_cli(
+        "identify", str(meeting), "--voiceprint", vp, "--threshold", "50", "--non-exclusive-matching", "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr
+    output = json.loads(out.read_text())
+    assert [s["match"] for s in output["voiceprints"]].count("FEE083") == 1
+    named = [s for s in output["identification"] if s["match"] == "FEE083"]
+    assert named and all(s["speaker"] == "FEE083" and s["diarizationSpeaker"].startswith("SPEAKER_") for s in named)
+
+
+def test_turns_without_words_show_their_speaker_in_every_text_format():
+    from diarist.cli import render
+    from diarist.result import DiarizationResult, Turn
+    from diarist.service import Diarization
+
+    turns = [Turn(0.5, 2.0, "Alice"), Turn(2.0, 3.25, "SPEAKER_01")]
+    done = Diarization({}, DiarizationResult(turns, turns, ["Alice", "SPEAKER_01"], 4.0), None)
+    srt, vtt, txt = (render(done, SAMPLE, fmt, exclusive=False) for fmt in ("srt", "vtt", "txt"))
+    assert srt == "1\n00:00:00,500 --> 00:00:02,000\n[Alice]\n\n2\n00:00:02,000 --> 00:00:03,250\n[SPEAKER_01]\n"
+    assert vtt.endswith(
+        "00:00:00.500 --> 00:00:02.000\n<v Alice>Alice\n\n00:00:02.000 --> 00:00:03.250\n<v SPEAKER_01>SPEAKER_01\n"
+    )
+    assert txt == "[00:00:00.500] Alice\n[00:00:02.000] SPEAKER_01\n"
+
+
+def test_identify_refuses_bad_voiceprints_and_labels_before_running(enrollment, tmp_path):
+    from diarist.voiceprints import encode
+
+    good = enrollment["voiceprint"]
+    (tmp_path / "notes.vp").write_text("not a voiceprint at all")
+    (tmp_path / "cut.vp").write_text(good.read_text()[:200])
+    (tmp_path / "other.vp").write_text(encode(np.ones(192), model="other-model"))
+    meeting = str(DEV / "ami-EN2009b-0-30.wav")
+    for voiceprints, message in (
+        ([f"Ann={tmp_path / 'notes.vp'}"], f"{tmp_path / 'notes.vp'}: the voiceprint of 'Ann' is not a voiceprint"),
+        ([f"Ann={tmp_path / 'cut.vp'}"], f"{tmp_path / 'cut.vp'}: the voiceprint of 'Ann' is damaged or truncated"),
+        ([f"Ann={tmp_path / 'other.vp'}"], f"{tmp_path / 'other.vp'}: the voiceprint of 'Ann' was made with another"),
+        ([f"Ann={tmp_path / 'none.vp'}"], f"{tmp_path / 'none.vp'}: No such file or directory"),
+        ([f"speaker_00={good}"], "voiceprint label 'speaker_00' cannot start with SPEAKER_"),
+        ([f"Ann={good}", f"Ann={good}"], "voiceprint label 'Ann' is given twice"),
+        ([f"{'x' * 101}={good}"], f"voiceprint label '{'x' * 101}' must be 1 to 100 characters long"),
+        ([f"={good}"], "voiceprint label '' must be 1 to 100 characters long"),
+        ([f"P{i}={good}" for i in range(51)], "51 voiceprints given: at most 50"),
+    ):
+        done = diarist_cli("identify", meeting, *(f"--voiceprint={v}" for v in voiceprints))
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith(f"diarist: error: {message}") and done.stderr.count("\n") == 1, done.stderr
+    transcribe = diarist_cli("identify", meeting, "--voiceprint", f"Ann={good}", "--transcribe")
+    assert transcribe.returncode == 1 and "identify does not transcribe" in transcribe.stderr
+    for usage in (["--voiceprint", "Ann"], ["--voiceprint", f"Ann={good}", "--threshold", "101"], []):
+        done = diarist_cli("identify", meeting, *usage)
+        assert done.returncode == 2 and "usage: diarist identify" in done.stderr
 
 
 def test_version_and_help():

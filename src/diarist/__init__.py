@@ -11,7 +11,16 @@ try:
 except PackageNotFoundError:
     __version__ = "0+unknown"
 
-__all__ = ["AudioError", "DiaristError", "DiarizationResult", "ModelNotInstalledError", "Turn", "diarize"]
+__all__ = [
+    "AudioError",
+    "DiaristError",
+    "DiarizationResult",
+    "ModelNotInstalledError",
+    "Turn",
+    "diarize",
+    "identify",
+    "voiceprint",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -20,4 +29,8 @@ def __getattr__(name: str) -> Any:
         from diarist.pipeline import diarize
 
         return diarize
+    if name in ("voiceprint", "identify"):
+        from diarist import identities
+
+        return getattr(identities, name)
     raise AttributeError(f"module 'diarist' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command line: ``diarist diarize | serve | worker | keys | models``."""
+"""Command line: ``diarist diarize | voiceprint | identify | serve | worker | keys | models``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from diarist.errors import AudioError, DiaristError
-from diarist.service import Diarization, DiarizeOptions, diarize, probe
+from diarist.service import Diarization, DiarizeOptions, Progress, diarize, probe
 from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.voiceprints import MAX_SECONDS, MAX_VOICEPRINTS
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LONG_FILE_SECONDS = 60.0  # show progress on stderr from this duration on
 PROGRESS_LINE_SECONDS = 10.0  # without a terminal: a line at each 10 % step, and at least this often
@@ -33,6 +39,17 @@ examples:
   diarist diarize recordings/ -o results/             one results/NAME.json per file
   diarist diarize a.wav b.mp4 --transcribe --format srt -o subtitles/
 """
+VOICEPRINT_EXAMPLES = """\
+examples:
+  diarist voiceprint alice.wav -o alice.vp           10-30 s of Alice alone is best
+  diarist voiceprint bob.m4a                         the voiceprint string on stdout
+"""
+IDENTIFY_EXAMPLES = """\
+examples:
+  diarist identify meeting.mp3 --voiceprint Alice=alice.vp --voiceprint Bob=bob.vp
+  diarist identify meeting.mp3 --voiceprint Alice=alice.vp --threshold 50 --format srt -o meeting.srt
+  diarist identify recordings/ --voiceprint Alice=alice.vp --format rttm -o results/
+"""
 
 
 def _positive(text: str) -> int:
@@ -42,6 +59,23 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _labelled(text: str) -> tuple[str, Path]:
+    label, equals, path = text.partition("=")
+    if not equals or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.vp, got {text!r}")
+    return label, Path(path)
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a confidence from 0 to 100, got {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expected a confidence from 0 to 100, got {value:g}")
     return value
 
 
@@ -70,25 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diarize = _subcommand(commands, "diarize", "print who spoke when in audio or video files", DIARIZE_EXAMPLES)
     diarize.set_defaults(run=run_diarize)
-    diarize.add_argument(
-        "files",
-        nargs="+",
-        type=Path,
-        metavar="FILE",
-        help="audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
-    )
-    diarize.add_argument(
-        "--model",
-        default=DEFAULT_MODEL,
-        choices=DIARIZATION_MODELS,
-        help=f"{DEFAULT_MODEL} (default, as in the HTTP API): the more accurate; "
-        "community-1: about 1.5 times faster, a little less accurate (docs/benchmarks.md)",
-    )
-    diarize.add_argument("--num-speakers", type=_positive, metavar="N", help="exactly N speakers")
-    diarize.add_argument("--min-speakers", type=_positive, metavar="N", help="at least N speakers")
-    diarize.add_argument("--max-speakers", type=_positive, metavar="N", help="at most N speakers")
-    diarize.add_argument("--exclusive", action="store_true", help="also give turns where only one speaker speaks")
-    diarize.add_argument("--confidence", action="store_true", help="add the confidence curve and per-turn scores")
+    _diarization_options(diarize)
     diarize.add_argument(
         "--transcribe", action="store_true", help="also transcribe, each word and turn with its speaker"
     )
@@ -98,20 +114,56 @@ def build_parser() -> argparse.ArgumentParser:
     diarize.add_argument(
         "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
     )
-    diarize.add_argument(
-        "--format",
-        default="json",
-        choices=FORMATS,
-        help="json (default): the pyannoteAI job output; rttm; srt, vtt, txt: transcripts, with --transcribe",
+    _output_options(
+        diarize, "json (default): the pyannoteAI job output; rttm; srt, vtt, txt: transcripts, with --transcribe"
     )
-    diarize.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="write to this file instead of stdout; a folder (existing, or written with a final /) gets "
-        "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
+
+    voiceprint = _subcommand(
+        commands, "voiceprint", "print the voiceprint of the person who talks in an audio file", VOICEPRINT_EXAMPLES
     )
-    diarize.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
+    voiceprint.set_defaults(run=run_voiceprint)
+    voiceprint.add_argument(
+        "file",
+        type=Path,
+        metavar="FILE",
+        help=f"audio or video of one person talking, {MAX_SECONDS:g} s at most (5 s or more of speech is best)",
+    )
+    voiceprint.add_argument("-o", "--output", type=Path, metavar="FILE.vp", help="write it to this file, not stdout")
+    _model_option(voiceprint)
+
+    identify = _subcommand(
+        commands, "identify", "print who spoke when, naming the speakers that voiceprints match", IDENTIFY_EXAMPLES
+    )
+    identify.set_defaults(run=run_identify)
+    _diarization_options(identify)
+    identify.add_argument(
+        "--voiceprint",
+        dest="voiceprints",
+        action="append",
+        required=True,
+        type=_labelled,
+        metavar="NAME=FILE.vp",
+        help=f"a voiceprint (made by `diarist voiceprint`) and the name to give its speaker; "
+        f"repeat for each person, {MAX_VOICEPRINTS} at most",
+    )
+    identify.add_argument(
+        "--threshold",
+        type=_confidence,
+        default=0.0,
+        metavar="T",
+        help="0-100: a speaker matches no voiceprint with a lower confidence (default 0)",
+    )
+    identify.add_argument(
+        "--non-exclusive-matching",
+        action="store_true",
+        help="let several speakers match the same voiceprint (default: one speaker per voiceprint at most)",
+    )
+    # Not offered, but named: a clear refusal beats "unrecognized arguments".
+    identify.add_argument("--transcribe", action="store_true", help=argparse.SUPPRESS)
+    _output_options(
+        identify,
+        "json (default): the pyannoteAI identify job output; rttm; srt, vtt, txt: the turns with their speakers' names",
+    )
 
     models = _subcommand(
         commands, "models", "check that the pretrained weights are installed and intact", "example:\n  diarist models\n"
@@ -198,6 +250,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _model_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        choices=DIARIZATION_MODELS,
+        help=f"{DEFAULT_MODEL} (default, as in the HTTP API): the more accurate; "
+        "community-1: about 1.5 times faster, a little less accurate (docs/benchmarks.md)",
+    )
+
+
+def _diarization_options(parser: argparse.ArgumentParser) -> None:
+    """The inputs and what to compute, as `diarize` and `identify` share them."""
+    parser.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
+    )
+    _model_option(parser)
+    parser.add_argument("--num-speakers", type=_positive, metavar="N", help="exactly N speakers")
+    parser.add_argument("--min-speakers", type=_positive, metavar="N", help="at least N speakers")
+    parser.add_argument("--max-speakers", type=_positive, metavar="N", help="at most N speakers")
+    parser.add_argument("--exclusive", action="store_true", help="also give turns where only one speaker speaks")
+    parser.add_argument("--confidence", action="store_true", help="add the confidence curve and per-turn scores")
+
+
+def _output_options(parser: argparse.ArgumentParser, formats: str) -> None:
+    """Where and how `diarize` and `identify` write, and the threads they run on."""
+    parser.add_argument("--format", default="json", choices=FORMATS, help=formats)
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="write to this file instead of stdout; a folder (existing, or written with a final /) gets "
+        "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
+    )
+    parser.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
+
+
 def _state_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where all state lives ($DIARIST_DATA_DIR)")
 
@@ -275,16 +367,20 @@ def write_file(path: Path, text: str) -> None:
 
 
 def render(done: Diarization, path: Path, fmt: str, exclusive: bool) -> str:
-    """One file's output in `fmt`."""
+    """One file's output in `fmt`; without a transcript, srt, vtt and txt give the speaker of each turn."""
+    from diarist.transcription.attribution import Utterance
     from diarist.transcription.formats import to_srt, to_text, to_vtt
 
     if fmt == "json":
         return json.dumps(done.output, indent=2) + "\n"
     if fmt == "rttm":
         return done.result.to_rttm(uri=path.stem, exclusive=exclusive)
-    assert done.transcript is not None  # run_diarize refuses transcript formats without --transcribe
+    if done.transcript is not None:
+        words, turns = done.transcript.words, done.transcript.turns
+    else:  # identification: the turns, one speaker at a time, with no words
+        words = turns = [Utterance(t.start, t.end, "", t.speaker) for t in done.result.exclusive_turns]
     writers = {"srt": to_srt, "vtt": to_vtt}
-    return writers[fmt](done.transcript.words) if fmt in writers else to_text(done.transcript.turns)
+    return writers[fmt](words) if fmt in writers else to_text(turns)
 
 
 @dataclass
@@ -320,14 +416,17 @@ class Destination:
         return "".join(render(done, p, self.fmt, self.exclusive) for p, done in self.finished.items())
 
 
-def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
-    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work."""
+def destination(args: argparse.Namespace, files: list[Path], words_needed: bool = True) -> Destination:
+    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work.
+
+    `words_needed`: srt, vtt and txt are transcripts, which need --transcribe (not so for identify).
+    """
     # A string, not a Path: Path drops the final / that marks a folder yet to be made.
     out = None if args.output is None else Path(args.output)
     folder = out is not None and (out.is_dir() or args.output.endswith(("/", os.sep)))
     several = len(files) > 1
     if args.format in TRANSCRIPT_FORMATS:
-        if not args.transcribe:
+        if words_needed and not args.transcribe:
             raise ValueError(f"--format {args.format} needs --transcribe")
         if several and not folder:
             raise ValueError(f"--format {args.format} writes one file per input: use -o DIR/ for several inputs")
@@ -340,45 +439,118 @@ def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
     return Destination(out, folder, args.format, args.exclusive, several)
 
 
-def run_diarize(args: argparse.Namespace) -> int:
-    """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
-    files = input_files(args.files)
-    target = destination(args, files)
-    options = DiarizeOptions(
-        model=args.model,
-        num_speakers=args.num_speakers,
-        min_speakers=args.min_speakers,
-        max_speakers=args.max_speakers,
-        exclusive=args.exclusive,
-        confidence=args.confidence,
-        turn_level_confidence=args.confidence,
-        transcription=args.transcribe,
-        asr_model=args.asr_model,
-        asr_models_dir=args.asr_models,
-    )
+def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments."""
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    return {
+        "model": args.model,
+        "num_speakers": args.num_speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+        "exclusive": args.exclusive,
+        "confidence": args.confidence,
+        "turn_level_confidence": args.confidence,
+    }
+
+
+def file_error(path: Path, error: Exception) -> str:
+    """`FILE: why`, for an error that may already name the file."""
+    return str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
+
+
+def run_each(files: list[Path], target: Destination, run: Callable[[Path, Progress | None], Diarization]) -> int:
+    """`run` every input, writing each output as it is done; exit 1 when any input failed."""
     failed = 0
     for path in files:
         try:
             display = progress_display(path, probe(path))
             try:
-                done = diarize(options, path, display)
+                done = run(path, display)
             finally:
                 if display is not None:
                     display.close()
         except AudioError as e:  # this file's fault: say so and go on with the others
             failed += 1
-            message = str(e) if str(e).startswith(str(path)) else f"{path}: {e}"
-            print(f"diarist: error: {message}", file=sys.stderr)
+            print(f"diarist: error: {file_error(path, e)}", file=sys.stderr)
             continue
         for warning in done.warnings:
             print(f"diarist: warning: {path}: {warning}", file=sys.stderr)
         target.add(path, done)
     target.close()
     return 1 if failed else 0
+
+
+def run_diarize(args: argparse.Namespace) -> int:
+    """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
+    files = input_files(args.files)
+    target = destination(args, files)
+    options = DiarizeOptions(
+        **diarize_options(args),
+        transcription=args.transcribe,
+        asr_model=args.asr_model,
+        asr_models_dir=args.asr_models,
+    )
+    return run_each(files, target, partial(diarize, options))
+
+
+def run_voiceprint(args: argparse.Namespace) -> int:
+    """Print (or write) the voiceprint of one file; its warnings and errors name the file."""
+    from diarist.identities import voiceprint
+    from diarist.voiceprints import VoiceprintError
+
+    try:
+        made = voiceprint(args.file, args.model)
+    except (AudioError, VoiceprintError) as e:  # the file's audio: unusable, too long, too little speech
+        raise DiaristError(file_error(args.file, e)) from None
+    for warning in made.warnings:
+        print(f"diarist: warning: {args.file}: {warning}", file=sys.stderr)
+    if args.output is None:
+        print(made.voiceprint)
+    else:
+        write_file(args.output, made.voiceprint + "\n")
+    return 0
+
+
+def read_voiceprints(labelled: list[tuple[str, Path]]) -> dict[str, np.ndarray]:
+    """Each label's voice from its .vp file; an error naming the label or the file that is wrong."""
+    from diarist.identities import check_labels, decode_voiceprints
+
+    check_labels(label for label, _ in labelled)  # before reading: `dict` would drop a repeated label
+    texts = {}
+    for label, path in labelled:
+        try:
+            texts[label] = path.read_text(errors="replace")
+        except OSError as e:
+            raise DiaristError(f"{path}: {e.strerror} (the voiceprint of {label!r})") from None
+    return decode_voiceprints(texts, {label: str(path) for label, path in labelled})
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    """Diarize every input and name its speakers by the voiceprints; exit 1 when any input failed."""
+    from diarist.identities import Identification
+    from diarist.service import IdentifyOptions, identify
+    from diarist.voiceprints import Matching
+
+    if args.transcribe:
+        raise ValueError(
+            "identify does not transcribe (nor does the pyannoteAI API): "
+            "`diarist diarize --transcribe` gives a transcript with SPEAKER_xx labels"
+        )
+    voices = read_voiceprints(args.voiceprints)
+    files = input_files(args.files)
+    target = destination(args, files, words_needed=False)
+    matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
+    options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)
+
+    def run(path: Path, progress: Progress | None) -> Diarization:
+        found = Identification.of(identify(options, path, progress))
+        # RTTM, SRT, VTT and text show the names; JSON keeps both (`identification`).
+        return Diarization(found.output, found.named, None)
+
+    return run_each(files, target, run)
 
 
 def run_models() -> int:

@@ -22,7 +22,6 @@ import zlib
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from diarist.errors import DiaristError
 from diarist.result import DiarizationResult
@@ -175,6 +174,10 @@ def match_speakers(
     (Hungarian assignment) among the pairs at or above the threshold; otherwise each speaker takes
     its best voiceprint at or above it.
     """
+    # Here, not at the top: scipy.optimize takes half a second to import, and the command line
+    # reads this module's limits for its help.
+    from scipy.optimize import linear_sum_assignment
+
     names, labels = list(speakers), list(voiceprints)
     if names and labels:
         scores = confidence(np.stack([speakers[n] for n in names]) @ np.stack([voiceprints[v] for v in labels]).T)

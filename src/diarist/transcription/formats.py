@@ -1,4 +1,7 @@
-"""Speaker-attributed transcripts as SubRip (SRT), WebVTT and plain text."""
+"""Speaker-attributed transcripts as SubRip (SRT), WebVTT and plain text.
+
+Turns without words (identification, which has no transcript) are written as their speaker alone.
+"""
 
 from __future__ import annotations
 
@@ -33,21 +36,29 @@ def cues(words: Sequence[Utterance]) -> Iterator[Utterance]:
         yield cue
 
 
+def _said(cue: Utterance, separator: str) -> str:
+    """`separator` and the cue's words; nothing for a turn without words."""
+    text = cue.text.strip()
+    return f"{separator}{text}" if text else ""
+
+
 def to_srt(words: Sequence[Utterance]) -> str:
     blocks = [
-        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n[{c.speaker}] {c.text.strip()}\n"
+        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n[{c.speaker}]{_said(c, ' ')}\n"
         for i, c in enumerate(cues(words), 1)
     ]
     return "\n".join(blocks)
 
 
 def to_vtt(words: Sequence[Utterance]) -> str:
-    # WebVTT's voice span names the speaker, so players can style or filter by it.
+    # WebVTT's voice span names the speaker, so players can style or filter by it; players show only
+    # the span's text, so a turn without words shows the name.
     blocks = [
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {c.speaker}>{c.text.strip()}\n" for c in cues(words)
+        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {c.speaker}>{c.text.strip() or c.speaker}\n"
+        for c in cues(words)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
 def to_text(turns: Sequence[Utterance]) -> str:
-    return "".join(f"[{_clock(t.start, '.')}] {t.speaker}: {t.text.strip()}\n" for t in turns)
+    return "".join(f"[{_clock(t.start, '.')}] {t.speaker}{_said(t, ': ')}\n" for t in turns)
