@@ -20,29 +20,22 @@ from diarist.service import identify as run_identify
 from diarist.service import voiceprint as run_voiceprint
 from diarist.vocabulary import DEFAULT_MODEL
 from diarist.voiceprints import (
-    MAX_LABEL,
     MAX_VOICEPRINTS,
     Matching,
     Voiceprint,
     VoiceprintError,
     decode,
+    label_problem,
     named_result,
 )
-
-# The diarization's own speaker labels: a voiceprint label like them would be ambiguous in the output.
-RESERVED_PREFIX = "SPEAKER_"
 
 
 def check_labels(labels: Iterable[str]) -> None:
     """ValueError unless the labels are 1 to 50, unique, each 1 to 100 characters and no SPEAKER_xx."""
     seen: set[str] = set()
     for label in labels:
-        if not 1 <= len(label) <= MAX_LABEL:
-            raise ValueError(f"voiceprint label {label!r} must be 1 to {MAX_LABEL} characters long")
-        if label.upper().startswith(RESERVED_PREFIX):
-            raise ValueError(
-                f"voiceprint label {label!r} cannot start with {RESERVED_PREFIX} (the diarization's own speaker labels)"
-            )
+        if problem := label_problem(label):
+            raise ValueError(f"voiceprint label {label!r} {problem}")
         if label in seen:
             raise ValueError(f"voiceprint label {label!r} is given twice: labels must be unique")
         seen.add(label)

@@ -83,11 +83,11 @@ def probe(path: Path, max_seconds: float | None = None) -> float:
 
 
 def _span(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{seconds / 3600:.1f} h"
+    return f"{seconds:.1f} s" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _limit(seconds: float) -> str:
-    return f"{seconds:g} s" if seconds < 60 else f"{seconds / 3600:g} h"
+    return f"{seconds:g} s" if seconds < 3600 else f"{seconds / 3600:g} h"
 
 
 def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = None) -> Diarization:

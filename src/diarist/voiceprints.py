@@ -36,6 +36,8 @@ MAX_BYTES = 100 * 1024**2  # and its largest file
 MAX_VOICEPRINTS = 50
 MAX_LABEL = 100
 MAX_VOICEPRINT_CHARS = 20000
+# The diarization's own speaker labels: a voiceprint label like them would be ambiguous in the output.
+RESERVED_PREFIX = "SPEAKER_"
 # Clean speech (alone, in the exclusive diarization) a voiceprint needs, and below which it warns.
 MIN_SPEECH_SECONDS = 1.0
 GOOD_SPEECH_SECONDS = 5.0
@@ -75,7 +77,7 @@ def decode(text: str) -> np.ndarray:
             raise VoiceprintError(DAMAGED) from None
         raise VoiceprintError("is not a voiceprint: it is not base64 text") from None
     if len(data) < _HEADER.size or data[:3] != MAGIC:
-        raise VoiceprintError("is not a voiceprint made by diarist (POST /v1/voiceprint makes one)")
+        raise VoiceprintError("is not a voiceprint made by diarist")
     _, version, name_length = _HEADER.unpack_from(data)
     if version != FORMAT_VERSION:
         raise VoiceprintError(f"has format version {version}, which this server does not read (it reads 1)")
@@ -86,7 +88,7 @@ def decode(text: str) -> np.ndarray:
     if model != VOICE_MODEL:
         raise VoiceprintError(
             f"was made with another voice model ({model}) than this server's ({VOICE_MODEL}): "
-            "make it again from its audio with POST /v1/voiceprint"
+            "make it again from its audio"
         )
     (dim,) = _DIM.unpack_from(body, _HEADER.size + name_length)
     vector = np.frombuffer(body, dtype="<f2", offset=_HEADER.size + name_length + _DIM.size).astype(np.float64)
@@ -96,6 +98,15 @@ def decode(text: str) -> np.ndarray:
     if not np.isfinite(norm) or norm == 0:
         raise VoiceprintError("holds no voice (an empty vector)")
     return vector / norm
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot name a voiceprint, or None when it can."""
+    if not 1 <= len(label) <= MAX_LABEL:
+        return f"must be 1 to {MAX_LABEL} characters long"
+    if label.upper().startswith(RESERVED_PREFIX):
+        return f"cannot start with {RESERVED_PREFIX} (the diarization's own speaker labels)"
+    return None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
 from diarist.jobs.tables import STATUSES
 from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS
-from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS
+from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS, label_problem
 
 AsrModel = Literal[ASR_MODELS]
 JobStatus = Literal[STATUSES]
@@ -179,8 +179,8 @@ class VoiceprintIn(ApiModel):
     @field_validator("label")
     @classmethod
     def _not_a_speaker(cls, label: str) -> str:
-        if label.upper().startswith("SPEAKER_"):
-            raise ValueError("labels cannot start with SPEAKER_ (the diarization's own speaker labels)")
+        if problem := label_problem(label):
+            raise ValueError(f"a label {problem}")
         return label
 
 
