@@ -85,6 +85,20 @@ def test_official_sdk_voiceprint_then_identify(server, key, tmp_path):
         assert segment["match"] == matches[turn["speaker"]]
         assert segment["speaker"] == (segment["match"] or turn["speaker"])
         assert (segment["start"], segment["end"]) == (turn["start"], turn["end"])
+    # The web page's view: speakers go by their matched labels until renamed, in every speaker field.
+    with server.client(key) as api:
+        job_id = job["jobId"]
+        matched = {speaker: label for speaker, label in matches.items() if label}
+        assert api.get(f"/v1/jobs/{job_id}/speakers").json() == matched
+        (ann,) = (s for s, label in matched.items() if label == "Ann")
+        assert api.put(f"/v1/jobs/{job_id}/speakers", json={ann: "Ann Smith"}).json() == matched | {ann: "Ann Smith"}
+        names = matched | {ann: "Ann Smith"}
+        named = api.get(f"/v1/jobs/{job_id}", params={"names": "true", "details": "true"}).json()
+        assert named["kind"] == "identify"
+        for part, key in (("diarization", "speaker"), ("identification", "diarizationSpeaker")):
+            expected = [names.get(t[key], t[key]) for t in output[part]]
+            assert [t["speaker"] for t in named["output"][part]] == expected
+        assert api.get(f"/v1/jobs/{job_id}").json()["output"] == output  # the plain output keeps the ids
 
 
 def test_identify_with_options_webhook_and_lists(api, enrolled, meeting_media, peer):

@@ -12,11 +12,14 @@ import pytest
 from alembic import command
 from sqlalchemy import text
 
+from diarist.audio import PeaksMeter, stream_audio
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store, alembic_config, head_revision
 from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED
 from diarist.settings import Settings
+
+from .conftest import SAMPLE
 
 
 @pytest.fixture
@@ -108,7 +111,12 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
     key = store.create_key("k").record
     store.create_job("old", key.id, "diarize", {"url": "media://a"}, status=PENDING)
     store.claim_job("w")
-    store.finish_job("old", 1, SUCCEEDED, {"diarization": []}, audio_seconds=3.0)
+    meter = PeaksMeter()
+    for _block in meter.metered(stream_audio(SAMPLE)):
+        pass
+    store.finish_job("old", 1, SUCCEEDED, {"diarization": []}, audio_seconds=3.0, peaks=meter.peaks())
+    assert store.set_speaker_names("old", key.id, {"SPEAKER_00": "Alice"}) == {"SPEAKER_00": "Alice"}
+    assert store.get_peaks("old") == meter.peaks()  # the bytes come back as they went in
     path = media.path(key.id, "a")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"audio")
@@ -118,6 +126,9 @@ def test_retention_deletes_old_outputs_and_uploads(store, tmp_path):
     expire(store, media, tmp_path / "downloads", result_ttl=timedelta(0), media_ttl=timedelta(0))
     job = store.get_job("old")
     assert job.output is None and job.status == SUCCEEDED
+    # The waveform overview and the speaker names go with the output they belong to.
+    assert store.get_peaks("old") is None and job.speaker_names is None
+    assert store.set_speaker_names("old", key.id, {"SPEAKER_00": "Bob"}) is None
     assert not path.exists() and store.get_media(key.id, "a") is None
     assert [j.id for j in store.list_jobs(key.id, None, 10)] == ["old"]
 

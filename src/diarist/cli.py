@@ -367,20 +367,13 @@ def write_file(path: Path, text: str) -> None:
 
 
 def render(done: Diarization, path: Path, fmt: str, exclusive: bool) -> str:
-    """One file's output in `fmt`; without a transcript, srt, vtt and txt give the speaker of each turn."""
-    from diarist.transcription.attribution import Utterance
-    from diarist.transcription.formats import to_srt, to_text, to_vtt
+    """One file's output in `fmt` (the API's export renderer); without a transcript, srt, vtt and txt give the
+    speaker of each turn (identification: named after its match)."""
+    from diarist.exports import render as render_output
 
-    if fmt == "json":
-        return json.dumps(done.output, indent=2) + "\n"
-    if fmt == "rttm":
-        return done.result.to_rttm(uri=path.stem, exclusive=exclusive)
-    if done.transcript is not None:
-        words, turns = done.transcript.words, done.transcript.turns
-    else:  # identification: the turns, one speaker at a time, with no words
-        words = turns = [Utterance(t.start, t.end, "", t.speaker) for t in done.result.exclusive_turns]
-    writers = {"srt": to_srt, "vtt": to_vtt}
-    return writers[fmt](words) if fmt in writers else to_text(turns)
+    return render_output(
+        done.output, fmt, uri=path.stem, exclusive=exclusive, transcript=done.transcript, result=done.result
+    )
 
 
 @dataclass

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from diarist.audio import Peaks
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class DiarizationResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
     # Each speaker's voice: a unit embedding (the centroid of its window embeddings), for identification.
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    # The waveform overview, from the same decode (a file input only): the web page draws it.
+    peaks: Peaks | None = None
 
     def to_dict(
         self, exclusive: bool = False, confidence: bool = False, turn_level_confidence: bool = False
@@ -55,7 +60,11 @@ class DiarizationResult:
 
     def to_rttm(self, uri: str = "audio", exclusive: bool = False) -> str:
         """NIST RTTM, one SPEAKER line per turn."""
-        turns = self.exclusive_turns if exclusive else self.turns
-        return "".join(
-            f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
-        )
+        return to_rttm(self.exclusive_turns if exclusive else self.turns, uri)
+
+
+def to_rttm(turns: list[Turn], uri: str = "audio") -> str:
+    """NIST RTTM of `turns`, one SPEAKER line each (the CLI's --format rttm and the API's export)."""
+    return "".join(
+        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
+    )

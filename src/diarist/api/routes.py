@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response, Security
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, Security
 from fastapi import Path as PathParameter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 from starlette.types import Receive, Scope, Send
 
 from diarist.api.auth import current_key
@@ -30,19 +33,23 @@ from diarist.api.schemas import (
     JobStatus,
     MediaRequest,
     MediaResponse,
+    Peaks,
+    SpeakerNames,
     SpeakerOptions,
+    SpeakerRenames,
     TestResponse,
     VoiceprintRequest,
 )
 from diarist.api.services import Services, services
 from diarist.audio import duration_seconds
 from diarist.errors import AudioError
-from diarist.jobs.media import make_token, object_key, read_token
-from diarist.jobs.net import UrlRefused, check_url
+from diarist.exports import FORMATS, apply_names, default_names, output_speakers, render
+from diarist.jobs.media import make_token, media_type, object_key, read_token
+from diarist.jobs.net import UrlRefused, check_url, redact_url
 from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.store import QuotaExceededError, StorageQuotaError, storage_quota_message
-from diarist.jobs.tables import ApiKey, Job
+from diarist.jobs.tables import SUCCEEDED, ApiKey, Job
 from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
 from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
 from diarist.voiceprints import VoiceprintError, decode
@@ -62,6 +69,10 @@ OPERATION_IDS = {
     "media_output": "getMediaDownloadURL",
     "media_upload": "uploadMedia",
     "media_download": "downloadMedia",
+    "get_peaks": "getJobPeaks",
+    "get_speakers": "getSpeakerNames",
+    "put_speakers": "setSpeakerNames",
+    "export_job": "exportJob",
 }
 
 
@@ -278,8 +289,147 @@ def _own_job(svc: Services, key: ApiKey, job_id: str) -> Job:
     "`failed` or `canceled`. Outputs are deleted a while after the job ends (24 h by default).",
     responses={404: {"model": ApiError, "description": "No such job"}},
 )
-def get_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
-    return JSONResponse(job_json(_own_job(svc, key, jobId)))
+def get_job(
+    jobId: JobId,
+    key: Key,
+    svc: Svc,
+    details: Annotated[
+        bool, Query(description="Add the job's `kind` and input `url` (a diarist extension, for the web page)")
+    ] = False,
+    names: Annotated[
+        bool,
+        Query(
+            description="Give the output's speakers the names set by PUT /v1/jobs/{jobId}/speakers (an identify "
+            "job's speakers default to their matched label) in every speaker field (a diarist extension)"
+        ),
+    ] = False,
+) -> JSONResponse:
+    job = _own_job(svc, key, jobId)
+    body = job_json(job)
+    if names and "output" in body and job.status == SUCCEEDED:
+        body["output"] = apply_names(body["output"], _names(job))
+    if details:
+        body["kind"] = job.kind
+        body["url"] = redact_url(job.request["url"])
+    return JSONResponse(body)
+
+
+def _names(job: Job) -> dict[str, str]:
+    """The names a job's speakers go by: an identify job's matches, overridden by the user's own."""
+    return default_names(job.output) | (job.speaker_names or {})
+
+
+def _with_output(svc: Services, key: ApiKey, job_id: str) -> Job:
+    """The key's job, if it succeeded and still has its output; else 404 or 409."""
+    job = _own_job(svc, key, job_id)
+    if job.status != SUCCEEDED or job.output is None:
+        state = "has not succeeded" if job.status != SUCCEEDED else "no longer has its output (outputs expire)"
+        raise ApiProblem(409, f"Job {job_id} {state}: it has no speakers to name or output to export.")
+    return job
+
+
+def _json(request: Request, body: Any) -> Response:
+    """Compact JSON, gzipped when the client takes it: a long file's peaks shrink several times."""
+    data = json.dumps(body, separators=(",", ":")).encode()
+    if "gzip" not in request.headers.get("accept-encoding", "") or len(data) < 1024:
+        return Response(data, media_type="application/json", headers={"Vary": "Accept-Encoding"})
+    headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+    return Response(gzip.compress(data, compresslevel=5), media_type="application/json", headers=headers)
+
+
+@router.get(
+    "/v1/jobs/{jobId}/peaks",
+    response_model=Peaks,
+    summary="Get the waveform overview of a job (diarist extension)",
+    description="The largest |sample| of each 1/`rate` s of the job's audio, scaled to 0..127, measured by the worker "
+    "while it decoded the audio for the job: at most about 100,000 values whatever the length, so a web page "
+    "draws a 3-hour file at once without downloading or decoding it. Diarize and identify jobs that succeeded, "
+    "until their output expires.",
+    responses={404: {"model": ApiError, "description": "No such job, or the job has no peaks"}},
+)
+def get_peaks(jobId: JobId, request: Request, key: Key, svc: Svc) -> Response:
+    job = _own_job(svc, key, jobId)
+    peaks = svc.store.get_peaks(job.id)
+    if peaks is None:
+        raise ApiProblem(
+            404,
+            f"Job {jobId} has no waveform peaks: only diarize and identify jobs that succeeded have them, "
+            "until their output expires.",
+        )
+    return _json(request, peaks.to_dict())
+
+
+@router.get(
+    "/v1/jobs/{jobId}/speakers",
+    response_model=SpeakerNames,
+    summary="Get the names of a job's speakers (diarist extension)",
+    description="The names given to the job's speaker ids (`{}` when none); an identify job's speakers are named "
+    "after their matched voiceprint unless renamed.",
+    responses={404: {"model": ApiError, "description": "No such job"}},
+)
+def get_speakers(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
+    job = _own_job(svc, key, jobId)
+    return JSONResponse(_names(job) if job.status == SUCCEEDED and job.output is not None else {})
+
+
+@router.put(
+    "/v1/jobs/{jobId}/speakers",
+    response_model=SpeakerNames,
+    summary="Name a job's speakers (diarist extension)",
+    description='Gives names to speaker ids of the job\'s output (SPEAKER_00, ...); null or "" removes a name. '
+    "The names are kept with the job (deleted with its output) and applied by `GET /v1/jobs/{jobId}?names=true` "
+    "and the exports; the plain job output keeps the ids. Answers every name the job's speakers now have.",
+    responses={
+        404: {"model": ApiError, "description": "No such job"},
+        409: {"model": ApiError, "description": "The job has no output (not succeeded, or expired)"},
+    },
+)
+def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key, svc: Svc) -> JSONResponse:
+    job = _with_output(svc, key, jobId)
+    speakers = output_speakers(job.output or {})
+    errors = []
+    renames: dict[str, str | None] = {}
+    for speaker, name in body.items():
+        name = (name or "").strip()  # a name of spaces only would show as nothing: it removes the name
+        if speaker not in speakers:
+            errors.append((speaker, f"Not a speaker of this job's output (it has {', '.join(sorted(speakers))})"))
+        renames[speaker] = name or None
+    if errors:
+        raise InvalidRequest(errors)
+    named = svc.store.set_speaker_names(job.id, key.id, renames)
+    if named is None:
+        raise ApiProblem(409, f"Job {jobId} no longer has its output (outputs expire): its speakers cannot be named.")
+    job.speaker_names = named
+    return JSONResponse(_names(job))
+
+
+@router.get(
+    "/v1/jobs/{jobId}/export",
+    summary="Export a job's output as a file (diarist extension)",
+    description="The output with the speakers' names (`PUT /v1/jobs/{jobId}/speakers`) as a file to save: JSON, "
+    "RTTM, or SubRip, WebVTT and text subtitles, from the transcript when the job has one, else one cue per "
+    "diarization turn. The same files as `diarist diarize --format`.",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file, as an attachment named `<jobId>.<format>`",
+            "content": {kind: {"schema": {"type": "string"}} for _ext, kind in FORMATS.values()},
+        },
+        404: {"model": ApiError, "description": "No such job"},
+        409: {"model": ApiError, "description": "The job has no output (not succeeded, or expired)"},
+    },
+)
+def export_job(
+    jobId: JobId,
+    key: Key,
+    svc: Svc,
+    format: Annotated[Literal["json", "rttm", "srt", "vtt", "txt"], Query(description="The file format")] = "json",
+) -> Response:
+    job = _with_output(svc, key, jobId)
+    output = apply_names(job.output or {}, _names(job))
+    extension, kind = FORMATS[format]
+    headers = {"Content-Disposition": f'attachment; filename="{job.id}.{extension}"'}
+    return Response(render(output, format, uri=job.id), media_type=kind, headers=headers)
 
 
 @router.delete(
@@ -463,10 +613,34 @@ async def _store_upload(
             part.unlink(missing_ok=True)
 
 
-@router.get("/v1/media/download/{token}", summary="Download media from a pre-signed URL", responses={403: {}, 404: {}})
-def media_download(token: str, svc: Svc) -> FileResponse:
+@router.get(
+    "/v1/media/download/{token}",
+    summary="Download media from a pre-signed URL",
+    description="The file, with its audio media type. Answers HTTP Range requests (206), so that a browser's "
+    "<audio> element plays and seeks a long file without downloading it whole.",
+    responses={403: {"model": ApiError}, 404: {"model": ApiError}, 416: {"model": ApiError}},
+)
+def media_download(token: str, request: Request, svc: Svc) -> FileResponse:
     refusal = "This download URL is invalid or has expired, or its key was revoked; ask /v1/media/output for a new one."
     path = svc.media.path(*_signed_target(svc, "get", token, refusal))
-    if not path.exists():
-        raise ApiProblem(404, "This media no longer exists.")
-    return FileResponse(path, media_type="application/octet-stream")
+    try:
+        size, kind = path.stat().st_size, media_type(path)
+    except FileNotFoundError:
+        raise ApiProblem(404, "This media no longer exists.") from None
+    _check_range(request.headers.get("range"), size)
+    # FileResponse answers Range requests (206, Content-Range, Accept-Ranges) itself.
+    return FileResponse(path, media_type=kind)
+
+
+def _check_range(header: str | None, size: int) -> None:
+    """Refuse a Range header FileResponse would refuse, in the API's error shapes rather than its plain text."""
+    if header is None:
+        return
+    try:
+        FileResponse._parse_range_header(header, size)
+    except RangeNotSatisfiable:
+        raise ApiProblem(
+            416, f"The range {header!r} is outside the file ({size} bytes).", {"Content-Range": f"bytes */{size}"}
+        ) from None
+    except MalformedRangeHeader as e:
+        raise InvalidRequest([("Range", f"Malformed Range header: {e.content}")]) from None

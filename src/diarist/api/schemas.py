@@ -322,6 +322,38 @@ class JobOut(BaseModel):
     output: DiarizationJobOutput | IdentificationJobOutput | VoiceprintJobOutput | JobError | None = absent(
         "The result once succeeded, {error} once failed or canceled; kept for a limited time after the job ends"
     )
+    kind: Literal["diarize", "voiceprint", "identify"] | None = absent(
+        "The job's type (a diarist extension, with `details=true` only)"
+    )
+    url: str | None = absent("The job's input URL, credentials hidden (a diarist extension, with `details=true` only)")
+
+
+MAX_SPEAKER_NAME = 100
+
+
+class Peaks(BaseModel):
+    """A job's waveform overview (a diarist extension, for the web page)."""
+
+    duration: float = Field(description="Seconds of decoded audio", examples=[1800.0])
+    rate: float = Field(description="Values per second: 50, or less for files over 2000 s", examples=[50.0])
+    peaks: list[Annotated[int, Field(ge=0, le=127)]] = Field(
+        description="The largest |sample| of each 1/rate s, scaled to 0..127 (draw it mirrored)"
+    )
+
+
+SPEAKER_NAMES_EXAMPLE = {"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"}
+SpeakerNames = Annotated[
+    dict[str, str],
+    Field(description="Name of each named speaker id of the job's output", examples=[SPEAKER_NAMES_EXAMPLE]),
+]
+SpeakerRenames = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_SPEAKER_NAME)] | None],
+    Field(
+        description=f"A name (1 to {MAX_SPEAKER_NAME} characters) for speaker ids of the job's output; null or "
+        '"" removes one. Speakers left out keep theirs.',
+        examples=[{"SPEAKER_00": "Alice", "SPEAKER_01": None}],
+    ),
+]
 
 
 class JobListItem(BaseModel):

@@ -172,3 +172,31 @@ def read_token(secret: bytes, action: str, token: str) -> tuple[str, str] | None
     if token_action != action or expires < time.time() or not KEY_ID.fullmatch(key_id):
         return None
     return key_id, key
+
+
+# The first bytes of the containers a browser plays, and their media types: the download route names
+# the right one so that an <audio> element plays an upload (it refuses application/octet-stream in
+# some browsers). Uploads carry no type of their own, so it is read from the file.
+SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
+    (8, b"WAVE", "audio/wav"),
+    (0, b"fLaC", "audio/flac"),
+    (0, b"OggS", "audio/ogg"),
+    (0, b"ID3", "audio/mpeg"),
+    (4, b"ftyp", "audio/mp4"),
+    (0, b"\x1a\x45\xdf\xa3", "audio/webm"),  # Matroska / WebM
+    (0, b"FORM", "audio/aiff"),
+    (0, b"#!AMR", "audio/amr"),
+)
+
+
+def media_type(path: Path) -> str:
+    """The media type of an uploaded file from its first bytes; application/octet-stream when unknown."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    for offset, magic, kind in SIGNATURES:
+        if head[offset : offset + len(magic)] == magic:
+            return kind
+    # An MPEG audio frame without an ID3 tag starts with an 11-bit sync word; ADTS AAC has 12 bits and layer 0.
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "audio/aac" if head[1] & 0x06 == 0 else "audio/mpeg"
+    return "application/octet-stream"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from diarist.audio import Peaks
 from diarist.errors import (
     AudioError,
     AudioFileNotFoundError,
@@ -213,17 +214,19 @@ def diarize_options(job: Job, asr_models: Path) -> DiarizeOptions:
     return IdentifyOptions(**vars(options), voiceprints=voiceprints, matching=matching)
 
 
-def run_use_case(job: Job, path: Path, asr_models: Path, progress: ProgressReporter) -> tuple[dict, float]:
-    """The job's output, and the seconds of audio it took."""
+def run_use_case(
+    job: Job, path: Path, asr_models: Path, progress: ProgressReporter
+) -> tuple[dict, float, Peaks | None]:
+    """The job's output, the seconds of audio it took, and the waveform overview (diarize and identify jobs)."""
     if job.kind == "voiceprint":
         made = voiceprint(path, job.request["model"], progress)
-        return made.to_dict(), made.duration
+        return made.to_dict(), made.duration, None
     options = diarize_options(job, asr_models)
     if isinstance(options, IdentifyOptions):
         done = identify(options, path, progress)
     else:
         done = diarize(options, path, progress)
-    return done.output, done.result.duration
+    return done.output, done.result.duration, done.result.peaks
 
 
 def job_limits(job: Job, config: RunnerConfig) -> RunnerConfig:
@@ -267,8 +270,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     path: Path | None = None
     downloaded = False
 
-    def finish(status: str, output: dict, audio_seconds: float | None = None) -> None:
-        if store.finish_job(job.id, token, status, output, audio_seconds=audio_seconds) is None:
+    def finish(status: str, output: dict, audio_seconds: float | None = None, peaks: Peaks | None = None) -> None:
+        if store.finish_job(job.id, token, status, output, audio_seconds=audio_seconds, peaks=peaks) is None:
             log.warning(
                 "job %s: the end of attempt %d was refused: the job was canceled, or re-queued after this "
                 "worker's lease expired and run again",
@@ -283,8 +286,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
             # A URL's length, or an upload's whose container announced none, is first known here:
             # QuotaExceededError if it does not fit.
             store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))
-            output, seconds = run_use_case(job, path, config.asr_models, progress)
-            finish(SUCCEEDED, output, audio_seconds=seconds)
+            output, seconds, peaks = run_use_case(job, path, config.asr_models, progress)
+            finish(SUCCEEDED, output, audio_seconds=seconds, peaks=peaks)
         except JobAbandoned:
             log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)
         except (AudioError, InputError, UrlRefused, FetchError) as e:

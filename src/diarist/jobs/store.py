@@ -47,6 +47,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
+from diarist.audio import Peaks
 from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
 from diarist.jobs.payloads import webhook_body
 from diarist.jobs.private import private_dir, private_file
@@ -60,6 +61,7 @@ from diarist.jobs.tables import (
     TERMINAL,
     ApiKey,
     Job,
+    JobPeaks,
     Media,
     ServerSecret,
     WebhookDelivery,
@@ -491,9 +493,15 @@ class Store:
         return done.rowcount == 1
 
     def finish_job(
-        self, job_id: str, token: int, status: str, output: dict, audio_seconds: float | None = None
+        self,
+        job_id: str,
+        token: int,
+        status: str,
+        output: dict,
+        audio_seconds: float | None = None,
+        peaks: Peaks | None = None,
     ) -> Job | None:
-        """running -> succeeded/failed, with usage and webhook recorded in the same transaction.
+        """running -> succeeded/failed, with usage, webhook and waveform `peaks` recorded in the same transaction.
 
         None when the job is no longer this run's (`token`): the write is refused, nothing changes.
         """
@@ -511,7 +519,35 @@ class Store:
                 return None
             self._settle(session, job, (audio_seconds or 0.0) if status == SUCCEEDED else 0.0)
             self._add_webhook(session, job)
+            if peaks is not None and status == SUCCEEDED:
+                # merge: an earlier attempt that died after this write cannot have left one, but be safe.
+                session.merge(JobPeaks(job_id=job_id, duration=peaks.duration, rate=peaks.rate, peaks=peaks.values))
         return job
+
+    def get_peaks(self, job_id: str) -> Peaks | None:
+        """A job's waveform overview; None when it has none (not succeeded, or its output expired)."""
+        with self.reading() as session:
+            row = session.get(JobPeaks, job_id)
+        return None if row is None else Peaks(row.duration, row.rate, bytes(row.peaks))
+
+    def set_speaker_names(self, job_id: str, key_id: str, names: dict[str, str | None]) -> dict[str, str] | None:
+        """Merge `names` into the job's speaker names (None or "" removes one); the names now.
+
+        None when the job has no output any more (expired meanwhile): the names are not kept.
+        The read and the write are one transaction, so two renames at once both count.
+        """
+        with self.writing() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.key_id != key_id or job.output is None:
+                return None
+            merged = dict(job.speaker_names or {})
+            for speaker, name in names.items():
+                if name:
+                    merged[speaker] = name
+                else:
+                    merged.pop(speaker, None)
+            session.execute(update(Job).where(Job.id == job_id).values(speaker_names=merged or None))
+        return merged
 
     def cancel_job(self, job_id: str, key_id: str) -> Job | None:
         """Cancel a job that has not ended; a running worker notices at its next progress report."""
@@ -651,10 +687,15 @@ class Store:
             return list(session.scalars(select(Worker).where(Worker.seen_at >= cutoff).order_by(Worker.name)))
 
     def expire_outputs(self, finished_before: datetime) -> int:
-        """Delete the outputs of jobs that ended before the given time; the jobs stay listed."""
+        """Delete the outputs of jobs that ended before the given time, with their waveform overviews and
+        speaker names; the jobs stay listed."""
+        ended = select(Job.id).where(Job.finished_at < finished_before)
         with self.writing() as session:
+            session.execute(delete(JobPeaks).where(JobPeaks.job_id.in_(ended)))
             return session.execute(
-                update(Job).where(Job.finished_at < finished_before, Job.output.is_not(None)).values(output=None)
+                update(Job)
+                .where(Job.finished_at < finished_before, Job.output.is_not(None))
+                .values(output=None, speaker_names=None)
             ).rowcount
 
     # --- media ----------------------------------------------------------------------------------

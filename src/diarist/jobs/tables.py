@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 CREATED, PENDING, RUNNING = "created", "pending", "running"
@@ -84,6 +84,22 @@ class Job(Base):
     # `attempts` is the fencing token: every write of a run is conditional on it.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to the Celery broker
+    # Names the user gave the output's speakers ({"SPEAKER_00": "Alice"}); None: none. Deleted with the output.
+    speaker_names: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
+
+
+class JobPeaks(Base):
+    """A succeeded job's waveform overview (`audio.Peaks`), for the web page.
+
+    A table of its own, so that job lists and job GETs never load it; deleted with the job's output.
+    """
+
+    __tablename__ = "job_peaks"
+
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    duration: Mapped[float] = mapped_column(Float)
+    rate: Mapped[float] = mapped_column(Float)
+    peaks: Mapped[bytes] = mapped_column(LargeBinary)  # one byte per value, 0..127
 
 
 class Worker(Base):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from diarist import models
-from diarist.audio import SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
+from diarist.audio import PeaksMeter, SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
 from diarist.errors import ZeroLengthAudioError
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
 from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings, speaker_centroids
@@ -246,6 +246,10 @@ def diarize(
     with timings.stage("load"):
         models.segmentation_model(), models.embedding_model(), models.embedding_backbone()
     spectrum = SpectrumMeter()
+    # The waveform overview rides on the same decode: only files get one (a waveform's caller has the samples).
+    meter = PeaksMeter() if isinstance(audio, (str, os.PathLike)) else None
+    if meter is not None:
+        blocks = meter.metered(blocks)
     with torch.inference_mode():
         analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
     with timings.stage("clustering"):
@@ -263,4 +267,5 @@ def diarize(
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(spectrum.bandwidth())
     result.timings = timings.seconds
+    result.peaks = None if meter is None else meter.peaks()
     return result

@@ -5,7 +5,7 @@ Turns without words (identification, which has no transcript) are written as the
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from diarist.transcription.attribution import Utterance
 
@@ -42,22 +42,32 @@ def _said(cue: Utterance, separator: str) -> str:
     return f"{separator}{text}" if text else ""
 
 
-def to_srt(words: Sequence[Utterance]) -> str:
+def write_srt(items: Iterable[Utterance]) -> str:
+    """SubRip with one block per item, as they are given (`to_srt` makes subtitle-sized cues of words)."""
     blocks = [
         f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n[{c.speaker}]{_said(c, ' ')}\n"
-        for i, c in enumerate(cues(words), 1)
+        for i, c in enumerate(items, 1)
     ]
     return "\n".join(blocks)
 
 
-def to_vtt(words: Sequence[Utterance]) -> str:
+def write_vtt(items: Iterable[Utterance]) -> str:
+    """WebVTT with one cue per item, as they are given (`to_vtt` makes subtitle-sized cues of words)."""
     # WebVTT's voice span names the speaker, so players can style or filter by it; players show only
     # the span's text, so a turn without words shows the name.
     blocks = [
         f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {c.speaker}>{c.text.strip() or c.speaker}\n"
-        for c in cues(words)
+        for c in items
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
+
+
+def to_srt(words: Sequence[Utterance]) -> str:
+    return write_srt(cues(words))
+
+
+def to_vtt(words: Sequence[Utterance]) -> str:
+    return write_vtt(cues(words))
 
 
 def to_text(turns: Sequence[Utterance]) -> str:

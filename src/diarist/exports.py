@@ -1,0 +1,123 @@
+"""A job output as a file (JSON, RTTM, SRT, WebVTT, text), with the names users gave its speakers.
+
+One renderer for the command line (`diarist diarize --format`) and the API (`GET
+/v1/jobs/{jobId}/export`). It works from the pyannoteAI output, which is all a server keeps of a
+job; the command line also passes the transcript objects, whose words keep the recognizer's own
+spacing (the output strips it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from diarist.result import Turn, to_rttm
+from diarist.transcription.attribution import Utterance
+from diarist.transcription.formats import to_srt, to_text, to_vtt, write_srt, write_vtt
+
+if TYPE_CHECKING:
+    from diarist.result import DiarizationResult
+    from diarist.transcription import AttributedTranscript
+
+# format -> (file extension, Content-Type)
+FORMATS: dict[str, tuple[str, str]] = {
+    "json": ("json", "application/json"),
+    "rttm": ("rttm", "text/plain; charset=utf-8"),
+    "srt": ("srt", "application/x-subrip; charset=utf-8"),
+    "vtt": ("vtt", "text/vtt; charset=utf-8"),
+    "txt": ("txt", "text/plain; charset=utf-8"),
+}
+TURN_LISTS = ("diarization", "exclusiveDiarization", "identification")
+TRANSCRIPT_LISTS = ("wordLevelTranscription", "turnLevelTranscription")
+
+
+def default_names(output: dict[str, Any] | None) -> dict[str, str]:
+    """Names an output's speakers have before any user renames them: an identify output's matched labels."""
+    voiceprints = (output or {}).get("voiceprints")
+    if not isinstance(voiceprints, list):  # a voiceprint job's output has one `voiceprint` string instead
+        return {}
+    return {item["speaker"]: item["match"] for item in voiceprints if item.get("match")}
+
+
+def output_speakers(output: dict[str, Any]) -> set[str]:
+    """The speaker ids (SPEAKER_xx) of an output: those a name can be given to."""
+    speakers = {turn["speaker"] for turn in output.get("diarization", [])}
+    speakers |= {turn["speaker"] for turn in output.get("exclusiveDiarization", [])}
+    speakers |= {item["speaker"] for item in output.get("voiceprints", [])}
+    # A transcript may name a speaker the diarization never found (words heard in silence).
+    for name in TRANSCRIPT_LISTS:
+        speakers |= {item["speaker"] for item in output.get(name, [])}
+    return speakers
+
+
+def apply_names(output: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    """`output` with every speaker field renamed by `names` (speaker ids without a name keep theirs).
+
+    Turns, identification segments, transcripts, per-turn confidence keys and the identify
+    `voiceprints` list; an identification segment's `diarizationSpeaker` stays the id it links to.
+    """
+    if not names:
+        return output
+
+    def rename(item: dict[str, Any], key: str = "speaker") -> dict[str, Any]:
+        item = {**item, "speaker": names.get(item[key], item["speaker"])}
+        if isinstance(item.get("confidence"), dict) and key == "speaker":
+            item["confidence"] = {names.get(s, s): score for s, score in item["confidence"].items()}
+        return item
+
+    renamed = dict(output)
+    for name in ("diarization", "exclusiveDiarization", "voiceprints", *TRANSCRIPT_LISTS):
+        if name in output:
+            renamed[name] = [rename(item) for item in output[name]]
+    if "identification" in output:
+        renamed["identification"] = [rename(item, "diarizationSpeaker") for item in output["identification"]]
+    return renamed
+
+
+def _turns(items: list[dict[str, Any]]) -> list[Turn]:
+    return [Turn(item["start"], item["end"], item["speaker"]) for item in items]
+
+
+def _utterances(items: list[dict[str, Any]]) -> list[Utterance]:
+    # The output strips each word's spacing; a space before each joins words as most languages write them.
+    return [Utterance(item["start"], item["end"], " " + item["text"], item["speaker"]) for item in items]
+
+
+def render(
+    output: dict[str, Any],
+    fmt: str,
+    uri: str = "audio",
+    exclusive: bool = False,
+    transcript: AttributedTranscript | None = None,
+    result: DiarizationResult | None = None,
+) -> str:
+    """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM.
+
+    SRT, WebVTT and text come from the transcript when there is one, else from the diarization:
+    one cue per exclusive turn (one speaker at a time), its text the speaker. RTTM takes the
+    exclusive turns when `exclusive`. The command line passes the objects the output was made of
+    (`transcript`, `result`: exact times and spacing, exclusive turns even when the output left
+    them out); the API has only the stored output, with names applied by `apply_names`.
+    """
+    if fmt == "json":
+        return json.dumps(output, indent=2) + "\n"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "rttm":
+        if result is not None:
+            return result.to_rttm(uri=uri, exclusive=exclusive)
+        turns = output.get("exclusiveDiarization") if exclusive else None
+        return to_rttm(_turns(turns if turns is not None else output.get("diarization", [])), uri)
+    if transcript is not None or "wordLevelTranscription" in output:
+        if fmt == "txt":
+            turns = transcript.turns if transcript else _utterances(output["turnLevelTranscription"])
+            return to_text(turns)
+        words = transcript.words if transcript else _utterances(output["wordLevelTranscription"])
+        return to_srt(words) if fmt == "srt" else to_vtt(words)
+    if result is not None:
+        exclusive_turns = result.exclusive_turns
+    else:  # without exclusiveDiarization in the output, its turns (which may overlap)
+        exclusive_turns = _turns(output.get("exclusiveDiarization", output.get("diarization", [])))
+    ordered = sorted(exclusive_turns, key=lambda t: (t.start, t.end))
+    cues = [Utterance(t.start, t.end, "", t.speaker) for t in ordered]
+    return {"srt": write_srt, "vtt": write_vtt, "txt": to_text}[fmt](cues)

@@ -1,0 +1,161 @@
+"""The API the web page uses (diarist extensions), against a live `diarist serve`: waveform peaks,
+job details, speaker names, exports and ranged audio downloads."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+
+import httpx
+import pytest
+
+from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
+
+from .conftest import SAMPLE
+from .live import upload, wait_for
+
+
+def metered(blocks) -> PeaksMeter:
+    meter = PeaksMeter()
+    for _block in meter.metered(blocks):
+        pass
+    return meter
+
+
+def test_peaks_meter_takes_bucket_maxima_across_blocks(sample_audio):
+    """Blocks cut anywhere give the same peaks as the whole: the pipeline's block sizes do not matter."""
+    whole = metered([sample_audio]).peaks()
+    cuts = [0, 7, 1000, 1001, 48_000, 200_003, len(sample_audio)]
+    pieces = metered(sample_audio[a:b] for a, b in itertools.pairwise(cuts)).peaks()
+    assert pieces == whole
+    assert whole.rate == 50 and whole.duration == len(sample_audio) / SAMPLE_RATE
+    assert len(whole.values) == math.ceil(len(sample_audio) / PEAKS_BUCKET)
+    expected = [round(min(1.0, abs(sample_audio[i : i + PEAKS_BUCKET]).max()) * 127) for i in (0, 320 * 700)]
+    assert [whole.values[0], whole.values[700]] == expected
+
+
+def test_peaks_of_a_long_file_stay_under_the_limit(sample_audio):
+    """3 hours of audio: whole fine buckets per value, at most PEAKS_MAX_VALUES, each the max of its span."""
+    hours = 3 * 3600 * SAMPLE_RATE
+    blocks = (sample_audio for _ in range(hours // len(sample_audio)))
+    peaks = metered(blocks).peaks()
+    fine = metered([sample_audio]).peaks()
+    factor = 50 / peaks.rate
+    assert factor == 6 and len(peaks.values) <= PEAKS_MAX_VALUES
+    assert peaks.duration == 3 * 3600
+    # The first value spans the first 6 fine buckets of the (repeating) sample.
+    assert peaks.values[0] == max(fine.values[:6])
+
+
+@pytest.fixture(scope="module")
+def finished(server, key, sample_media) -> str:
+    """A succeeded diarize job of the sample with every output part the names apply to."""
+    with server.client(key) as api:
+        body = {"url": sample_media, "model": "community-1", "exclusive": True, "turnLevelConfidence": True}
+        job_id = api.post("/v1/diarize", json=body).json()["jobId"]
+        assert wait_for(api, job_id)["status"] == "succeeded"
+    return job_id
+
+
+@pytest.fixture(scope="module")
+def failed(server, key) -> str:
+    with server.client(key) as api:
+        job_id = api.post("/v1/diarize", json={"url": upload(api, b"not audio", "junk-web.wav")}).json()["jobId"]
+        assert wait_for(api, job_id)["status"] == "failed"
+    return job_id
+
+
+def test_peaks_come_from_the_workers_decode(api, finished, failed):
+    answer = api.get(f"/v1/jobs/{finished}/peaks", headers={"Accept-Encoding": "identity"})
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    expected = metered(stream_audio(SAMPLE)).peaks()
+    assert body == {"duration": expected.duration, "rate": 50, "peaks": list(expected.values)}
+    assert max(body["peaks"]) > 30 and min(body["peaks"]) >= 0  # speech, not silence
+    zipped = httpx.get(answer.url, headers={**api.headers, "Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip" and zipped.json() == body
+    assert len(zipped.content) == len(answer.content)  # httpx decompressed it; the wire held less
+    assert int(zipped.headers["content-length"]) < len(answer.content) / 2
+    for job_id in (failed, "00000000-0000-0000-0000-000000000000"):
+        missing = api.get(f"/v1/jobs/{job_id}/peaks")
+        assert missing.status_code == 404 and set(missing.json()) == {"requestId", "message"}
+
+
+def test_details_add_kind_and_redacted_url(api, finished, sample_media):
+    plain = api.get(f"/v1/jobs/{finished}").json()
+    assert "kind" not in plain and "url" not in plain
+    detailed = api.get(f"/v1/jobs/{finished}", params={"details": "true"}).json()
+    assert detailed == plain | {"kind": "diarize", "url": sample_media}
+
+
+def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):
+    path = f"/v1/jobs/{finished}/speakers"
+    assert api.get(path).json() == {}
+    named = api.put(path, json={"SPEAKER_00": "  Alice ", "SPEAKER_01": "Bob"})
+    assert named.status_code == 200 and named.json() == {"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"}
+    assert api.put(path, json={"SPEAKER_01": None}).json() == {"SPEAKER_00": "Alice"}
+    assert api.put(path, json={"SPEAKER_01": "Bea"}).json() == {"SPEAKER_00": "Alice", "SPEAKER_01": "Bea"}
+    assert api.put(path, json={"SPEAKER_01": ""}).json() == {"SPEAKER_00": "Alice"}
+    assert api.get(path).json() == {"SPEAKER_00": "Alice"}
+
+    refused = api.put(path, json={"SPEAKER_07": "Zed", "SPEAKER_00": "x" * 101})
+    assert refused.status_code == 400
+    assert {e["field"] for e in refused.json()["errors"]} == {"SPEAKER_00"}  # the length check comes first
+    unknown = api.put(path, json={"SPEAKER_07": "Zed"})
+    assert unknown.status_code == 400 and unknown.json()["errors"][0]["field"] == "SPEAKER_07"
+    assert api.put(path, json=["SPEAKER_00"]).status_code == 400
+    assert api.get(path).json() == {"SPEAKER_00": "Alice"}  # nothing of a refused request is kept
+    assert api.put(f"/v1/jobs/{failed}/speakers", json={"SPEAKER_00": "A"}).status_code == 409
+    assert api.get(f"/v1/jobs/{failed}/speakers").json() == {}
+
+    plain = api.get(f"/v1/jobs/{finished}").json()["output"]
+    assert {t["speaker"] for t in plain["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
+    output = api.get(f"/v1/jobs/{finished}", params={"names": "true"}).json()["output"]
+    for part in ("diarization", "exclusiveDiarization"):
+        assert {t["speaker"] for t in output[part]} == {"Alice", "SPEAKER_01"}
+        assert all(set(t["confidence"]) == {"Alice", "SPEAKER_01"} for t in output[part])
+        assert [(t["start"], t["end"]) for t in output[part]] == [(t["start"], t["end"]) for t in plain[part]]
+
+
+def test_exports_carry_the_names(api, finished, failed):
+    api.put(f"/v1/jobs/{finished}/speakers", json={"SPEAKER_00": "Alice", "SPEAKER_01": "Bob"})
+    named = api.get(f"/v1/jobs/{finished}", params={"names": "true"}).json()["output"]
+    files = {}
+    for fmt in ("json", "rttm", "srt", "vtt", "txt"):
+        answer = api.get(f"/v1/jobs/{finished}/export", params={"format": fmt})
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-disposition"] == f'attachment; filename="{finished}.{fmt}"'
+        files[fmt] = answer
+    assert files["json"].json() == named
+    rttm = [line.split() for line in files["rttm"].text.splitlines()]
+    assert len(rttm) == len(named["diarization"]) and {line[7] for line in rttm} == {"Alice", "Bob"}
+    assert all(line[1] == finished for line in rttm)
+    # No transcript: one cue per exclusive turn, its text the speaker's name.
+    turns = named["exclusiveDiarization"]
+    srt = files["srt"].text.strip().split("\n\n")
+    assert len(srt) == len(turns) and srt[0].split("\n")[2] == turns[0]["speaker"]
+    assert files["srt"].headers["content-type"].startswith("application/x-subrip")
+    assert files["vtt"].text.startswith("WEBVTT\n\n") and files["vtt"].headers["content-type"].startswith("text/vtt")
+    assert set(re.findall(r"<v ([^>]+)>", files["vtt"].text)) == {"Alice", "Bob"}
+    assert len(files["txt"].text.splitlines()) == len(turns)
+    assert api.get(f"/v1/jobs/{finished}/export", params={"format": "mp3"}).status_code == 400
+    assert api.get(f"/v1/jobs/{failed}/export", params={"format": "srt"}).status_code == 409
+
+
+def test_audio_download_answers_range_requests(api, sample_media):
+    url = api.post("/v1/media/output", json={"url": sample_media}).json()["url"]
+    size = SAMPLE.stat().st_size
+    whole = httpx.get(url)
+    assert whole.status_code == 200 and whole.headers["content-type"] == "audio/wav"
+    assert whole.headers["accept-ranges"] == "bytes" and whole.content == SAMPLE.read_bytes()
+    part = httpx.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == SAMPLE.read_bytes()[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{size}"
+    tail = httpx.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == SAMPLE.read_bytes()[-10:]
+    beyond = httpx.get(url, headers={"Range": f"bytes={size}-"})
+    assert beyond.status_code == 416 and beyond.headers["content-range"] == f"bytes */{size}"
+    assert set(beyond.json()) == {"requestId", "message"}
+    malformed = httpx.get(url, headers={"Range": "lines=1-2"})
+    assert malformed.status_code == 400 and malformed.json()["errors"][0]["field"] == "Range"
