@@ -38,6 +38,7 @@ from diarist.api.schemas import (
     SpeakerOptions,
     SpeakerRenames,
     TestResponse,
+    ValidationErrorResponse,
     VoiceprintRequest,
 )
 from diarist.api.services import Services, services
@@ -618,7 +619,12 @@ async def _store_upload(
     summary="Download media from a pre-signed URL",
     description="The file, with its audio media type. Answers HTTP Range requests (206), so that a browser's "
     "<audio> element plays and seeks a long file without downloading it whole.",
-    responses={403: {"model": ApiError}, 404: {"model": ApiError}, 416: {"model": ApiError}},
+    responses={
+        400: {"model": ValidationErrorResponse, "description": "Malformed Range header"},
+        403: {"model": ApiError},
+        404: {"model": ApiError},
+        416: {"model": ApiError, "description": "The range is outside the file"},
+    },
 )
 def media_download(token: str, request: Request, svc: Svc) -> FileResponse:
     refusal = "This download URL is invalid or has expired, or its key was revoked; ask /v1/media/output for a new one."
