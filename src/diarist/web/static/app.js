@@ -276,6 +276,7 @@ function pollJobs() {
 
 function closeResult() {
   state.result?.wave?.destroy();
+  delete $("#result").dataset.rendered;
   state.result = null;
   $("#result").hidden = true;
 }
@@ -301,7 +302,8 @@ async function openResult(id) {
   const speakers = [...new Set(turns.map((t) => t.speaker))].sort();
   const transcript = output.turnLevelTranscription;
   const lines = transcript ? [...transcript].sort((a, b) => a.start - b.start) : turns;
-  state.result = { id, job, names, turns, speakers, lines, duration: peaks.duration, current: -1 };
+  const bySpeaker = Object.fromEntries(speakers.map((s) => [s, turns.filter((t) => t.speaker === s)]));
+  state.result = { id, job, names, turns, bySpeaker, speakers, lines, duration: peaks.duration, current: -1 };
 
   $("#result").hidden = false;
   $("#result-title").textContent = state.jobs.get(id)?.file || id;
@@ -332,6 +334,8 @@ async function openResult(id) {
   drawSpeakers();
   drawTranscript();
   player.ontimeupdate = () => follow(player.currentTime);
+  // A mark for tests and bench/web_render.py: the waveform is on screen along with the lanes.
+  state.result.wave.once("redrawcomplete", () => ($("#result").dataset.rendered = id));
   $("#result").scrollIntoView({ block: "start" });
 }
 
@@ -416,8 +420,21 @@ async function rename(speaker, name) {
   for (const who of document.querySelectorAll("#transcript .who")) who.textContent = nameOf(who.dataset.speaker);
 }
 
+/** The diarization turn of `line`'s speaker that overlaps it most (a transcript line carries no confidence). */
+function turnOf(line) {
+  if (line.confidence) return line;
+  let best = null;
+  let most = 0;
+  for (const turn of state.result.bySpeaker[line.speaker] || []) {
+    if (turn.start >= line.end) break;
+    const overlap = Math.min(turn.end, line.end) - Math.max(turn.start, line.start);
+    if (overlap > most) [best, most] = [turn, overlap];
+  }
+  return best;
+}
+
 function confidenceOf(line) {
-  const score = line.confidence?.[line.speaker];
+  const score = turnOf(line)?.confidence?.[line.speaker];
   return score === undefined ? "" : `${Math.round(score)}%`;
 }
 
@@ -472,7 +489,8 @@ function follow(seconds, index) {
     index = -1;
     while (low <= high) {
       const middle = (low + high) >> 1;
-      if (lines[middle].start <= seconds) {
+      // A seek to a line's start may read back a hair earlier: that still is the line.
+      if (lines[middle].start <= seconds + 0.01) {
         index = middle;
         low = middle + 1;
       } else high = middle - 1;
