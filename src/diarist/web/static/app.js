@@ -6,7 +6,7 @@ import TimelinePlugin from "./vendor/wavesurfer/plugins/timeline.esm.js";
 
 const KEY_STORE = "diarist.key"; // sessionStorage only: the key goes when the tab goes
 const TERMINAL = ["succeeded", "failed", "canceled"];
-const POLL_BUSY_MS = 2000; // while a job is queued or running
+const POLL_BUSY_MS = 3000; // while a job is queued or running
 const POLL_IDLE_MS = 15000; // when nothing moves, still notice jobs other clients start
 // Twenty colours far apart in hue and lightness, each dark enough to read as text on white.
 const PALETTE = [
@@ -182,19 +182,21 @@ function uploadAll(files) {
 
 // --- the jobs list ------------------------------------------------------------------------
 
+/** Remember a job's file name (its upload's name, or its URL) and kind, from its ?details=true answer. */
+function learn(job) {
+  const file = (job.url || "").replace(/^media:\/\/(web\/[0-9a-z]+-[0-9a-z]+-)?/, "");
+  state.jobs.set(job.jobId, { file: file || job.jobId, kind: job.kind || "diarize" });
+  return state.jobs.get(job.jobId);
+}
+
 /** The file name and kind of a job, asked once (the list items carry neither). */
 async function jobInfo(id) {
-  if (!state.jobs.has(id)) {
-    const job = await api(`/v1/jobs/${id}?details=true`);
-    const file = (job.url || "").replace(/^media:\/\/(web\/[0-9a-z]+-[0-9a-z]+-)?/, "");
-    state.jobs.set(id, { file: file || id, kind: job.kind || "diarize" });
-  }
-  return state.jobs.get(id);
+  return state.jobs.get(id) || learn(await api(`/v1/jobs/${id}?details=true`));
 }
 
 async function refreshJobs() {
   const status = $("#status-filter").value;
-  const list = await api(`/v2/jobs?limit=50${status ? `&status=${status}` : ""}`);
+  const list = await api(`/v2/jobs?limit=20${status ? `&status=${status}` : ""}`);
   const rows = [];
   for (const item of list.items) {
     const info = await jobInfo(item.id).catch(() => ({ file: item.id, kind: "" }));
@@ -216,7 +218,7 @@ function jobRow(item, info, detail) {
   row.dataset.status = item.status;
   const name = document.createElement("td");
   const label = info.kind && info.kind !== "diarize" ? `${info.file} (${info.kind})` : info.file;
-  if (item.status === "succeeded") {
+  if (item.status === "succeeded" && info.kind !== "voiceprint") {
     const link = document.createElement("a");
     link.href = `#job=${item.id}`;
     link.textContent = label;
@@ -290,13 +292,15 @@ function speakerTurns(output) {
 async function openResult(id) {
   closeResult();
   showError("");
-  const [job, names, peaks] = await Promise.all([
-    api(`/v1/jobs/${id}?details=true`),
-    api(`/v1/jobs/${id}/speakers`).catch(() => ({})),
-    api(`/v1/jobs/${id}/peaks`),
-  ]);
+  const job = await api(`/v1/jobs/${id}?details=true`);
   if (job.status !== "succeeded") throw new Error(`Job ${id} is ${job.status}; only a finished job has a result.`);
-  const audio = await api("/v1/media/output", { method: "POST", body: { url: job.url } });
+  if (!job.output.diarization) throw new Error(`Job ${id} is a ${job.kind} job: it has no speaker turns to show.`);
+  const [names, peaks, audio] = await Promise.all([
+    api(`/v1/jobs/${id}/speakers`),
+    api(`/v1/jobs/${id}/peaks`),
+    // Only an upload can be played back: for a job made from a web URL the server keeps no copy.
+    job.url?.startsWith("media://") ? api("/v1/media/output", { method: "POST", body: { url: job.url } }) : null,
+  ]);
   const output = job.output;
   const turns = speakerTurns(output);
   const speakers = [...new Set(turns.map((t) => t.speaker))].sort();
@@ -306,20 +310,22 @@ async function openResult(id) {
   state.result = { id, job, names, turns, bySpeaker, speakers, lines, duration: peaks.duration, current: -1 };
 
   $("#result").hidden = false;
-  $("#result-title").textContent = state.jobs.get(id)?.file || id;
+  $("#result-title").textContent = learn(job).file;
   $("#result-note").textContent = [
     `${speakers.length} speakers, ${formatTime(peaks.duration)}`,
     job.kind === "identify" ? "speakers named after their matched voiceprints" : "",
+    audio ? "" : "no playback: the audio came from a URL, not an upload",
     output.warning || "",
   ]
     .filter(Boolean)
     .join(" · ");
   const player = $("#player");
-  player.src = audio.url;
+  player.hidden = !audio;
+  if (!audio) player.removeAttribute("src"); // not the previous job's audio
   state.result.wave = WaveSurfer.create({
     container: "#waveform",
     media: player,
-    url: audio.url, // the <audio> element streams it with range requests; nothing is decoded here
+    url: audio?.url, // the <audio> element streams it with range requests; nothing is decoded here
     peaks: [Float32Array.from(peaks.peaks, (v) => v / 127)],
     duration: peaks.duration,
     height: 72,
