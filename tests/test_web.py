@@ -104,8 +104,6 @@ def finished(context, web, web_key) -> str:
     page.set_input_files("#files", str(SAMPLE))
     row = page.wait_for_selector("#job-rows tr[data-status=succeeded]", timeout=TIMEOUT_MS)
     job_id = row.get_attribute("data-job")
-    if SCREENSHOTS:
-        page.screenshot(path=str(Path(SCREENSHOTS) / "web-jobs.png"))
     page.close()
     return job_id
 
@@ -157,6 +155,7 @@ def test_lanes_match_the_api_output(page, web, web_key, finished):
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(Path(SCREENSHOTS) / "web-result.png"), full_page=True)
         page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(500)  # wavesurfer redraws for the new width on its next frames
         page.screenshot(path=str(Path(SCREENSHOTS) / "web-phone.png"), full_page=True)
 
 

@@ -329,6 +329,7 @@ async function openResult(id) {
     peaks: [Float32Array.from(peaks.peaks, (v) => v / 127)],
     duration: peaks.duration,
     height: 72,
+    normalize: true, // quiet recordings still show their shape; the peaks' scale is the file's loudest moment
     waveColor: "#9aa5b1",
     progressColor: "#4a5563",
     cursorColor: "#c1121f",
