@@ -13,6 +13,9 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from diarist import __version__
 from diarist.api import health, ops
@@ -36,6 +39,8 @@ from diarist.settings import Settings
 log = logging.getLogger("diarist.api")
 API_POOL_SIZE = 10  # PostgreSQL connections of an API process: requests, webhooks, retention, scrapes
 PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
+WEB_DIR = Path(__file__).parents[1] / "web"  # the page and its static files, shipped inside the package
+VENDOR = "/static/vendor/swagger-ui"
 
 
 def _lock_data_dir(data_dir: Path):
@@ -126,6 +131,8 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
         redirect_slashes=False,  # `/v1/test/` is a 404, not a 307 with an empty body to an unchecked path
+        docs_url=None,  # served by install_web from files inside the package: /docs works offline
+        redoc_url=None,  # ReDoc would load its script from a CDN; /docs covers the same document
     )
     app.add_middleware(EdgeGuard)  # added before RequestIdMiddleware, so inside it: its answers get ids too
     limiter, failures = make_limiters(settings)
@@ -145,5 +152,28 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(ops.router)
     app.include_router(router)
+    install_web(app)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
     return app
+
+
+def install_web(app: FastAPI) -> None:
+    """The web page at `/`, its files under `/static/`, and Swagger UI at `/docs`, all from the package.
+
+    None of these needs a key: the page asks for one and sends it to the /v1 routes like any client.
+    """
+    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{VENDOR}/swagger-ui-bundle.js",
+            swagger_css_url=f"{VENDOR}/swagger-ui.css",
+            swagger_favicon_url=f"{VENDOR}/favicon-32x32.png",
+        )
