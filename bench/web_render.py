@@ -25,18 +25,7 @@ import httpx
 from common import concatenated_dev, machine, write_wav
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/live.py: the same live server the tests start
-from tests.live import LiveServer, create_key, upload, wait_for
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, upload, wait_for
 
 
 def run_job(server: LiveServer, key, wav: Path, model: str) -> tuple[str, float]:
@@ -89,7 +78,7 @@ def render_times(server: LiveServer, key, job_id: str, loads: int, profile: Path
 
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            str(profile), executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
         )
         results = [one_load(context, server, key, job_id) for _ in range(loads)]
         context.close()

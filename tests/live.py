@@ -19,6 +19,19 @@ import httpx
 # Test servers listen here; the service may reach this address (DIARIST_ALLOWED_HOSTS) but not
 # 127.0.0.1, so SSRF refusals of the usual loopback address stay testable.
 PEER_HOST = "127.0.0.2"
+# Debian's chromium for the browser tests and the render bench, and the flags it needs here: headless
+# as root, and none of its background connections (this machine's network refuses them).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TERMINAL = ("succeeded", "failed", "canceled")
 
 

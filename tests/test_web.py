@@ -17,19 +17,8 @@ import httpx
 import pytest
 
 from .conftest import SAMPLE
-from .live import LiveServer, create_key
+from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 180_000  # the job: precision-2 and Whisper on 30 s, on a shared 2-core machine
 SCREENSHOTS = os.environ.get("DIARIST_WEB_SCREENSHOTS")
 
