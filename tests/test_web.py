@@ -71,6 +71,8 @@ def page(context):
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    # A script, style or request the page's Content-Security-Policy refuses is only a console error.
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield page
     page.close()
     assert errors == [], f"the page threw: {errors}"
@@ -190,6 +192,21 @@ def test_rename_survives_reload_and_reaches_the_export(page, web, web_key, finis
     # The API's output keeps its labels unless a client asks for names.
     speakers = {t["speaker"] for t in api_job(web, web_key, finished)["output"]["diarization"]}
     assert "SPEAKER_00" in speakers
+
+
+def test_a_name_with_markup_stays_text(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    markup = '<img src=x onerror="document.title=1">Bo'
+    name = page.locator('#speakers li[data-speaker="SPEAKER_01"] input')
+    with page.expect_response(lambda r: r.url.endswith("/speakers") and r.request.method == "PUT"):
+        name.fill(markup)
+        name.press("Enter")
+    page.reload()
+    page.wait_for_selector("#lanes .lane")
+    assert page.inner_text('#lanes .lane[data-speaker="SPEAKER_01"] .lane-name') == markup
+    assert page.locator("#result img").count() == 0 and page.title() != "1"
+    headers = page.request.get(f"{web.url}/").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
 
 
 def test_non_audio_upload_shows_why_it_failed(page, web, web_key):

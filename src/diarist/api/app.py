@@ -157,6 +157,18 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+# The page runs only its own scripts: a speaker name or a file name that holds markup can never
+# run as code, even if a future change rendered one as HTML. Audio and uploads may go to the
+# server's public_url, which can be another origin than the page's.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; media-src 'self' http: https:; connect-src 'self' http: https:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def install_web(app: FastAPI) -> None:
     """The web page at `/`, its files under `/static/`, and Swagger UI at `/docs`, all from the package.
 
@@ -166,7 +178,7 @@ def install_web(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html")
+        return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
