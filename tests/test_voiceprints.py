@@ -10,6 +10,7 @@ import pytest
 import diarist
 from diarist import voiceprints
 from diarist.identities import check_labels
+from diarist.result import Turn
 from diarist.voiceprints import (
     CALIBRATION_OFFSET,
     CALIBRATION_SLOPE,
@@ -20,6 +21,7 @@ from diarist.voiceprints import (
     decode,
     encode,
     match_speakers,
+    named_result,
 )
 
 from .conftest import DEV, reference_turns, solo_speech, wav_bytes
@@ -245,3 +247,15 @@ def test_identify_refuses_bad_labels_and_voiceprints_before_running(enrolled):
         diarist.identify(DEV / "missing.wav", {"Alice": good, "Bob": good[:-8]})
     with pytest.raises(ValueError, match="threshold must be from 0 to 100"):
         diarist.identify(DEV / "missing.wav", {"Alice": good}, threshold=150)
+
+
+def test_names_with_spaces_keep_rttm_fields_apart():
+    # "John Doe" is the reference's own example label; RTTM splits its fields at whitespace.
+    turns = [Turn(0.5, 2.0, "SPEAKER_00"), Turn(2.0, 3.5, "SPEAKER_01")]
+    result = diarist.DiarizationResult(turns, turns, ["SPEAKER_00", "SPEAKER_01"], 4.0)
+    named = named_result(result, {"SPEAKER_00": "John  Doe", "SPEAKER_01": None})
+    lines = named.to_rttm("my meeting").splitlines()
+    assert [line.split() for line in lines] == [
+        ["SPEAKER", "my_meeting", "1", "0.500", "1.500", "<NA>", "<NA>", "John_Doe", "<NA>", "<NA>"],
+        ["SPEAKER", "my_meeting", "1", "2.000", "1.500", "<NA>", "<NA>", "SPEAKER_01", "<NA>", "<NA>"],
+    ]

@@ -64,7 +64,16 @@ class DiarizationResult:
 
 
 def to_rttm(turns: list[Turn], uri: str = "audio") -> str:
-    """NIST RTTM of `turns`, one SPEAKER line each (the CLI's --format rttm and the API's export)."""
+    """NIST RTTM of `turns`, one SPEAKER line each (the CLI's --format rttm and the API's export).
+
+    RTTM fields are split at whitespace: a name like "John Doe" is written John_Doe.
+    """
+    uri = _rttm_field(uri)
     return "".join(
-        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {t.speaker} <NA> <NA>\n" for t in turns
+        f"SPEAKER {uri} 1 {t.start:.3f} {t.end - t.start:.3f} <NA> <NA> {_rttm_field(t.speaker)} <NA> <NA>\n"
+        for t in turns
     )
+
+
+def _rttm_field(text: str) -> str:
+    return "_".join(text.split()) or "_"
