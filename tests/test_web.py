@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,12 +107,24 @@ def api_job(web, key, job_id: str, **params) -> dict:
     return answer.json()
 
 
+def wait_until(page, expression: str, timeout: float = 30) -> None:
+    """Poll a JavaScript expression from outside the page until it is true.
+
+    Not `page.wait_for_function`: its polling evaluates a string inside the page, which the page's
+    Content-Security-Policy (no eval) refuses.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        assert time.monotonic() < deadline, f"still false after {timeout} s: {expression}"
+        time.sleep(0.1)
+
+
 def open_result(page, web, key, job_id: str) -> None:
     sign_in(page, web, key.key)
     page.wait_for_selector("#work:not([hidden])")
     page.goto(f"{web.url}/#job={job_id}")
     page.wait_for_selector("#lanes .lane")
-    page.wait_for_function("document.querySelector('#player').readyState >= 1")  # audio metadata came
+    wait_until(page, "document.querySelector('#player').readyState >= 1")  # audio metadata came
 
 
 def test_bad_key_shows_why(page, web):
@@ -158,15 +171,16 @@ def test_transcript_line_and_keys_move_playback(page, web, web_key, finished):
     start = float(third.get_attribute("data-start"))
     assert start > 1
     third.click()
-    page.wait_for_function(f"Math.abs(document.querySelector('#player').currentTime - {start}) < 0.5")
+    wait_until(page, f"Math.abs(document.querySelector('#player').currentTime - {start}) < 0.5")
     assert "current" in third.get_attribute("class")
     page.locator("body").press(" ")  # pause
     assert page.evaluate("document.querySelector('#player').paused")
     page.locator("body").press("ArrowRight")  # the next turn, playing
     fourth = float(lines.nth(3).get_attribute("data-start"))
-    page.wait_for_function(
+    wait_until(
+        page,
         f"""Math.abs(document.querySelector('#player').currentTime - {fourth}) < 0.5
-            && document.querySelectorAll('#transcript li')[3].classList.contains('current')"""
+            && document.querySelectorAll('#transcript li')[3].classList.contains('current')""",
     )
 
 
