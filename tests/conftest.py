@@ -18,7 +18,6 @@ from . import services
 
 DEV = Path(__file__).parents[1] / "bench" / "data" / "dev"
 SAMPLE = DEV / "pyannote-sample.wav"
-FLEET_REDIS_DB = 2  # the Redis database of the celery-mode tests
 
 
 def encode(
@@ -114,7 +113,7 @@ def server(request, tmp_path_factory):
         yield live
         live.stop()
         return
-    fleet = Fleet(postgres_url("api_suite"), redis_url(FLEET_REDIS_DB))
+    fleet = Fleet(postgres_url("api_suite"), redis_url("api_suite"))
     live = LiveServer(tmp_path_factory.mktemp("server"), env=env, fleet=fleet).start()
     worker = live.worker = LiveWorker(live, tmp_path_factory.mktemp("worker"), "api-suite", env=env).start()
     yield live

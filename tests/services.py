@@ -71,7 +71,25 @@ def drop_database(url: str) -> None:
     _admin(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
-def redis_url(db: int) -> str:
-    """The test Redis server's database number `db`."""
+# Each user of the test Redis server gets a database of its own. Workers take every message on
+# their queues, so a worker of one cluster left running beside another (the session-wide API
+# suite beside the fleet tests) would take the other's jobs, find no such job in its own
+# PostgreSQL database, and leave them pending until they are re-published.
+REDIS_DATABASES = {
+    "ops": 1,
+    "api_suite": 2,
+    "shared": 3,
+    "fleet": 4,
+    "publish": 5,
+    "chaosnetns": 12,
+    "chaosredis": 13,
+    "chaospg": 14,
+    "chaosburst": 15,
+}
+assert len(set(REDIS_DATABASES.values())) == len(REDIS_DATABASES)
+
+
+def redis_url(user: str) -> str:
+    """The test Redis server's database reserved for `user` (a key of `REDIS_DATABASES`)."""
     require("redis")
-    return f"{REDIS.rstrip('/')}/{db}"
+    return f"{REDIS.rstrip('/')}/{REDIS_DATABASES[user]}"

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
 
-from .conftest import FLEET_REDIS_DB, SAMPLE
+from .conftest import SAMPLE
 from .live import Fleet, Key, LiveServer, LiveWorker, create_key, upload, wait_for
 from .services import RABBITMQ, drop_database, postgres_url, redis_url, require
 
@@ -62,7 +62,7 @@ def stop_cluster(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = start_cluster(tmp_path_factory, "fleetredis", redis_url(FLEET_REDIS_DB), workers=2)
+    cluster = start_cluster(tmp_path_factory, "fleetredis", redis_url("fleet"), workers=2)
     yield cluster
     stop_cluster(cluster)
 
@@ -175,7 +175,7 @@ def test_a_publish_that_fails_loses_no_job(tmp_path):
 
     url = postgres_url("publish")
     # A database no worker listens on, so the message is still in its queue when the test reads it.
-    broker = redis_url(FLEET_REDIS_DB + 10)
+    broker = redis_url("publish")
     try:
         store = Store(url)
         store.migrate()

@@ -113,7 +113,7 @@ def redis_restartable() -> None:
 
 def test_jobs_queued_and_running_when_redis_restarts_each_end_once(tmp_path_factory, redis_restartable, peer):
     # republish_seconds short: the messages that Redis loses are sent again within seconds.
-    cluster = start_cluster(tmp_path_factory, "chaosredis", redis_url(13), workers=2, republish_seconds=2.0)
+    cluster = start_cluster(tmp_path_factory, "chaosredis", redis_url("chaosredis"), workers=2, republish_seconds=2.0)
     try:
         key = create_key(cluster.server.data_dir, "chaos", "--rate-limit", "0")
         peer.files["/sample.wav"] = SAMPLE.read_bytes()
@@ -155,7 +155,7 @@ def terminate_connections(database_url: str) -> int:
 
 def test_jobs_end_once_when_their_database_connections_are_terminated(tmp_path_factory, peer):
     require("redis")
-    cluster = start_cluster(tmp_path_factory, "chaospg", redis_url(14), workers=1)
+    cluster = start_cluster(tmp_path_factory, "chaospg", redis_url("chaospg"), workers=1)
     try:
         key = create_key(cluster.server.data_dir, "chaos", "--rate-limit", "0")
         peer.files["/sample.wav"] = SAMPLE.read_bytes()
@@ -184,7 +184,7 @@ def test_a_burst_of_1000_jobs_through_2_replicas_and_3_workers_each_ends_once(tm
     require("redis")
     # The default republish delay: a backlog this long is re-sent while it waits, and the duplicates
     # must be dropped at the claim, not run.
-    fleet = Fleet(postgres_url("chaosburst"), redis_url(15), republish_seconds=60.0)
+    fleet = Fleet(postgres_url("chaosburst"), redis_url("chaosburst"), republish_seconds=60.0)
     replicas = [LiveServer(tmp_path_factory.mktemp(f"burst-api{i}"), fleet=fleet) for i in range(2)]
     workers: list[LiveWorker] = []
     peer = Peer()
@@ -299,7 +299,7 @@ def worker_host() -> Iterator[str]:
 
 def test_a_worker_on_another_host_runs_a_job_with_its_own_disk(tmp_path_factory, worker_host, sample_audio):
     require("redis")
-    database, broker = postgres_url("chaosnetns"), redis_url(12)
+    database, broker = postgres_url("chaosnetns"), redis_url("chaosnetns")
     fleet = Fleet(database, broker)
     services = [
         Forwarder(HOST_SIDE, ("127.0.0.1", make_url(database).port or 5432)),

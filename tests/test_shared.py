@@ -28,8 +28,6 @@ from .conftest import SAMPLE
 from .live import LiveServer, create_key, free_port, upload, wait_for
 from .services import redis_url, require
 
-REDIS_DB = 3  # this branch's Redis database; keys are random per test database, so runs do not collide
-
 
 @pytest.fixture
 def shared_db(tmp_path, monkeypatch) -> str:
@@ -133,7 +131,7 @@ def test_quota_holds_across_processes(tmp_path):
 
 def test_two_replicas_share_one_rate_limit(tmp_path, shared_db):
     require("redis")
-    redis = redis_url(REDIS_DB)
+    redis = redis_url("shared")
     a = replica(tmp_path, "a", DIARIST_REDIS_URL=redis)
     b = replica(tmp_path, "b", DIARIST_REDIS_URL=redis)
     try:
