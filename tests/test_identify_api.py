@@ -189,6 +189,10 @@ def _foreign(voiceprint: str) -> str:
         (lambda vp: [{"label": "speaker_00", "voiceprint": vp}], "voiceprints[0].label", "SPEAKER_"),
         (lambda vp: [{"label": "", "voiceprint": vp}], "voiceprints[0].label", "at least 1"),
         (lambda vp: [{"label": "Ann"}], "voiceprints[0].voiceprint", "Required"),
+        (lambda vp: [{"label": "Ann\nLee", "voiceprint": vp}], "voiceprints[0].label", "line breaks"),
+        (lambda vp: [{"label": "A\u0000", "voiceprint": vp}], "voiceprints[0].label", "control characters"),
+        (lambda vp: [{"label": "   ", "voiceprint": vp}], "voiceprints[0].label", "blank"),
+        (lambda vp: [{"label": "Ann", "voiceprint": vp}, vp], "voiceprints[1]", "Must be a JSON object"),
     ],
 )
 def test_bad_voiceprints_are_refused(api, enrolled, meeting_media, voiceprints, field, words):
@@ -202,6 +206,9 @@ def test_bad_identify_options_are_refused(api, enrolled, meeting_media):
     cases = [
         ({"matching": {"threshold": 101}}, "matching.threshold"),
         ({"matching": {"exclusive": "yes"}}, "matching.exclusive"),
+        ({"matching": {"threshold": True}}, "matching.threshold"),
+        ({"matching": {"threshold": "50"}}, "matching.threshold"),
+        ({"matching": "yes"}, "matching"),
         ({"transcription": True}, "transcription"),
         ({"numSpeakers": 2, "maxSpeakers": 3}, "maxSpeakers"),
         ({"url": "http://10.0.0.1/a.wav"}, "url"),

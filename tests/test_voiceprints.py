@@ -77,7 +77,7 @@ def test_unusable_voiceprints_are_refused_saying_why(damage, message):
 
 
 def test_labels_follow_the_reference_rules():
-    check_labels(["Alice", "x" * 100, "speaker 1", "SPEAKERS_Team"])
+    check_labels(["Alice", "x" * 100, "speaker 1", "SPEAKERS_Team", "José Núñez", "李雷"])
     for labels, message in (
         ([""], "1 to 100 characters"),
         (["x" * 101], "1 to 100 characters"),
@@ -86,6 +86,9 @@ def test_labels_follow_the_reference_rules():
         (["Alice", "Alice"], "given twice"),
         ([f"p{i}" for i in range(51)], "at most 50"),
         ([], "at least one voiceprint"),
+        ([" \u3000 "], "cannot be blank"),
+        (["Ann\r\nLee"], "control characters"),
+        (["Ann\x7f"], "control characters"),
     ):
         with pytest.raises(ValueError, match=message):
             check_labels(labels)

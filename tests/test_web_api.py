@@ -102,6 +102,9 @@ def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):
     refused = api.put(path, json={"SPEAKER_07": "Zed", "SPEAKER_00": "x" * 101})
     assert refused.status_code == 400
     assert {e["field"] for e in refused.json()["errors"]} == {"SPEAKER_00"}  # the length check comes first
+    for bad in ("Ann\nLee", "Ann\tLee"):  # would split an RTTM line or a subtitle cue
+        refused = api.put(path, json={"SPEAKER_01": bad})
+        assert "control characters" in refused.json()["errors"][0]["message"], refused.text
     unknown = api.put(path, json={"SPEAKER_07": "Zed"})
     assert unknown.status_code == 400 and unknown.json()["errors"][0]["field"] == "SPEAKER_07"
     assert api.put(path, json=["SPEAKER_00"]).status_code == 400

@@ -4,6 +4,8 @@ A leaf module without heavy imports, so that the CLI and the HTTP server can nam
 without loading PyTorch.
 """
 
+import unicodedata
+
 DIARIZATION_MODELS = ("precision-2", "community-1")
 # What runs when no model is named: the more accurate one, the HTTP API's default as in
 # pyannoteAI's, so one file gives the same answer from the CLI, Python and the API.
@@ -15,3 +17,13 @@ PACKAGED_ASR_MODELS = ("whisper-base", "whisper-tiny.en")
 OPERATOR_ASR_MODELS = ("parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo")
 ASR_MODELS = PACKAGED_ASR_MODELS + OPERATOR_ASR_MODELS
 DEFAULT_ASR_MODEL = "whisper-base"
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a speaker in the outputs, or None when it can: a blank name shows as
+    nothing, and a line break or tab would split an RTTM line or a subtitle cue."""
+    if not name.strip():
+        return "cannot be blank"
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        return "cannot hold line breaks, tabs or other control characters"
+    return None

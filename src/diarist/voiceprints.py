@@ -25,6 +25,7 @@ import numpy as np
 
 from diarist.errors import DiaristError
 from diarist.result import DiarizationResult
+from diarist.vocabulary import name_problem
 
 MAGIC = b"DVP"
 FORMAT_VERSION = 1
@@ -106,7 +107,7 @@ def label_problem(label: str) -> str | None:
         return f"must be 1 to {MAX_LABEL} characters long"
     if label.upper().startswith(RESERVED_PREFIX):
         return f"cannot start with {RESERVED_PREFIX} (the diarization's own speaker labels)"
-    return None
+    return name_problem(label)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,8 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "literal_error":
         return f"Must be one of {error['ctx']['expected']}"
     if kind in ("model_attributes_type", "dict_type"):
+        if len(error["loc"]) > 1:  # a field inside the body
+            return "Must be a JSON object"
         return "The body must be a JSON object, sent with Content-Type: application/json"
     if kind == "value_error":
         text = str(error["ctx"]["error"])

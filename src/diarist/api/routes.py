@@ -51,6 +51,7 @@ from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.store import QuotaExceededError, StorageQuotaError, storage_quota_message
 from diarist.jobs.tables import SUCCEEDED, ApiKey, Job
+from diarist.vocabulary import name_problem
 from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
 from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
 from diarist.voiceprints import VoiceprintError, decode
@@ -394,6 +395,8 @@ def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key
         name = (name or "").strip()  # a name of spaces only would show as nothing: it removes the name
         if speaker not in speakers:
             errors.append((speaker, f"Not a speaker of this job's output (it has {', '.join(sorted(speakers))})"))
+        elif name and (problem := name_problem(name)):
+            errors.append((speaker, f"A name {problem}"))
         renames[speaker] = name or None
     if errors:
         raise InvalidRequest(errors)

@@ -7,6 +7,7 @@ does not know. Response fields marked optional are left out when absent, never s
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,10 +30,18 @@ JOB_ID_EXAMPLE = "3c8a89a5-dcc6-4edb-a75d-ffd64739674d"
 TIME_EXAMPLE = "2024-02-20T12:00:00.000Z"
 
 
-def _whole_number(value: Any) -> Any:
-    """Speaker counts are JSON numbers; 2 and 2.0 are fine, 2.5, "2" and true are not."""
+def _number(value: Any) -> Any:
+    """A JSON number, finite; not "2", not true (which pydantic would take as 1)."""
     if isinstance(value, bool) or not isinstance(value, int | float | None):
         raise ValueError("must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """Speaker counts are JSON numbers; 2 and 2.0 are fine, 2.5, "2" and true are not."""
+    value = _number(value)
     if isinstance(value, float):
         if not value.is_integer():
             raise ValueError("must be a whole number")
@@ -155,7 +164,7 @@ class MatchingOptions(ApiModel):
     exclusive: Flag = Field(
         True, description="Prevent multiple speakers from being matched to the same voiceprint. Default true."
     )
-    threshold: float | None = Field(
+    threshold: Annotated[float | None, BeforeValidator(_number)] = Field(
         0.0,
         ge=0,
         le=100,
