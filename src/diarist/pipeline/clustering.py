@@ -98,25 +98,27 @@ def _speaker_space(x: np.ndarray, labels: np.ndarray, dims: int) -> tuple[np.nda
 
 
 def _variational_bayes(
-    features: np.ndarray, between: np.ndarray, labels: np.ndarray, config: PipelineConfig
+    features: np.ndarray, between: np.ndarray, labels: np.ndarray, config: PipelineConfig, fa: float | None = None
 ) -> np.ndarray:
     """Refine `labels` VBx-style (without the HMM): speakers no data supports lose all weight.
 
     Each speaker's mean has a Gaussian prior of variances `between`; within-speaker noise is
-    unit. `vbx_fa` scales the evidence of each embedding (they overlap, so are not independent)
-    and `vbx_fb` the prior's pull; responsibilities and speaker weights are re-estimated in turn.
+    unit. `fa` (default `vbx_fa`) scales the evidence of each embedding (they overlap, so are
+    not independent) and `vbx_fb` the prior's pull; responsibilities and speaker weights are
+    re-estimated in turn. The more the evidence weighs, the more speakers survive.
     """
+    fa = config.vbx_fa if fa is None else fa
     speakers = labels.max() + 1
     logits = config.vbx_init_smoothing * np.eye(speakers)[labels]
     responsibility = np.exp(logits - logits.max(axis=1, keepdims=True))
     responsibility /= responsibility.sum(axis=1, keepdims=True)
     weights = np.full(speakers, 1.0 / speakers)
     projected = features * np.sqrt(between)
-    ratio = config.vbx_fa / config.vbx_fb
+    ratio = fa / config.vbx_fb
     for _ in range(config.vbx_iterations):
         precision = 1.0 / (1.0 + ratio * responsibility.sum(axis=0)[:, None] * between)
         means = ratio * precision * (responsibility.T @ projected)
-        log_likelihood = config.vbx_fa * (projected @ means.T - 0.5 * ((precision + means**2) @ between))
+        log_likelihood = fa * (projected @ means.T - 0.5 * ((precision + means**2) @ between))
         log_posterior = log_likelihood + np.log(np.maximum(weights, 1e-300))
         responsibility = np.exp(log_posterior - log_posterior.max(axis=1, keepdims=True))
         responsibility /= responsibility.sum(axis=1, keepdims=True)
@@ -127,32 +129,93 @@ def _variational_bayes(
     return np.unique(np.argmax(responsibility[:, kept], axis=1), return_inverse=True)[1]
 
 
-def _cluster_count_free(x: np.ndarray, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Linkage tree of `x` (two or more unit vectors) and labels with the count found from the data.
+FA_RANGE = (1e-3, 2.0)  # evidence weights searched for a requested count (vbx_fa is 0.05)
+FA_SEARCH_STEPS = 14
 
-    One distance cut serves recordings with a few speakers. Once it finds `many_speakers` or
-    more, the recording's mean embedding is a fair estimate of what all voices share: taking it
-    away leaves what tells them apart, and a variational Bayes pass over a finer cut of the
-    centred embeddings decides how many speakers the data supports. With two or three speakers
-    the mean is only their midpoint, and centring would blow up differences within one voice.
-    """
-    tree, labels = _cut(x, config.clustering_threshold, config)
-    labels = _fold_small(x, labels, config.min_cluster_share)
-    if labels.max() + 1 < config.many_speakers:
-        return tree, labels
-    centred = unit_vectors(x - x.mean(axis=0))
-    tree, first_pass = _cut(centred, config.vbx_init_threshold, config)
-    first_pass = np.unique(first_pass, return_inverse=True)[1]
-    features, between = _speaker_space(centred, first_pass, config.vbx_dims)
-    return tree, _variational_bayes(features, between, first_pass, config)
+
+@dataclass
+class _CentredSpace:
+    """The many-speaker view of unit embeddings: centred on their mean, a first-pass cut, and
+    the speaker space estimated from it, in which variational Bayes decides the speakers."""
+
+    centred: np.ndarray
+    first_pass: np.ndarray
+    features: np.ndarray
+    between: np.ndarray
+
+    @classmethod
+    def of(cls, x: np.ndarray, config: PipelineConfig) -> _CentredSpace:
+        centred = unit_vectors(x - x.mean(axis=0))
+        _, first_pass = _cut(centred, config.vbx_init_threshold, config)
+        first_pass = np.unique(first_pass, return_inverse=True)[1]
+        return cls(centred, first_pass, *_speaker_space(centred, first_pass, config.vbx_dims))
+
+    def speakers(self, config: PipelineConfig, fa: float | None = None) -> np.ndarray:
+        return _variational_bayes(self.features, self.between, self.first_pass, config, fa)
+
+    def speakers_counting(self, wanted: int, config: PipelineConfig) -> np.ndarray:
+        """Labels with exactly `wanted` speakers (given at least that many embeddings).
+
+        A requested count moves the one knob by which VBx decides how many speakers the data
+        supports, the weight of the evidence, until it gives that count: the speakers stay those
+        the data backs most. Bisection in log scale; when no weight gives the count exactly,
+        the closest result is split or merged to it. Cutting the centred tree at the count
+        instead scored far worse than giving no count at all (docs/benchmarks.md).
+        """
+        low, high = np.log(FA_RANGE[0]), np.log(FA_RANGE[1])
+        best = self.speakers(config)
+        for _ in range(FA_SEARCH_STEPS):
+            if best.max() + 1 == wanted:
+                break
+            middle = (low + high) / 2
+            labels = self.speakers(config, float(np.exp(middle)))
+            if abs(labels.max() + 1 - wanted) < abs(best.max() + 1 - wanted):
+                best = labels
+            low, high = (middle, high) if labels.max() + 1 < wanted else (low, middle)
+        return _split_or_merge(self.centred, best, wanted)
+
+
+def _split_or_merge(x: np.ndarray, labels: np.ndarray, wanted: int) -> np.ndarray:
+    """`labels` brought to `wanted` clusters one step at a time, every other cluster left as it
+    was: the two closest merged, or the most scattered split in two."""
+    labels = labels.copy()
+    while labels.max() + 1 > wanted:
+        centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
+        similarity = centroids @ centroids.T
+        np.fill_diagonal(similarity, -np.inf)
+        a, b = sorted(np.unravel_index(np.argmax(similarity), similarity.shape))
+        labels[labels == b] = a
+        labels = np.unique(labels, return_inverse=True)[1]
+    while labels.max() + 1 < wanted:
+        scatter = [((x[labels == k] - x[labels == k].mean(axis=0)) ** 2).sum() for k in range(labels.max() + 1)]
+        members = np.flatnonzero(labels == int(np.argmax(scatter)))
+        if len(members) < 2:  # every cluster is a single embedding
+            break
+        halves = fcluster(linkage(x[members], method="average"), 2, criterion="maxclust")
+        labels[members[halves == 2]] = labels.max() + 1
+    return labels
 
 
 def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> tuple[np.ndarray, list[str]]:
     """Cluster labels (0..K-1) of unit vectors `x`, honouring `bounds` where the data allows, and
-    warnings about the count found."""
+    warnings about the count found.
+
+    One distance cut serves recordings with a few speakers. Once it finds `many_speakers` or
+    more (or the caller asks for that many), the recording's mean embedding is a fair estimate
+    of what all voices share: taking it away leaves what tells them apart, and a variational
+    Bayes pass over a finer cut of the centred embeddings decides how many speakers the data
+    supports. With two or three speakers the mean is only their midpoint, and centring would
+    blow up differences within one voice.
+    """
     if len(x) < 2:
         return np.zeros(len(x), dtype=int), []
-    tree, labels = _cluster_count_free(x, config)
+    tree, labels = _cut(x, config.clustering_threshold, config)
+    labels = _fold_small(x, labels, config.min_cluster_share)
+    if max(labels.max() + 1, bounds.min) >= config.many_speakers:
+        space = _CentredSpace.of(x, config)
+        labels = space.speakers(config)
+        wanted = min(bounds.clamp(labels.max() + 1), len(x))
+        return (labels if wanted == labels.max() + 1 else space.speakers_counting(wanted, config)), []
     found = labels.max() + 1
     wanted = bounds.clamp(found)
     if wanted == found == 1 and bounds.max != 1:  # a count of one asked for is no doubt
