@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from .conftest import SAMPLE
-from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key
+from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, upload
 
 TIMEOUT_MS = 180_000  # the job: precision-2 and Whisper on 30 s, on a shared 2-core machine
 SCREENSHOTS = os.environ.get("DIARIST_WEB_SCREENSHOTS")
@@ -230,6 +230,24 @@ def test_non_audio_upload_shows_why_it_failed(page, web, web_key):
     page.set_input_files("#files", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a recording\n"})
     reason = page.wait_for_selector("#job-rows tr[data-status=failed] .reason", timeout=60_000)
     assert "not audio" in reason.inner_text()
+
+
+def test_the_job_list_shows_more_jobs_on_demand(page, web):
+    key = create_key(web.data_dir, "many-jobs", "--rate-limit", "0")  # a key of its own: only these jobs
+    with web.client(key) as api:
+        media = upload(api, b"not a recording\n", "notes.txt")
+        ids = [api.post("/v1/diarize", json={"url": media, "model": "community-1"}).json()["jobId"] for _ in range(23)]
+    sign_in(page, web, key.key)
+    page.wait_for_selector("#job-rows tr[data-job]")
+    rows = page.locator("#job-rows tr[data-job]")
+    assert rows.count() == 20 and page.locator("#more-jobs").is_visible()
+    page.click("#more-jobs")
+    wait_until(page, "document.querySelectorAll('#job-rows tr[data-job]').length === 23")
+    assert page.locator("#more-jobs").is_hidden()
+    assert [row.get_attribute("data-job") for row in rows.all()] == ids[::-1]  # newest first, each once
+    page.select_option("#status-filter", "failed")  # a new filter starts again from one page
+    wait_until(page, "document.querySelector('#more-jobs').hidden === false", timeout=60)
+    assert rows.count() == 20
 
 
 def test_docs_work_offline_and_list_the_routes(page, web):

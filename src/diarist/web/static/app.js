@@ -8,6 +8,7 @@ const KEY_STORE = "diarist.key"; // sessionStorage only: the key goes when the t
 const TERMINAL = ["succeeded", "failed", "canceled"];
 const POLL_BUSY_MS = 3000; // while a job is queued or running
 const POLL_IDLE_MS = 15000; // when nothing moves, still notice jobs other clients start
+const JOBS_PAGE = 20; // jobs listed at first, and added by each "Show more"
 // Twenty colours far apart in hue and lightness, each dark enough to read as text on white.
 const PALETTE = [
   "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#e6550d", "#0f8f9e", "#8c564b", "#c2378f", "#5f6b00", "#393b79",
@@ -19,6 +20,7 @@ const state = {
   key: sessionStorage.getItem(KEY_STORE),
   jobs: new Map(), // jobId -> {file, kind} learned from ?details=true, asked once per job
   pollTimer: null,
+  jobsShown: JOBS_PAGE, // how many of the newest jobs the list holds
   result: null, // the open job: {id, job, names, turns, lines, wave, duration}
 };
 
@@ -194,9 +196,24 @@ async function jobInfo(id) {
   return state.jobs.get(id) || learn(await api(`/v1/jobs/${id}?details=true`));
 }
 
+/** The newest `count` jobs (of `status`, if given), page after page; and whether there are more. */
+async function listJobs(count, status) {
+  const items = [];
+  let cursor = null;
+  do {
+    const query = new URLSearchParams({ limit: String(Math.min(100, count - items.length)) });
+    if (status) query.set("status", status);
+    if (cursor) query.set("cursor", cursor);
+    const page = await api(`/v2/jobs?${query}`);
+    items.push(...page.items);
+    cursor = page.nextCursor;
+  } while (cursor && items.length < count);
+  return { items, more: Boolean(cursor) };
+}
+
 async function refreshJobs() {
-  const status = $("#status-filter").value;
-  const list = await api(`/v2/jobs?limit=20${status ? `&status=${status}` : ""}`);
+  const list = await listJobs(state.jobsShown, $("#status-filter").value);
+  $("#more-jobs").hidden = !list.more;
   const rows = [];
   for (const item of list.items) {
     const info = await jobInfo(item.id).catch(() => ({ file: item.id, kind: "" }));
@@ -556,7 +573,14 @@ function formatTime(seconds) {
 function start() {
   $("#sign-in-form").onsubmit = signIn;
   $("#sign-out").onclick = () => signOut();
-  $("#status-filter").onchange = pollJobs;
+  $("#status-filter").onchange = () => {
+    state.jobsShown = JOBS_PAGE;
+    pollJobs();
+  };
+  $("#more-jobs").onclick = () => {
+    state.jobsShown += JOBS_PAGE;
+    pollJobs();
+  };
   $("#files").onchange = (event) => {
     uploadAll(event.target.files);
     event.target.value = "";
