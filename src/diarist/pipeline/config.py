@@ -33,9 +33,10 @@ class PipelineConfig:
     # One speaker found, but the last merge of the tree within this distance of the cut: the
     # output warns that a second voice may be hiding (clustering._lone_voice_warnings).
     lone_voice_margin: float = 0.1
-    # When the cut finds this many speakers or more, they are re-clustered on embeddings centred
-    # on the recording's mean, starting from a cut at `vbx_init_threshold` refined by variational
-    # Bayes (clustering._variational_bayes: `vbx_fa` scales the evidence, `vbx_fb` the prior).
+    # When the cut finds this many speakers or more (or the caller asks for that many), they are
+    # re-clustered on embeddings centred on the recording's mean, starting from a cut at
+    # `vbx_init_threshold` refined by variational Bayes (clustering._variational_bayes: `vbx_fa`
+    # scales the evidence, `vbx_fb` the prior). A requested count searches `vbx_fa` for it.
     many_speakers: int = 6
     vbx_init_threshold: float = 0.85
     vbx_dims: int = 16
