@@ -232,6 +232,40 @@ def test_non_audio_upload_shows_why_it_failed(page, web, web_key):
     assert "not audio" in reason.inner_text()
 
 
+WAVE_SCROLL = "document.querySelector('#waveform > div').shadowRoot.querySelector('[part=scroll]')"
+WAVE_WIDTH = "document.querySelector('#waveform > div').shadowRoot.querySelector('[part=wrapper]').clientWidth"
+
+
+def test_zoom_widens_and_scrolls_the_waveform_and_the_lanes_together(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
+    first = page.locator("#lanes .turn").first
+    box, wave = first.bounding_box(), page.evaluate(WAVE_WIDTH)
+    page.click("#zoom-in")
+    page.locator("body").press("+")
+    assert page.inner_text("#zoom-level") == "4\u00d7" and page.is_enabled("#zoom-out")
+    wait_until(page, f"{WAVE_WIDTH} > {3.9 * wave}")
+    zoomed = first.bounding_box()
+    assert zoomed["width"] == pytest.approx(4 * box["width"], rel=0.05)
+    # Scrolling the waveform scrolls every lane by as many pixels.
+    page.evaluate(f"{WAVE_SCROLL}.scrollLeft = 300")
+    wait_until(page, f"{WAVE_SCROLL}.scrollLeft === 300")
+    wait_until(
+        page, f"Math.abs(document.querySelector('#lanes .turn').getBoundingClientRect().x - {zoomed['x'] - 300}) < 2"
+    )
+    # A click on a turn still plays from its start.
+    turn = page.locator("#lanes .turn").nth(3)
+    turn.scroll_into_view_if_needed()
+    start = float(turn.get_attribute("data-start"))
+    turn.click()
+    wait_until(page, f"Math.abs(document.querySelector('#player').currentTime - {start}) < 0.5")
+    page.locator("body").press("-")
+    page.click("#zoom-out")
+    assert page.inner_text("#zoom-level") == "1\u00d7" and page.is_disabled("#zoom-out")
+    wait_until(page, f"Math.abs({WAVE_WIDTH} - {wave}) < 2")
+    assert first.bounding_box()["width"] == pytest.approx(box["width"], rel=0.05)
+
+
 def test_the_job_list_shows_more_jobs_on_demand(page, web):
     key = create_key(web.data_dir, "many-jobs", "--rate-limit", "0")  # a key of its own: only these jobs
     with web.client(key) as api:

@@ -9,6 +9,7 @@ const TERMINAL = ["succeeded", "failed", "canceled"];
 const POLL_BUSY_MS = 3000; // while a job is queued or running
 const POLL_IDLE_MS = 15000; // when nothing moves, still notice jobs other clients start
 const JOBS_PAGE = 20; // jobs listed at first, and added by each "Show more"
+const MAX_PIXELS_PER_SECOND = 200; // zooming in stops about here: a word is then a few dozen pixels
 // Twenty colours far apart in hue and lightness, each dark enough to read as text on white.
 const PALETTE = [
   "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#e6550d", "#0f8f9e", "#8c564b", "#c2378f", "#5f6b00", "#393b79",
@@ -324,7 +325,10 @@ async function openResult(id) {
   const transcript = output.turnLevelTranscription;
   const lines = transcript ? [...transcript].sort((a, b) => a.start - b.start) : turns;
   const bySpeaker = Object.fromEntries(speakers.map((s) => [s, turns.filter((t) => t.speaker === s)]));
-  state.result = { id, job, names, turns, bySpeaker, speakers, lines, duration: peaks.duration, current: -1 };
+  // `zoom`: the waveform and the lanes are that many times the width of the view; `shift`: the
+  // pixels of them scrolled out of view on the left.
+  const duration = peaks.duration;
+  state.result = { id, job, names, turns, bySpeaker, speakers, lines, duration, current: -1, zoom: 1, shift: 0 };
 
   $("#result").hidden = false;
   $("#result-title").textContent = learn(job).file;
@@ -357,6 +361,13 @@ async function openResult(id) {
   drawLanes();
   drawSpeakers();
   drawTranscript();
+  showZoom();
+  // The lanes scroll with the waveform (which scrolls itself to keep the playing position in view).
+  state.result.wave.on("scroll", (_start, _end, left) => {
+    state.result.shift = left;
+    $("#lanes").style.setProperty("--shift", `${left}px`);
+    follow(player.currentTime);
+  });
   player.ontimeupdate = () => follow(player.currentTime);
   // A mark for tests and bench/web_render.py: the waveform is on screen along with the lanes.
   state.result.wave.once("redrawcomplete", () => ($("#result").dataset.rendered = id));
@@ -384,7 +395,8 @@ function drawLanes() {
     label.style.color = color(speaker);
     const track = document.createElement("div");
     track.className = "track";
-    const blocks = document.createDocumentFragment();
+    const blocks = document.createElement("div"); // as wide as the zoomed waveform, scrolled with it
+    blocks.className = "track-inner";
     turns.forEach((turn, index) => {
       if (turn.speaker !== speaker) return;
       const block = document.createElement("div");
@@ -401,7 +413,8 @@ function drawLanes() {
     track.append(blocks);
     track.onclick = (event) => {
       const start = event.target.dataset.start;
-      playFrom(start !== undefined ? Number(start) : (duration * event.offsetX) / track.clientWidth);
+      const box = blocks.getBoundingClientRect();
+      playFrom(start !== undefined ? Number(start) : (duration * (event.clientX - box.left)) / box.width);
     };
     lane.append(label, track);
     return lane;
@@ -521,7 +534,11 @@ function follow(seconds, index) {
     }
   }
   const share = Math.min(1, seconds / result.duration);
-  $("#lanes .playhead").style.left = `calc(var(--label) + (100% - var(--label)) * ${share})`;
+  const width = $("#lanes .track")?.clientWidth || 0;
+  const x = share * width * result.zoom - result.shift;
+  const head = $("#lanes .playhead");
+  head.hidden = x < 0 || x > width; // scrolled out of view
+  head.style.left = `calc(var(--label) + ${x}px)`;
   if (index === result.current) return;
   document.querySelector("#transcript .current")?.classList.remove("current");
   result.current = index;
@@ -532,6 +549,32 @@ function follow(seconds, index) {
   }
 }
 
+/** The widest zoom: about MAX_PIXELS_PER_SECOND, and never below 1. */
+function mostZoom() {
+  return Math.max(1, (MAX_PIXELS_PER_SECOND * state.result.duration) / $("#waveform").clientWidth);
+}
+
+/** Show the waveform and the lanes together at `zoom` times the width of the view (1 to mostZoom()). */
+function setZoom(zoom) {
+  const result = state.result;
+  if (!result) return;
+  result.zoom = Math.min(Math.max(zoom, 1), mostZoom());
+  // wavesurfer's zoom is in pixels per second; 0 is its own default, filling the view.
+  result.wave.zoom(result.zoom === 1 ? 0 : (result.zoom * $("#waveform").clientWidth) / result.duration);
+  if (result.zoom === 1) result.shift = 0;
+  showZoom();
+}
+
+function showZoom() {
+  const result = state.result;
+  $("#lanes").style.setProperty("--zoom", result.zoom);
+  $("#lanes").style.setProperty("--shift", `${result.shift}px`);
+  $("#zoom-level").textContent = `${Math.round(result.zoom * 10) / 10}×`;
+  $("#zoom-out").disabled = result.zoom <= 1;
+  $("#zoom-in").disabled = result.zoom >= mostZoom();
+  follow($("#player").currentTime);
+}
+
 function onKey(event) {
   if (!state.result || event.target.closest("input, select, textarea")) return;
   const player = $("#player");
@@ -539,6 +582,8 @@ function onKey(event) {
     event.preventDefault();
     if (player.paused) player.play().catch(() => {});
     else player.pause();
+  } else if (["+", "=", "-"].includes(event.key)) {
+    setZoom(state.result.zoom * (event.key === "-" ? 0.5 : 2));
   } else if (["ArrowRight", "ArrowDown", "ArrowLeft", "ArrowUp"].includes(event.key)) {
     event.preventDefault();
     const step = event.key === "ArrowRight" || event.key === "ArrowDown" ? 1 : -1;
@@ -577,6 +622,10 @@ function start() {
     state.jobsShown = JOBS_PAGE;
     pollJobs();
   };
+  $("#zoom-in").onclick = () => setZoom(state.result.zoom * 2);
+  $("#zoom-out").onclick = () => setZoom(state.result.zoom / 2);
+  // wavesurfer's zoom is in pixels per second: a new width of the view needs it again.
+  window.addEventListener("resize", () => state.result?.zoom > 1 && setZoom(state.result.zoom));
   $("#more-jobs").onclick = () => {
     state.jobsShown += JOBS_PAGE;
     pollJobs();
