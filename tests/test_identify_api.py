@@ -151,6 +151,12 @@ def test_voiceprint_webhook_and_warning_for_two_voices(api, peer):
     assert "voices were heard" in output["warning"]
     decode(output["voiceprint"])  # a voiceprint all the same: of the one who talks most
     assert len(output["voiceprint"]) < 2000
+    # It has no speaker turns: no speakers to name, nothing to export but its JSON.
+    renamed = api.put(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_00": "Ann"})
+    assert renamed.status_code == 409 and "voiceprint job" in renamed.json()["message"]
+    as_srt = api.get(f"/v1/jobs/{job_id}/export", params={"format": "srt"})
+    assert as_srt.status_code == 409 and "only json" in as_srt.json()["message"]
+    assert api.get(f"/v1/jobs/{job_id}/export", params={"format": "json"}).json() == output
 
 
 def test_voiceprint_input_limits_and_unusable_audio(api, peer):

@@ -383,11 +383,16 @@ def get_speakers(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     "and the exports; the plain job output keeps the ids. Answers every name the job's speakers now have.",
     responses={
         404: {"model": ApiError, "description": "No such job"},
-        409: {"model": ApiError, "description": "The job has no output (not succeeded, or expired)"},
+        409: {
+            "model": ApiError,
+            "description": "The job has no output (not succeeded, or expired), or is a voiceprint job",
+        },
     },
 )
 def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key, svc: Svc) -> JSONResponse:
     job = _with_output(svc, key, jobId)
+    if job.kind == "voiceprint":
+        raise ApiProblem(409, f"Job {jobId} is a voiceprint job: it has no speakers to name.")
     speakers = output_speakers(job.output or {})
     errors = []
     renames: dict[str, str | None] = {}
@@ -420,7 +425,10 @@ def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key
             "content": {kind: {"schema": {"type": "string"}} for _ext, kind in FORMATS.values()},
         },
         404: {"model": ApiError, "description": "No such job"},
-        409: {"model": ApiError, "description": "The job has no output (not succeeded, or expired)"},
+        409: {
+            "model": ApiError,
+            "description": "The job has no output (not succeeded, or expired), or is a voiceprint job",
+        },
     },
 )
 def export_job(
@@ -430,6 +438,8 @@ def export_job(
     format: Annotated[Literal["json", "rttm", "srt", "vtt", "txt"], Query(description="The file format")] = "json",
 ) -> Response:
     job = _with_output(svc, key, jobId)
+    if job.kind == "voiceprint" and format != "json":
+        raise ApiProblem(409, f"Job {jobId} is a voiceprint job: it has no speaker turns for {format}, only json.")
     output = apply_names(job.output or {}, _names(job))
     extension, kind = FORMATS[format]
     headers = {"Content-Disposition": f'attachment; filename="{job.id}.{extension}"'}
