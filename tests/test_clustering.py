@@ -127,6 +127,12 @@ def test_a_requested_count_moves_the_crowd_by_splits_and_merges_only():
         assert len(whole) >= 16 - 2 * abs(wanted - 16), (wanted, sorted(whole))
 
 
+def test_a_requested_count_of_many_ends_on_identical_embeddings():
+    # No cut of a tree of identical points gives two clusters: splitting by the tree alone looped forever.
+    same = np.tile(np.random.default_rng(0).standard_normal(DIM), (20, 1))[:, None, :].astype(np.float32)
+    assert sorted(set(_cluster(same, SpeakerBounds(8, 8)).tolist())) == list(range(8))
+
+
 def test_a_silent_speaker_takes_the_frames_where_its_share_peaks():
     scores = np.zeros((10, 3))
     scores[:, 0] = 1.0

@@ -176,8 +176,8 @@ class _CentredSpace:
 
 
 def _split_or_merge(x: np.ndarray, labels: np.ndarray, wanted: int) -> np.ndarray:
-    """`labels` brought to `wanted` clusters one step at a time, every other cluster left as it
-    was: the two closest merged, or the most scattered split in two."""
+    """`labels` brought to `wanted` (at most `len(x)`) clusters one step at a time, every other
+    cluster left as it was: the two closest merged, or the most scattered split in two."""
     labels = labels.copy()
     while labels.max() + 1 > wanted:
         centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
@@ -187,11 +187,15 @@ def _split_or_merge(x: np.ndarray, labels: np.ndarray, wanted: int) -> np.ndarra
         labels[labels == b] = a
         labels = np.unique(labels, return_inverse=True)[1]
     while labels.max() + 1 < wanted:
-        scatter = [((x[labels == k] - x[labels == k].mean(axis=0)) ** 2).sum() for k in range(labels.max() + 1)]
+        sizes = np.bincount(labels)
+        scatter = [
+            ((x[labels == k] - x[labels == k].mean(axis=0)) ** 2).sum() if sizes[k] > 1 else -1.0
+            for k in range(len(sizes))
+        ]
         members = np.flatnonzero(labels == int(np.argmax(scatter)))
-        if len(members) < 2:  # every cluster is a single embedding
-            break
         halves = fcluster(linkage(x[members], method="average"), 2, criterion="maxclust")
+        if halves.max() == 1:  # no cut of its tree gives two (identical embeddings, tied merges): any split will do
+            halves = 1 + (np.arange(len(members)) >= len(members) // 2)
         labels[members[halves == 2]] = labels.max() + 1
     return labels
 
