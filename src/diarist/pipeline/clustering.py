@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -67,12 +68,18 @@ def _cut(x: np.ndarray, threshold: float, config: PipelineConfig) -> tuple[np.nd
     return tree, fcluster(tree, threshold, criterion="distance") - 1
 
 
+def _centroids(x: np.ndarray, labels: np.ndarray, clusters: Iterable[int] | None = None) -> np.ndarray:
+    """Unit mean of the rows of `x` in each cluster (all of them, 0..K-1, unless `clusters` names some)."""
+    clusters = range(labels.max() + 1) if clusters is None else clusters
+    return unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in clusters]))
+
+
 def _fold_small(x: np.ndarray, labels: np.ndarray, share: float) -> np.ndarray:
     """Fold clusters holding less than `share` of `x` into the nearest larger one: mostly noise."""
     sizes = np.bincount(labels)
     large = np.flatnonzero(sizes >= share * len(x))
     if 0 < len(large) < len(sizes):
-        centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in large]))
+        centroids = _centroids(x, labels, large)
         labels = large[np.argmax(x @ centroids.T, axis=1)]
     return np.unique(labels, return_inverse=True)[1]
 
@@ -180,7 +187,7 @@ def _split_or_merge(x: np.ndarray, labels: np.ndarray, wanted: int) -> np.ndarra
     cluster left as it was: the two closest merged, or the most scattered split in two."""
     labels = labels.copy()
     while labels.max() + 1 > wanted:
-        centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
+        centroids = _centroids(x, labels)
         similarity = centroids @ centroids.T
         np.fill_diagonal(similarity, -np.inf)
         a, b = sorted(np.unravel_index(np.argmax(similarity), similarity.shape))
@@ -286,7 +293,7 @@ def cluster_embeddings(
     labels, warnings = _agglomerate(x, bounds, config)
     if len(labels) == 0:
         return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
-    centroids = unit_vectors(np.stack([x[labels == k].mean(axis=0) for k in range(labels.max() + 1)]))
+    centroids = _centroids(x, labels)
     assignment, similarity = _assign(embeddings, centroids)
     for _ in range(config.refinement_rounds):
         # Re-estimate each centroid from everything assigned to it, weighted by clean speech.
