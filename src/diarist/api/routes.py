@@ -321,6 +321,15 @@ def _names(job: Job) -> dict[str, str]:
     return default_names(job.output) | (job.speaker_names or {})
 
 
+OUTPUT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": ApiError, "description": "No such job"},
+    409: {
+        "model": ApiError,
+        "description": "The job has no output (not succeeded, or expired), or is a voiceprint job",
+    },
+}
+
+
 def _with_output(svc: Services, key: ApiKey, job_id: str) -> Job:
     """The key's job, if it succeeded and still has its output; else 404 or 409."""
     job = _own_job(svc, key, job_id)
@@ -381,13 +390,7 @@ def get_speakers(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     description='Gives names to speaker ids of the job\'s output (SPEAKER_00, ...); null or "" removes a name. '
     "The names are kept with the job (deleted with its output) and applied by `GET /v1/jobs/{jobId}?names=true` "
     "and the exports; the plain job output keeps the ids. Answers every name the job's speakers now have.",
-    responses={
-        404: {"model": ApiError, "description": "No such job"},
-        409: {
-            "model": ApiError,
-            "description": "The job has no output (not succeeded, or expired), or is a voiceprint job",
-        },
-    },
+    responses=OUTPUT_RESPONSES,
 )
 def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key, svc: Svc) -> JSONResponse:
     job = _with_output(svc, key, jobId)
@@ -424,11 +427,7 @@ def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key
             "description": "The file, as an attachment named `<jobId>.<format>`",
             "content": {kind: {"schema": {"type": "string"}} for _ext, kind in FORMATS.values()},
         },
-        404: {"model": ApiError, "description": "No such job"},
-        409: {
-            "model": ApiError,
-            "description": "The job has no output (not succeeded, or expired), or is a voiceprint job",
-        },
+        **OUTPUT_RESPONSES,
     },
 )
 def export_job(
