@@ -11,10 +11,24 @@ from pyannote.core import Annotation, Segment, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
 DEV = Path(__file__).parent / "data" / "dev"
+WIDE = Path(__file__).parent / "data" / "wide"
 
 
 def dev_files() -> list[Path]:
     return sorted(DEV.glob("*.wav"))
+
+
+def eval_files() -> list[Path]:
+    """Every recording with a reference: the dev set (AMI clips, the sample) and the wide set (calls, conversations)."""
+    return dev_files() + sorted(WIDE.glob("*.wav"))
+
+
+def corpus(path: Path) -> str:
+    """The corpus a recording comes from: AMI meetings, telephone calls (HarperValleyBank and the
+    pyannote sample, a call) or the other conversations."""
+    if path.stem.startswith("ami-"):
+        return "AMI"
+    return "calls" if path.stem.startswith("hvb_") or path.stem == "pyannote-sample" else "other"
 
 
 def load_rttm(path: Path) -> Annotation:
@@ -72,6 +86,11 @@ def meeting(path: Path) -> str:
     """
     parts = path.stem.split("-")
     return parts[1][:6] if parts[0] == "ami" else path.stem
+
+
+def fold(path: Path) -> str:
+    """The cross-validation fold of a recording: its AMI meeting series, else its whole corpus."""
+    return meeting(path) if corpus(path) == "AMI" else corpus(path)
 
 
 def percentages(details: list[dict]) -> dict[str, float]:

@@ -1,28 +1,36 @@
-"""Cross-validated DER on the dev set: hyperparameters tuned on some meetings, scored on others.
+"""Cross-validated DER and speaker counts over every corpus with a reference, both models and senko.
 
-    python bench/cv.py [--model community-1 precision-2] [--threads 2]
+    python bench/cv.py [--model community-1 precision-2] [--threads 2] [--cache DIR] [--no-senko]
 
-Folds: leave one meeting out. The 13 dev files come from 8 recordings (7 AMI meeting series,
-whose clips share participants, and the pyannote sample); each fold holds out one of them. For
-each fold, the grid point with the lowest pooled DER on the other folds' files is chosen, then
-scored on the held-out files. Each file is scored exactly once, so the pool of the held-out
-scores is the cross-validated DER. Beside it: the shipped config (tuned on the whole set) and
-the best grid point on the whole set, both in-sample.
+Input: the 21 recordings of `bench/data/dev` and `bench/data/wide`, in three corpora: AMI (12
+meeting clips), calls (6 HarperValleyBank calls and the pyannote sample) and other (a
+two-person conversation in English, a short French exchange).
 
-The window step stays the model's own (it is what sets the two models apart, and changing it
-means segmenting again). Segmentation and embeddings run once per file and model; each grid
-point re-runs only clustering and reconstruction.
+Folds: one per AMI meeting series (its clips share participants), one for the calls, one for the
+other recordings. For each fold, the grid point with the lowest pooled DER on every other fold's
+files is chosen, then scored on the held-out files: each file is scored exactly once, by a setting
+chosen without it, and the pool of those scores is the cross-validated DER. A second scheme holds
+out a whole corpus at a time (3 folds): tuned on the meetings alone, how does it do on calls?
+
+Printed per corpus and pooled: DER with false alarm, miss and confusion, the 0.25 s collar figure,
+and the speaker count (files exactly right, mean absolute error), for the cross-validated runs,
+the shipped configs (in-sample) and senko 0.2.2 (when installed: `pip install -r
+bench/requirements.txt`), all in this one run.
+
+Segmentation and embeddings run once per file and model (cached under `--cache` when given); each
+grid point re-runs only clustering and reconstruction, through the engine's own functions.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import COLLAR_0_25, der_metric, dev_files, load_rttm, machine, meeting, percentages, to_annotation
+from common import COLLAR_0_25, corpus, der_metric, eval_files, fold, load_rttm, machine, percentages, to_annotation
 from pyannote.core import Annotation
 
 from diarist.audio import load_audio
@@ -31,31 +39,44 @@ from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.reconstruction import reconstruct
 
-# The knobs the shipped configs are tuned on that need no new segmentation: 160 points, and
-# twice that for a model that resegments.
+# How embeddings are grouped into speakers (linkage and its euclidean cut between unit vectors),
+# then the knobs that need no new segmentation.
 GRID = {
-    "clustering_threshold": [0.7, 0.75, 0.8, 0.85, 0.9],
+    "clustering": [("centroid", t) for t in (0.7, 0.75, 0.8, 0.85)] + [("average", t) for t in (0.84, 0.87, 0.9, 0.93)],
     "min_clean_speech": [0.5, 1.0],
     "min_duration_off": [0.0, 0.25],
     "refinement_rounds": [0, 1],
     "score_smoothing_frames": [1, 5],
-    "min_duration_on": [0.1, 0.25],
 }
 RESEGMENTATION_GRID = {"resegmentation_switch_penalty": [0.05, 0.2]}
-SHORT_NAMES = {"clustering_threshold": "threshold", "min_clean_speech": "min clean s", "min_duration_off": "gap fill s"}
-SHORT_NAMES |= {"score_smoothing_frames": "smoothing frames", "min_duration_on": "shortest turn s"}
-SHORT_NAMES |= {"resegmentation_switch_penalty": "reseg penalty"}
+CORPORA = ("AMI", "calls", "other")
+FILES = {wav.stem: wav for wav in eval_files()}
+REFERENCES = {stem: load_rttm(wav.with_suffix(".rttm")) for stem, wav in FILES.items()}
 
 
-def grid(config: PipelineConfig) -> dict[str, list]:
-    """The knobs tuned for `config`: resegmentation's only where the model resegments."""
-    return GRID | (RESEGMENTATION_GRID if config.resegmentation else {})
+def configured(shipped: PipelineConfig, point: dict) -> PipelineConfig:
+    """`shipped` with one grid point's values."""
+    point = dict(point)
+    linkage, threshold = point.pop("clustering")
+    return replace(shipped, clustering_linkage=linkage, clustering_threshold=threshold, **point)
 
 
-def analyse(wav: Path, config: PipelineConfig) -> WindowAnalysis:
-    """Segmentation and embeddings of one file: the expensive part, done once."""
+def grid_points(config: PipelineConfig) -> list[dict]:
+    knobs = GRID | (RESEGMENTATION_GRID if config.resegmentation else {})
+    return [dict(zip(knobs, values, strict=True)) for values in itertools.product(*knobs.values())]
+
+
+def analyses(model: str, cache: Path | None) -> dict[str, WindowAnalysis]:
+    """Segmentation and embeddings of every file: the expensive part, done once (per cache)."""
+    path = cache / f"{model}.pkl" if cache else None
+    if path and path.exists():
+        return pickle.loads(path.read_bytes())
     with torch.inference_mode():
-        return analyse_windows([load_audio(wav)], config)
+        out = {stem: analyse_windows([load_audio(wav)], CONFIGS[model]) for stem, wav in FILES.items()}
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
+    return out
 
 
 def hypothesis(analysis: WindowAnalysis, config: PipelineConfig, uri: str) -> Annotation:
@@ -66,82 +87,116 @@ def hypothesis(analysis: WindowAnalysis, config: PipelineConfig, uri: str) -> An
     return to_annotation(result.turns, uri)
 
 
-REFERENCES = {wav.stem: load_rttm(wav.with_suffix(".rttm")) for wav in dev_files()}
-
-
 def details(hypotheses: dict[str, Annotation], collar: float = 0.0) -> dict[str, dict]:
     """pyannote's detailed DER of each file's hypothesis; `percentages` pools them."""
     metric = der_metric(collar)
     return {stem: metric(REFERENCES[stem], h, detailed=True) for stem, h in hypotheses.items()}
 
 
-def pooled(hypotheses: dict[str, Annotation], collar: float = 0.0) -> float:
-    return percentages(list(details(hypotheses, collar).values()))["der"]
+def pooled_der(scores: dict[str, dict], stems: list[str]) -> float:
+    return percentages([scores[stem] for stem in stems])["der"]
 
 
-def folds() -> dict[str, list[str]]:
-    """The dev files' stems grouped by the meeting they come from."""
+def cross_validate(runs: list[dict[str, Annotation]], groups: dict[str, list[str]]) -> tuple[dict, dict]:
+    """Hold out each group in turn: the point best on the rest, scored on it. Returns the held-out
+    hypotheses and, per group, the chosen point's index."""
+    scores = [details(run) for run in runs]
+    held_out, chosen = {}, {}
+    for name, test in groups.items():
+        rest = [stem for stem in FILES if stem not in test]
+        best = min(range(len(runs)), key=lambda i: pooled_der(scores[i], rest))  # ties: the first in grid order
+        chosen[name] = best
+        held_out.update({stem: runs[best][stem] for stem in test})
+    return held_out, chosen
+
+
+def groups_by(key) -> dict[str, list[str]]:
     grouped: dict[str, list[str]] = {}
-    for wav in dev_files():
-        grouped.setdefault(meeting(wav), []).append(wav.stem)
+    for stem, wav in FILES.items():
+        grouped.setdefault(key(wav), []).append(stem)
     return grouped
 
 
-def leave_one_meeting_out(scores: list[dict[str, dict]]) -> dict[str, tuple[int, float, float]]:
-    """For each held-out meeting: the grid point (index into `scores`) with the lowest pooled DER on
-    the other meetings' files, that DER, and the point's pooled DER on the held-out files."""
-    chosen = {}
-    for name, test in folds().items():
-        tuning = [percentages([d for stem, d in s.items() if stem not in test])["der"] for s in scores]
-        best = min(range(len(scores)), key=tuning.__getitem__)  # ties: the first in grid order
-        chosen[name] = (best, tuning[best], percentages([scores[best][stem] for stem in test])["der"])
-    return chosen
+def count_summary(hypotheses: dict[str, Annotation], stems: list[str]) -> str:
+    """Files whose number of speakers is exactly the reference's, and the mean absolute error."""
+    errors = [abs(len(hypotheses[s].labels()) - len(REFERENCES[s].labels())) for s in stems]
+    return f"{sum(e == 0 for e in errors)}/{len(stems)} | {sum(errors) / len(stems):.2f}"
 
 
-def cross_validate(model: str) -> None:
+def table(systems: dict[str, dict[str, Annotation]]) -> None:
+    """DER (parts, collar) and count per corpus and pooled, one row per system and corpus."""
+    columns = ("DER %", "false alarm", "miss", "confusion", "DER %, 0.25 s collar", "count exactly right", "count MAE")
+    print("| system | corpus | " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, hypotheses in systems.items():
+        full, collared = details(hypotheses), details(hypotheses, COLLAR_0_25)
+        for part in (*CORPORA, "pooled"):
+            stems = [s for s in FILES if part in ("pooled", corpus(FILES[s]))]
+            p = percentages([full[s] for s in stems])
+            c = percentages([collared[s] for s in stems])["der"]
+            parts = (p["der"], p["false alarm"], p["missed detection"], p["confusion"], c)
+            row = " | ".join(f"{v:.1f}" for v in parts)
+            print(f"| {name} | {part} | {row} | {count_summary(hypotheses, stems)} |")
+
+
+def counts(systems: dict[str, dict[str, Annotation]]) -> None:
+    """Speakers found in each file by each system, against the reference."""
+    print("| file | reference | " + " | ".join(systems) + " |")
+    print("|---|---|" + "---|" * len(systems))
+    for stem in FILES:
+        found = " | ".join(str(len(h[stem].labels())) for h in systems.values())
+        print(f"| {stem} | {len(REFERENCES[stem].labels())} | {found} |")
+
+
+def evaluate(model: str, cache: Path | None) -> dict[str, dict[str, Annotation]]:
+    """Cross-validated and shipped hypotheses of one model, with the choices each fold made."""
     shipped = CONFIGS[model]
-    analyses = {wav.stem: analyse(wav, shipped) for wav in dev_files()}
-    knobs = grid(shipped)
-    points = [dict(zip(knobs, values, strict=True)) for values in itertools.product(*knobs.values())]
-    runs = [{stem: hypothesis(a, replace(shipped, **p), stem) for stem, a in analyses.items()} for p in points]
-    scores = [details(run) for run in runs]  # every grid point on every file
-    shipped_run = {stem: hypothesis(a, shipped, stem) for stem, a in analyses.items()}
+    windows = analyses(model, cache)
+    points = grid_points(shipped)
+    runs = [{stem: hypothesis(a, configured(shipped, p), stem) for stem, a in windows.items()} for p in points]
+    out = {}
+    print(f"\n### {model}: the point each fold chose\n")
+    print("| scheme | held out | " + " | ".join(points[0]) + " |")
+    print("|---|---|" + "---|" * len(points[0]))
+    for scheme, key in (("folds", fold), ("corpora", corpus)):
+        held_out, chosen = cross_validate(runs, groups_by(key))
+        for name, best in chosen.items():
+            print(f"| {scheme} | {name} | " + " | ".join(str(v) for v in points[best].values()) + " |")
+        out[f"{model}, cross-validated by {scheme}"] = held_out
+    out[f"{model}, shipped (in-sample)"] = {stem: hypothesis(a, shipped, stem) for stem, a in windows.items()}
+    return out
 
-    print(f"\n## {model} (step {shipped.step_seconds:.2f} s)\n")
-    names = " | ".join(SHORT_NAMES.get(k, k) for k in knobs)
-    print(f"| held-out meeting | files | {names} | tuning DER % | held-out DER % | shipped config on it, DER % |")
-    print("|---|---|" + "---|" * len(knobs) + "---|---|---|")
-    held_out: dict[str, Annotation] = {}
-    for name, (best, tuning, tested) in leave_one_meeting_out(scores).items():
-        test = folds()[name]
-        held_out.update({stem: runs[best][stem] for stem in test})
-        values = " | ".join(f"{v:g}" for v in points[best].values())
-        in_sample = percentages(list(details({stem: shipped_run[stem] for stem in test}).values()))["der"]
-        print(f"| {name} | {len(test)} | {values} | {tuning:.1f} | {tested:.1f} | {in_sample:.1f} |")
 
-    whole = [percentages(list(s.values()))["der"] for s in scores]
-    best = min(range(len(points)), key=whole.__getitem__)
-    values = ", ".join(f"{SHORT_NAMES.get(k, k)} {v:g}" for k, v in points[best].items())
-    print(f"\n| {model}, pooled over the {len(analyses)} files | DER % | DER % (0.25 s collar) |")
-    print("|---|---|---|")
-    for name, run in (
-        ("**cross-validated**", held_out),
-        ("shipped config (tuned on the whole set)", shipped_run),
-        (f"best grid point on the whole set ({values})", runs[best]),
-    ):
-        print(f"| {name} | {pooled(run):.1f} | {pooled(run, COLLAR_0_25):.1f} |")
+def senko_run() -> dict[str, dict[str, Annotation]]:
+    try:
+        from peers import senko_diarize
+    except ImportError:
+        return {}
+    try:
+        return {"senko 0.2.2": {stem: to_annotation(senko_diarize(wav), stem) for stem, wav in FILES.items()}}
+    except ImportError as error:
+        print(f"\nsenko not run ({error}): pip install -r bench/requirements.txt")
+        return {}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", default=list(CONFIGS))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, help="keep each model's window analyses here")
+    parser.add_argument("--no-senko", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    knobs = "; ".join(f"{k} {v}" for k, v in (GRID | RESEGMENTATION_GRID).items())
-    print(f"{args.threads} threads; {machine()}\ngrid: {knobs}")
+    print(f"{args.threads} threads; {machine()}; {len(FILES)} files")
+    systems: dict[str, dict[str, Annotation]] = {}
     for model in args.model:
-        cross_validate(model)
+        systems |= evaluate(model, args.cache)
+    if not args.no_senko:
+        systems |= senko_run()
+    print("\n### DER and speaker count per corpus\n")
+    table(systems)
+    print("\n### Speakers found per file\n")
+    counts(systems)
 
 
 if __name__ == "__main__":

@@ -62,9 +62,9 @@ def unit_vectors(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
 
 
-def _cut(x: np.ndarray, threshold: float, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Linkage tree of unit vectors `x` (two or more) and its labels (0..K-1) at `threshold`."""
-    tree = linkage(x, method=config.clustering_linkage, metric="euclidean")
+def _cut(x: np.ndarray, threshold: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Linkage tree of unit vectors `x` (two or more) and its labels (0..K-1) at euclidean `threshold`."""
+    tree = linkage(x, method=method, metric="euclidean")
     return tree, fcluster(tree, threshold, criterion="distance") - 1
 
 
@@ -153,7 +153,7 @@ class _CentredSpace:
     @classmethod
     def of(cls, x: np.ndarray, config: PipelineConfig) -> _CentredSpace:
         centred = unit_vectors(x - x.mean(axis=0))
-        _, first_pass = _cut(centred, config.vbx_init_threshold, config)
+        _, first_pass = _cut(centred, config.vbx_init_threshold, config.vbx_init_linkage)
         first_pass = np.unique(first_pass, return_inverse=True)[1]
         return cls(centred, first_pass, *_speaker_space(centred, first_pass, config.vbx_dims))
 
@@ -207,26 +207,25 @@ def _split_or_merge(x: np.ndarray, labels: np.ndarray, wanted: int) -> np.ndarra
     return labels
 
 
-def _agglomerate(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> tuple[np.ndarray, list[str]]:
-    """Cluster labels (0..K-1) of unit vectors `x`, honouring `bounds` where the data allows, and
-    warnings about the count found.
+def _many_speakers(x: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig) -> np.ndarray:
+    """Cluster labels (0..K-1) of unit vectors `x` from a recording with many speakers.
 
-    One distance cut serves recordings with a few speakers. Once it finds `many_speakers` or
-    more (or the caller asks for that many), the recording's mean embedding is a fair estimate
-    of what all voices share: taking it away leaves what tells them apart, and a variational
-    Bayes pass over a finer cut of the centred embeddings decides how many speakers the data
-    supports. With two or three speakers the mean is only their midpoint, and centring would
-    blow up differences within one voice.
+    The recording's mean embedding is then a fair estimate of what all voices share: taking it
+    away leaves what tells them apart, and a variational Bayes pass over a finer cut of the
+    centred embeddings decides how many speakers the data supports (or finds the count asked for).
     """
-    if len(x) < 2:
-        return np.zeros(len(x), dtype=int), []
-    tree, labels = _cut(x, config.clustering_threshold, config)
-    labels = _fold_small(x, labels, config.min_cluster_share)
-    if max(labels.max() + 1, bounds.min) >= config.many_speakers:
-        space = _CentredSpace.of(x, config)
-        labels = space.speakers(config)
-        wanted = min(bounds.clamp(labels.max() + 1), len(x))
-        return (labels if wanted == labels.max() + 1 else space.speakers_counting(wanted, config)), []
+    space = _CentredSpace.of(x, config)
+    labels = space.speakers(config)
+    wanted = min(bounds.clamp(labels.max() + 1), len(x))
+    return labels if wanted == labels.max() + 1 else space.speakers_counting(wanted, config)
+
+
+def _few_speakers(
+    x: np.ndarray, tree: np.ndarray, labels: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig
+) -> tuple[np.ndarray, list[str]]:
+    """The distance cut's `labels` of unit vectors `x` (its linkage `tree`) brought within `bounds`,
+    and warnings about the count found. With two or three speakers the recording's mean is only
+    their midpoint, and centring would blow up differences within one voice: the cut decides."""
     found = labels.max() + 1
     wanted = bounds.clamp(found)
     if wanted == found == 1 and bounds.max != 1:  # a count of one asked for is no doubt
@@ -274,23 +273,46 @@ def _assign(embeddings: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, 
     return assignment, similarity
 
 
+def _training_set(
+    active: np.ndarray, clean_seconds: np.ndarray, min_clean: float, needed: int, config: PipelineConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (window, local speaker) pairs with `min_clean` seconds of clean speech (every active
+    one when fewer than `needed` have it): their mask, and their (n, 2) indices subsampled in
+    time to at most `max_clustering_embeddings`, as the linkage tree costs O(n^2) memory."""
+    train = active & (clean_seconds >= min_clean)
+    train = train if train.sum() >= needed else active
+    where = np.argwhere(train)
+    if len(where) > config.max_clustering_embeddings:
+        where = where[np.linspace(0, len(where) - 1, config.max_clustering_embeddings).astype(int)]
+    return train, where
+
+
 def cluster_embeddings(
     embeddings: np.ndarray, clean_seconds: np.ndarray, bounds: SpeakerBounds, config: PipelineConfig
 ) -> Clustering:
     """Cluster (windows, 3, dim) embeddings (NaN where a local speaker is silent).
 
-    Only embeddings backed by `config.min_clean_speech` seconds of speech without overlap train
-    the clustering (all of them when there are too few such); every active one is then assigned.
+    One distance cut over the embeddings backed by `config.min_clean_speech` seconds of speech
+    without overlap (all of them when there are too few such) serves recordings with a few
+    speakers. Once it finds `many_speakers` or more (or the caller asks for that many), the
+    many-speaker pass decides, over the embeddings with `vbx_min_clean_speech`: it weighs
+    evidence statistically, and a rare voice on a long recording needs its short turns. Every
+    active embedding is then assigned to a speaker.
     """
     active = ~np.isnan(embeddings[..., 0])
-    train = active & (clean_seconds >= config.min_clean_speech)
-    if train.sum() < max(2, bounds.min):  # a requested count may need the short turns too
-        train = active
-    where = np.argwhere(train)
-    if len(where) > config.max_clustering_embeddings:  # the tree costs O(n^2) memory: subsample in time
-        where = where[np.linspace(0, len(where) - 1, config.max_clustering_embeddings).astype(int)]
+    needed = max(2, bounds.min)  # a requested count may need the short turns too
+    train, where = _training_set(active, clean_seconds, config.min_clean_speech, needed, config)
     x = unit_vectors(embeddings[where[:, 0], where[:, 1]])
-    labels, warnings = _agglomerate(x, bounds, config)
+    labels, warnings = np.zeros(len(x), dtype=int), []
+    if len(x) >= 2:
+        tree, labels = _cut(x, config.clustering_threshold, config.clustering_linkage)
+        labels = _fold_small(x, labels, config.min_cluster_share)
+        if max(labels.max() + 1, bounds.min) >= config.many_speakers:
+            train, where = _training_set(active, clean_seconds, config.vbx_min_clean_speech, needed, config)
+            x = unit_vectors(embeddings[where[:, 0], where[:, 1]])
+            labels = _many_speakers(x, bounds, config)
+        else:
+            labels, warnings = _few_speakers(x, tree, labels, bounds, config)
     if len(labels) == 0:
         return Clustering(np.full(active.shape, -1), np.zeros((*active.shape, 0)))
     centroids = _centroids(x, labels)
