@@ -127,10 +127,21 @@ def test_a_requested_count_moves_the_crowd_by_splits_and_merges_only():
         assert len(whole) >= 16 - 2 * abs(wanted - 16), (wanted, sorted(whole))
 
 
-def test_a_requested_count_of_many_ends_on_identical_embeddings():
+@pytest.mark.parametrize("windows", [20, 120])  # 1 and 6 minutes: the distance cut's path and the many-speaker one
+def test_a_requested_count_of_many_ends_on_identical_embeddings(windows):
     # No cut of a tree of identical points gives two clusters: splitting by the tree alone looped forever.
-    same = np.tile(np.random.default_rng(0).standard_normal(DIM), (20, 1))[:, None, :].astype(np.float32)
+    same = np.tile(np.random.default_rng(0).standard_normal(DIM), (windows, 1))[:, None, :].astype(np.float32)
     assert sorted(set(_cluster(same, SpeakerBounds(8, 8)).tolist())) == list(range(8))
+
+
+def test_only_a_long_recording_takes_the_many_speaker_pass():
+    # Twenty voices alike, as above, which only the centred pass tells apart: on 30 minutes it
+    # runs; on 4 minutes (80 windows of 3 s) the cut decides, as the pass's speaker space would
+    # rest on too few embeddings.
+    embeddings, truth = _voices(20, 30, shared=2.0, spread=1.0, noise=0.5)
+    centred = replace(COMMUNITY_1, many_speakers=1)
+    assert _same_partition(_cluster(embeddings, config=centred), truth)
+    assert len(set(_cluster(embeddings[:80], config=centred).tolist())) == 1
 
 
 def test_a_silent_speaker_takes_the_frames_where_its_share_peaks():

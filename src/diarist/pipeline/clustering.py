@@ -237,6 +237,8 @@ def _few_speakers(
             # Centroid linkage can merge at a smaller distance than an earlier merge, and then no
             # cut of its tree gives `wanted` clusters; average linkage's tree has no such inversions.
             labels = fcluster(linkage(x, method="average"), wanted, criterion="maxclust") - 1
+        if labels.max() + 1 != wanted:  # tied merges (identical embeddings): no tree gives it
+            labels = _split_or_merge(x, np.unique(labels, return_inverse=True)[1], wanted)
     return labels, []
 
 
@@ -294,10 +296,10 @@ def cluster_embeddings(
 
     One distance cut over the embeddings backed by `config.min_clean_speech` seconds of speech
     without overlap (all of them when there are too few such) serves recordings with a few
-    speakers. Once it finds `many_speakers` or more (or the caller asks for that many), the
-    many-speaker pass decides, over the embeddings with `vbx_min_clean_speech`: it weighs
-    evidence statistically, and a rare voice on a long recording needs its short turns. Every
-    active embedding is then assigned to a speaker.
+    speakers. Once it finds `many_speakers` or more (or the caller asks for that many) on a
+    recording of `many_speakers_min_duration` or longer, the many-speaker pass decides, over the
+    embeddings with `vbx_min_clean_speech`: it weighs evidence statistically, and a rare voice on
+    a long recording needs its short turns. Every active embedding is then assigned to a speaker.
     """
     active = ~np.isnan(embeddings[..., 0])
     needed = max(2, bounds.min)  # a requested count may need the short turns too
@@ -307,7 +309,8 @@ def cluster_embeddings(
     if len(x) >= 2:
         tree, labels = _cut(x, config.clustering_threshold, config.clustering_linkage)
         labels = _fold_small(x, labels, config.min_cluster_share)
-        if max(labels.max() + 1, bounds.min) >= config.many_speakers:
+        long_enough = len(embeddings) * config.step_seconds >= config.many_speakers_min_duration
+        if long_enough and max(labels.max() + 1, bounds.min) >= config.many_speakers:
             train, where = _training_set(active, clean_seconds, config.vbx_min_clean_speech, needed, config)
             x = unit_vectors(embeddings[where[:, 0], where[:, 1]])
             labels = _many_speakers(x, bounds, config)

@@ -33,12 +33,17 @@ class PipelineConfig:
     # One speaker found, but the last merge of the tree within this distance of the cut: the
     # output warns that a second voice may be hiding (clustering._lone_voice_warnings).
     lone_voice_margin: float = 0.1
-    # When the cut finds this many speakers or more (or the caller asks for that many), they are
-    # re-clustered (over the pairs with `vbx_min_clean_speech` of clean speech: a rare voice on a
-    # long recording needs its short turns) on embeddings centred on the recording's mean,
-    # starting from a cut at `vbx_init_threshold` refined by variational Bayes (clustering._variational_bayes: `vbx_fa`
+    # When the cut finds this many speakers or more (or the caller asks for that many) on a
+    # recording of `many_speakers_min_duration` s or longer, they are re-clustered (over the pairs
+    # with `vbx_min_clean_speech` of clean speech: a rare voice on a long recording needs its short
+    # turns) on embeddings centred on the recording's mean, starting from a cut at
+    # `vbx_init_threshold` refined by variational Bayes (clustering._variational_bayes: `vbx_fa`
     # scales the evidence, `vbx_fb` the prior). A requested count searches `vbx_fa` for it.
+    # Shorter recordings keep the cut: the speaker space that pass estimates from the recording
+    # rests on too few embeddings there, and it split 6 or 8 voices of a minute or two into 8 to
+    # 12 speakers (bench/voices.py), where the cut finds about the truth.
     many_speakers: int = 6
+    many_speakers_min_duration: float = 300.0
     vbx_min_clean_speech: float = 0.5
     vbx_init_linkage: str = "centroid"
     vbx_init_threshold: float = 0.85
