@@ -1,4 +1,4 @@
-"""Clustering methods compared on cached window analyses: cross-validated dev DER and long-form.
+"""Clustering methods compared on cached window analyses: cross-validated DER (dev and wide) and long-form.
 
     python bench/clustering.py [--model community-1 precision-2] [--seeds 0 1 2] [--repeats 3 9]
 
@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import der_metric, dev_files, machine, percentages
-from cv import analyse, details, folds, hypothesis, leave_one_meeting_out
+from common import der_metric, fold, machine, percentages
+from cv import FILES, cross_validate, details, groups_by, hypothesis
 from longform import long_recording
 from pyannote.core import Annotation
 
+from diarist.audio import load_audio
 from diarist.pipeline import WindowAnalysis, analyse_windows
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 
@@ -38,10 +39,10 @@ METHODS: dict[str, tuple[dict, dict[str, list]]] = {
         {"clustering_threshold": [0.7, 0.8, 0.9], "refinement_rounds": [0, 1]},
     ),
     "centred + VBx always": (
-        {"many_speakers": 1},
+        {"many_speakers": 1, "many_speakers_min_duration": 0.0},
         {"vbx_init_threshold": [0.8, 0.85, 0.9, 1.0], "vbx_fa": [0.05, 0.07]},
     ),
-    "adaptive: centred + VBx from 6 speakers (shipped)": (
+    "adaptive: centred + VBx from 6 speakers and 5 minutes (shipped)": (
         {},
         {"clustering_threshold": [0.7, 0.8, 0.9], "refinement_rounds": [0, 1]},
     ),
@@ -73,11 +74,12 @@ def cached(path: Path, compute) -> WindowAnalysis:
     return analysis
 
 
-def dev_analyses(config: PipelineConfig, cache: Path) -> dict[str, WindowAnalysis]:
-    return {
-        wav.stem: cached(cache / config.name / f"{wav.stem}.npz", lambda w=wav: analyse(w, config))
-        for wav in dev_files()
-    }
+def eval_analyses(config: PipelineConfig, cache: Path) -> dict[str, WindowAnalysis]:
+    def analyse(wav: Path) -> WindowAnalysis:
+        with torch.inference_mode():
+            return analyse_windows([load_audio(wav)], config)
+
+    return {stem: cached(cache / config.name / f"{stem}.npz", lambda w=wav: analyse(w)) for stem, wav in FILES.items()}
 
 
 def longform_analysis(config: PipelineConfig, repeats: int, seed: int, cache: Path) -> WindowAnalysis:
@@ -93,17 +95,13 @@ def grid_points(fixed: dict, grid: dict[str, list]) -> list[dict]:
     return [fixed | dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def dev_comparison(config: PipelineConfig, analyses: dict[str, WindowAnalysis], points: list[dict]) -> tuple:
-    """Cross-validated pooled DER (%) of a method's grid, and the point best on the whole dev set."""
-    scores = [
-        details({stem: hypothesis(a, replace(config, **p), stem) for stem, a in analyses.items()}) for p in points
-    ]
-    groups, held_out = folds(), []
-    for name, (best, _, _) in leave_one_meeting_out(scores).items():
-        held_out += [scores[best][stem] for stem in groups[name]]
-    whole = [percentages(list(s.values()))["der"] for s in scores]
+def eval_comparison(config: PipelineConfig, analyses: dict[str, WindowAnalysis], points: list[dict]) -> tuple:
+    """Cross-validated pooled DER (%) of a method's grid (cv.py's folds), and the point best on the whole set."""
+    runs = [{stem: hypothesis(a, replace(config, **p), stem) for stem, a in analyses.items()} for p in points]
+    held_out, _ = cross_validate(runs, groups_by(fold))
+    whole = [percentages(list(details(run).values()))["der"] for run in runs]
     best = min(range(len(points)), key=whole.__getitem__)
-    return percentages(held_out)["der"], points[best], whole[best]
+    return percentages(list(details(held_out).values()))["der"], points[best], whole[best]
 
 
 @functools.cache
@@ -128,16 +126,16 @@ def longform_scores(config: PipelineConfig, repeats: int, seeds: list[int], cach
 
 def compare(model: str, seeds: list[int], repeats_list: list[int], cache: Path) -> None:
     shipped = CONFIGS[model]
-    analyses = dev_analyses(shipped, cache)
+    analyses = eval_analyses(shipped, cache)
     print(f"\n### {model}\n")
     print(
-        "| method | cross-validated dev DER % | chosen on the whole dev set | its dev DER % (clips one by one) "
+        "| method | cross-validated DER % | chosen on the whole set | its DER % (in-sample) "
         "| minutes | long-form DER % | false alarm % | miss % | confusion % | speakers found (of 24) "
         "| clustering + reconstruction s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, (fixed, grid) in METHODS.items():
-        cross_validated, best, in_sample = dev_comparison(shipped, analyses, grid_points(fixed, grid))
+        cross_validated, best, in_sample = eval_comparison(shipped, analyses, grid_points(fixed, grid))
         chosen = replace(shipped, **best)
         tuned = ", ".join(f"{k} {v:g}" for k, v in best.items() if k in grid)
         for repeats in repeats_list:
@@ -167,7 +165,7 @@ def main() -> None:
     for model in args.model:
         if args.only_cache:
             config = CONFIGS[model]
-            dev_analyses(config, args.cache)
+            eval_analyses(config, args.cache)
             for repeats, seed in itertools.product(args.repeats, args.seeds):
                 longform_analysis(config, repeats, seed, args.cache)
         else:
