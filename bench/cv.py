@@ -33,16 +33,18 @@ import torch
 from common import COLLAR_0_25, corpus, der_metric, eval_files, fold, load_rttm, machine, percentages, to_annotation
 from pyannote.core import Annotation
 
-from diarist.audio import load_audio
+from diarist.audio import SpectrumMeter, load_audio
 from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
 from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.reconstruction import reconstruct
 
 # How embeddings are grouped into speakers (linkage and its euclidean cut between unit vectors),
-# then the knobs that need no new segmentation.
+# how much lower narrow-band audio is cut, then the knobs that need no new segmentation. A fold
+# with no narrow-band audio to tune on leaves the shift at 0, the first value.
 GRID = {
     "clustering": [("centroid", t) for t in (0.7, 0.75, 0.8, 0.85)] + [("average", t) for t in (0.84, 0.87, 0.9, 0.93)],
+    "narrowband_threshold_shift": [0.0, -0.05],
     "min_clean_speech": [0.5, 1.0],
     "min_duration_off": [0.0, 0.25],
     "refinement_rounds": [0, 1],
@@ -66,16 +68,28 @@ def grid_points(config: PipelineConfig) -> list[dict]:
     return [dict(zip(knobs, values, strict=True)) for values in itertools.product(*knobs.values())]
 
 
+def bandwidth(wav: Path) -> float | None:
+    """The audio's bandwidth in Hz, as `diarist.diarize` measures it while decoding."""
+    meter = SpectrumMeter()
+    for _ in meter.metered([load_audio(wav)]):
+        pass
+    return meter.bandwidth()
+
+
 def analyses(model: str, cache: Path | None) -> dict[str, WindowAnalysis]:
-    """Segmentation and embeddings of every file: the expensive part, done once (per cache)."""
+    """Segmentation and embeddings of every file (the expensive part, done once per cache) and
+    the bandwidth that chooses its cut."""
     path = cache / f"{model}.pkl" if cache else None
     if path and path.exists():
-        return pickle.loads(path.read_bytes())
-    with torch.inference_mode():
-        out = {stem: analyse_windows([load_audio(wav)], CONFIGS[model]) for stem, wav in FILES.items()}
-    if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pickle.dumps(out))
+        out = pickle.loads(path.read_bytes())
+    else:
+        with torch.inference_mode():
+            out = {stem: analyse_windows([load_audio(wav)], CONFIGS[model]) for stem, wav in FILES.items()}
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pickle.dumps(out))
+    for stem, analysis in out.items():
+        analysis.bandwidth = bandwidth(FILES[stem])
     return out
 
 

@@ -31,7 +31,7 @@ import torch
 from common import clean_speech, corpus, der_metric, eval_files, load_rttm, machine, percentages, to_annotation
 from pyannote.core import Annotation, Segment
 
-from diarist.audio import load_audio
+from diarist.audio import SpectrumMeter, load_audio
 from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
 from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
@@ -95,6 +95,11 @@ def analysed(
         for name, (audio, _) in recordings.items():
             if name not in done:
                 done[name] = analyse_windows([audio], CONFIGS[model])
+    for name, (audio, _) in recordings.items():  # the bandwidth chooses the cut, as in diarist.diarize
+        meter = SpectrumMeter()
+        for _ in meter.metered([audio]):
+            pass
+        done[name].bandwidth = meter.bandwidth()
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(done))

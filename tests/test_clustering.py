@@ -13,7 +13,7 @@ import torch
 
 from diarist.pipeline import analyse_windows
 from diarist.pipeline.clustering import SpeakerBounds, cluster_embeddings, keep_requested_speakers
-from diarist.pipeline.config import COMMUNITY_1
+from diarist.pipeline.config import COMMUNITY_1, PRECISION_2
 from diarist.pipeline.reconstruction import reconstruct
 
 DIM = 192
@@ -206,3 +206,11 @@ def test_a_speaker_is_never_pushed_out_of_its_last_frames():
     expected[4, 1], expected[5, 0], expected[4:6, 2] = False, False, True
     for minimum in (3, 5):
         assert (keep_requested_speakers(binary, scores, minimum) == expected).all()
+
+
+def test_narrow_band_audio_is_cut_lower():
+    # Telephone audio pulls voices together (bench/data's calls measure 3.8-4.6 kHz, the rest 6.4-8).
+    narrow = PRECISION_2.for_bandwidth(4000.0)
+    assert narrow.clustering_threshold == pytest.approx(PRECISION_2.clustering_threshold - 0.05)
+    for wideband in (6400.0, 8000.0, None):  # None: not measured
+        assert PRECISION_2.for_bandwidth(wideband) == PRECISION_2

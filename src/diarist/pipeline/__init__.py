@@ -59,6 +59,7 @@ class WindowAnalysis:
     clean_seconds: np.ndarray  # (windows, 3)
     num_samples: int
     segments: SegmentEmbeddings | None = None  # for resegmentation only
+    bandwidth: float | None = None  # Hz, measured while decoding: narrow-band audio gets its own cut
 
 
 def _speech_frames(offsets: list[int], activity: np.ndarray, total_frames: int) -> np.ndarray:
@@ -194,8 +195,10 @@ def analyse_windows(
 def find_speakers(
     analysis: WindowAnalysis, bounds: SpeakerBounds, config: PipelineConfig
 ) -> tuple[np.ndarray, Clustering]:
-    """Clustering, then resegmentation where the config asks for it: the activity and clustering
-    that `reconstruct` takes (with 6 local slots per window after resegmentation, else 3)."""
+    """Clustering (cut for the audio's bandwidth), then resegmentation where the config asks for it:
+    the activity and clustering that `reconstruct` takes (6 local slots per window after
+    resegmentation, else 3)."""
+    config = config.for_bandwidth(analysis.bandwidth)
     clustering = cluster_embeddings(analysis.embeddings, analysis.clean_seconds, bounds, config)
     if not config.resegmentation:
         return analysis.activity, clustering
@@ -252,6 +255,7 @@ def diarize(
         blocks = meter.metered(blocks)
     with torch.inference_mode():
         analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
+    analysis.bandwidth = spectrum.bandwidth()
     with timings.stage("clustering"):
         activity, clustering = find_speakers(analysis, bounds, config)
         # Each speaker's voice, for identification. The first three local slots are the window
