@@ -33,7 +33,7 @@ import torch
 from common import COLLAR_0_25, corpus, der_metric, eval_files, fold, load_rttm, machine, percentages, to_annotation
 from pyannote.core import Annotation
 
-from diarist.audio import SpectrumMeter, load_audio
+from diarist.audio import load_audio
 from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
 from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS, PipelineConfig
@@ -68,28 +68,17 @@ def grid_points(config: PipelineConfig) -> list[dict]:
     return [dict(zip(knobs, values, strict=True)) for values in itertools.product(*knobs.values())]
 
 
-def bandwidth(wav: Path) -> float | None:
-    """The audio's bandwidth in Hz, as `diarist.diarize` measures it while decoding."""
-    meter = SpectrumMeter()
-    for _ in meter.metered([load_audio(wav)]):
-        pass
-    return meter.bandwidth()
-
-
 def analyses(model: str, cache: Path | None) -> dict[str, WindowAnalysis]:
-    """Segmentation and embeddings of every file (the expensive part, done once per cache) and
-    the bandwidth that chooses its cut."""
+    """Segmentation and embeddings of every file, with the bandwidth that chooses its cut: the
+    expensive part, done once (per cache)."""
     path = cache / f"{model}.pkl" if cache else None
     if path and path.exists():
-        out = pickle.loads(path.read_bytes())
-    else:
-        with torch.inference_mode():
-            out = {stem: analyse_windows([load_audio(wav)], CONFIGS[model]) for stem, wav in FILES.items()}
-        if path:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(pickle.dumps(out))
-    for stem, analysis in out.items():
-        analysis.bandwidth = bandwidth(FILES[stem])
+        return pickle.loads(path.read_bytes())
+    with torch.inference_mode():
+        out = {stem: analyse_windows([load_audio(wav)], CONFIGS[model]) for stem, wav in FILES.items()}
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pickle.dumps(out))
     return out
 
 

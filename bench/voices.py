@@ -28,14 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import clean_speech, corpus, der_metric, eval_files, load_rttm, machine, percentages, to_annotation
+from common import clean_speech, corpus, der_metric, eval_files, load_rttm, machine, percentages
+from cv import hypothesis
 from pyannote.core import Annotation, Segment
 
-from diarist.audio import SpectrumMeter, load_audio
-from diarist.pipeline import WindowAnalysis, analyse_windows, find_speakers
-from diarist.pipeline.clustering import SpeakerBounds
+from diarist.audio import load_audio
+from diarist.pipeline import WindowAnalysis, analyse_windows
 from diarist.pipeline.config import CONFIGS, PipelineConfig
-from diarist.pipeline.reconstruction import reconstruct
 
 SAMPLE_RATE = 16000
 GAP = np.zeros(int(0.2 * SAMPLE_RATE), dtype=np.float32)
@@ -95,11 +94,6 @@ def analysed(
         for name, (audio, _) in recordings.items():
             if name not in done:
                 done[name] = analyse_windows([audio], CONFIGS[model])
-    for name, (audio, _) in recordings.items():  # the bandwidth chooses the cut, as in diarist.diarize
-        meter = SpectrumMeter()
-        for _ in meter.metered([audio]):
-            pass
-        done[name].bandwidth = meter.bandwidth()
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(done))
@@ -107,11 +101,8 @@ def analysed(
 
 
 def count_and_der(analysis: WindowAnalysis, reference: Annotation, config: PipelineConfig) -> tuple[int, dict]:
-    bounds = SpeakerBounds()
-    activity, clustering = find_speakers(analysis, bounds, config)
-    result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config)
-    hypothesis = to_annotation(result.turns, reference.uri)
-    return len(hypothesis.labels()), der_metric()(reference, hypothesis, detailed=True)
+    found = hypothesis(analysis, config, reference.uri)
+    return len(found.labels()), der_metric()(reference, found, detailed=True)
 
 
 def main() -> None:

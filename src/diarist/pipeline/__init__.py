@@ -137,10 +137,11 @@ def analyse_windows(
     progress: Progress | None = None,
     timings: Timings | None = None,
 ) -> WindowAnalysis:
-    """Read the audio once and segment and embed every window of it."""
+    """Read the audio once and segment and embed every window of it, metering its bandwidth on the way."""
     timings = timings or Timings()
     step, page_windows = config.step_samples, PAGE_WINDOWS
-    reader = iter(blocks)
+    spectrum = SpectrumMeter()
+    reader = iter(spectrum.metered(blocks))
     buffer, buffer_start, num_samples, finished = np.zeros(0, dtype=np.float32), 0, 0, False
     next_window = 0
     pages: dict[str, list[np.ndarray]] = {name: [] for name in ("activity", "certainty", "embeddings", "clean_seconds")}
@@ -188,7 +189,10 @@ def analyse_windows(
         progress(1.0)
     segments = _join_segments(segment_pages) if segment_pages else None
     return WindowAnalysis(
-        **{name: _join(parts) for name, parts in pages.items()}, num_samples=num_samples, segments=segments
+        **{name: _join(parts) for name, parts in pages.items()},
+        num_samples=num_samples,
+        segments=segments,
+        bandwidth=spectrum.bandwidth(),
     )
 
 
@@ -248,14 +252,12 @@ def diarize(
         blocks, total = [waveform] if len(waveform) else [], len(waveform)
     with timings.stage("load"):
         models.segmentation_model(), models.embedding_model(), models.embedding_backbone()
-    spectrum = SpectrumMeter()
     # The waveform overview rides on the same decode: only files get one (a waveform's caller has the samples).
     meter = PeaksMeter() if isinstance(audio, (str, os.PathLike)) else None
     if meter is not None:
         blocks = meter.metered(blocks)
     with torch.inference_mode():
-        analysis = analyse_windows(spectrum.metered(blocks), config, total, progress, timings)
-    analysis.bandwidth = spectrum.bandwidth()
+        analysis = analyse_windows(blocks, config, total, progress, timings)
     with timings.stage("clustering"):
         activity, clustering = find_speakers(analysis, bounds, config)
         # Each speaker's voice, for identification. The first three local slots are the window
@@ -269,7 +271,7 @@ def diarize(
     with timings.stage("reconstruction"):
         result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
     if result.speakers:  # without speech there are no voices to confuse
-        result.warnings += bandwidth_warnings(spectrum.bandwidth())
+        result.warnings += bandwidth_warnings(analysis.bandwidth)
     result.timings = timings.seconds
     result.peaks = None if meter is None else meter.peaks()
     return result
