@@ -17,6 +17,7 @@ from functools import partial
 import pytest
 from sqlalchemy import select
 
+from diarist.jobs.spec import DiarizeSpec
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
 
@@ -182,7 +183,7 @@ def test_a_publish_that_fails_loses_no_job(tmp_path):
         key = store.create_key("k").record
         closed = Settings(data_dir=tmp_path, database_url=url, broker_url="redis://127.0.0.1:9/0")
         down = JobQueue(store, publish=publisher(make_celery(closed), store))
-        job = down.submit(key.id, "diarize", {"url": "media://a", "transcription": True})
+        job = down.submit(key.id, DiarizeSpec(url="media://a", transcription=True))
         assert store.get_job(job.id).status == "pending" and store.get_job(job.id).published_at is None
         # A moment later, a process with a reachable broker runs its reaper loop once.
         time.sleep(1.1)

@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text, update
 
 from diarist.api.app import create_app
-from diarist.api.ops import broker_check
+from diarist.api.routes.ops import broker_check
 from diarist.jobs.store import Store, head_revision
 from diarist.jobs.tables import FAILED, PENDING, STATUSES, SUCCEEDED, Job, Worker, utcnow
 from diarist.settings import Settings

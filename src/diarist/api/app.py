@@ -18,12 +18,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from diarist import __version__
-from diarist.api import health, ops
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
 from diarist.api.ratelimits import RedisRateLimiter, make_limiters
-from diarist.api.routes import router
+from diarist.api.routes import health, ops, router
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic

@@ -8,12 +8,15 @@ does not know. Response fields marked optional are left out when absent, never s
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
+from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
+from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec, camel
 from diarist.jobs.tables import STATUSES
 from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS
 from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS, label_problem
@@ -21,6 +24,7 @@ from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS
 AsrModel = Literal[ASR_MODELS]
 JobStatus = Literal[STATUSES]
 DiarizationModel = Literal[DIARIZATION_MODELS]
+JobKindName = Literal[tuple(KINDS)]
 
 MAX_URL_LENGTH = 2048  # longer than any real audio or webhook URL, short enough to store and log
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
@@ -105,14 +109,17 @@ class JobRequest(ApiModel):
     )
     model: DiarizationModel | None = Field(DEFAULT_MODEL, description="Diarization model.")
 
-    def normalized(self) -> dict[str, Any]:
-        """The request as stored with the job: nulls replaced by their defaults."""
-        body = self.model_dump()
-        for name, value in body.items():
-            if type(self).model_fields[name].annotation == Flag:
-                body[name] = bool(value)
-        body["model"] = body["model"] or DEFAULT_MODEL
-        return body
+    spec: ClassVar[type[JobSpec]]
+
+    def to_spec(self) -> JobSpec:
+        """The job's typed spec: each field under its API name, nulls replaced by the spec's defaults."""
+        values = {f.name: getattr(self, camel(f.name), None) for f in fields(self.spec)}
+        values = {name: value for name, value in values.items() if value is not None}
+        return self.spec(**values | self._nested())
+
+    def _nested(self) -> dict[str, Any]:
+        """Spec fields the request holds under another shape than their API name."""
+        return {}
 
 
 class SpeakerOptions(JobRequest):
@@ -154,10 +161,15 @@ class DiarizeRequest(SpeakerOptions):
     transcriptionConfig: TranscriptionConfig | None = Field(
         None, description="Transcription settings, used when transcription is true."
     )
+    spec: ClassVar[type[JobSpec]] = DiarizeSpec
+
+    def _nested(self) -> dict[str, Any]:
+        return {"asr_model": self.transcriptionConfig.model if self.transcriptionConfig else None}
 
 
 class VoiceprintRequest(JobRequest):
     model_config = example({"url": "https://example.com/voice.wav", "model": "precision-2"})
+    spec: ClassVar[type[JobSpec]] = VoiceprintSpec
 
 
 class MatchingOptions(ApiModel):
@@ -211,14 +223,15 @@ class IdentifyRequest(SpeakerOptions):
     matching: MatchingOptions | None = Field(None, description="How voiceprints are matched with speakers.")
     transcription: Flag = Field(False, description="Not available with identification (as in pyannoteAI).")
 
-    def normalized(self) -> dict[str, Any]:
-        body = super().normalized()
+    spec: ClassVar[type[JobSpec]] = IdentifySpec
+
+    def _nested(self) -> dict[str, Any]:
         matching = self.matching or MatchingOptions()
-        body["matching"] = {
-            "exclusive": matching.exclusive is not False,
+        return {
+            "voiceprints": tuple((item.label, item.voiceprint) for item in self.voiceprints),
+            "exclusive_matching": matching.exclusive is not False,
             "threshold": matching.threshold or 0.0,
         }
-        return body
 
 
 class MediaRequest(ApiModel):
@@ -331,9 +344,7 @@ class JobOut(BaseModel):
     output: DiarizationJobOutput | IdentificationJobOutput | VoiceprintJobOutput | JobError | None = absent(
         "The result once succeeded, {error} once failed or canceled; kept for a limited time after the job ends"
     )
-    kind: Literal["diarize", "voiceprint", "identify"] | None = absent(
-        "The job's type (a diarist extension, with `details=true` only)"
-    )
+    kind: JobKindName | None = absent("The job's type (a diarist extension, with `details=true` only)")
     url: str | None = absent("The job's input URL, credentials hidden (a diarist extension, with `details=true` only)")
 
 

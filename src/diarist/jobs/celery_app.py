@@ -44,8 +44,10 @@ from dataclasses import dataclass
 from celery import Celery, signals
 
 from diarist.errors import DiaristError
+from diarist.jobs.kinds import spec_of
 from diarist.jobs.media import signing_secret
 from diarist.jobs.runner import RunnerConfig, run_job
+from diarist.jobs.spec import DIARIZATION_QUEUE, QUEUES
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
 from diarist.jobs.worker import TRANSIENT, WorkerStore, reaper, registration, runner_config
@@ -53,17 +55,10 @@ from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")
 TASK = "diarist.run_job"
-DIARIZATION, TRANSCRIPTION = "diarization", "transcription"
-QUEUES = (DIARIZATION, TRANSCRIPTION)
 VISIBILITY_TIMEOUT_SECONDS = 24 * 3600
 # A publish while the broker is down gives up after about a second: the job stays pending in the
 # database and the reaper publishes it again, instead of holding the API request.
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.3}
-
-
-def queue_for(job: Job) -> str:
-    """The queue a job goes to: transcribing ones need the ASR models (a GPU box may take only those)."""
-    return TRANSCRIPTION if job.request.get("transcription") else DIARIZATION
 
 
 def parse_queues(text: str) -> list[str]:
@@ -92,7 +87,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_reject_on_worker_lost=True,
         task_ignore_result=True,  # the result is in the job row; no result backend
-        task_default_queue=DIARIZATION,
+        task_default_queue=DIARIZATION_QUEUE,
         task_publish_retry_policy=PUBLISH_RETRY,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
         broker_connection_retry_on_startup=True,
@@ -129,7 +124,7 @@ def publisher(app: Celery, store: Store):
     """`publish(job)`: send the job's id to its queue, and record that it went out."""
 
     def publish(job: Job) -> None:
-        app.send_task(TASK, args=[job.id], queue=queue_for(job), retry_policy=PUBLISH_RETRY)
+        app.send_task(TASK, args=[job.id], queue=spec_of(job).queue, retry_policy=PUBLISH_RETRY)
         store.mark_published(job.id)
 
     return publish

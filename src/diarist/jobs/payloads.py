@@ -10,6 +10,8 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from diarist.jobs.kinds import spec_of
+
 if TYPE_CHECKING:  # the store imports this module, so only the type is needed from it
     from diarist.jobs.tables import Job
 
@@ -42,6 +44,6 @@ def list_item(job: Job) -> dict[str, str]:
 def webhook_body(job: Job) -> str:
     """`{jobId, status[, output]}` as compact JSON; output only for a succeeded job that did not ask for status only."""
     payload: dict[str, Any] = {"jobId": job.id, "status": job.status}
-    if job.status == "succeeded" and not job.request.get("webhookStatusOnly") and job.output is not None:
+    if job.status == "succeeded" and not spec_of(job).webhook_status_only and job.output is not None:
         payload["output"] = job.output
     return json.dumps(payload, separators=(",", ":"))

@@ -6,6 +6,7 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from diarist.jobs.spec import JobSpec
 from diarist.jobs.store import Store
 from diarist.jobs.tables import PENDING, Job
 
@@ -24,13 +25,13 @@ class JobQueue:
     ):
         self.store, self.wake, self.publish = store, wake, publish
 
-    def submit(self, key_id: str, kind: str, request: dict, reserve_seconds: float = 0.0) -> Job:
-        """Queue a job, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError).
+    def submit(self, key_id: str, spec: JobSpec, reserve_seconds: float = 0.0) -> Job:
+        """Queue the job `spec` asks for, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError).
 
         The row is committed before the job is published: a worker never gets an id it cannot find,
         and a publish that fails loses nothing (the job stays pending and the reaper publishes it).
         """
-        job = self.store.create_job(str(uuid.uuid4()), key_id, kind, request, PENDING, reserve_seconds)
+        job = self.store.create_job(str(uuid.uuid4()), key_id, spec.kind, spec.to_json(), PENDING, reserve_seconds)
         if self.wake is not None:
             self.wake()
         if self.publish is not None:

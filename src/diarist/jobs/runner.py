@@ -31,22 +31,13 @@ from diarist.errors import (
     NotAudioError,
     ZeroLengthAudioError,
 )
+from diarist.jobs.kinds import KINDS, JobKind, spec_of
 from diarist.jobs.media import MediaStore, make_token, object_key
 from diarist.jobs.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
-from diarist.service import (
-    AudioTooLongError,
-    DiarizeOptions,
-    IdentifyOptions,
-    diarize,
-    identify,
-    probe,
-    voiceprint,
-)
-from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
-from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
-from diarist.voiceprints import Matching, VoiceprintError, decode
+from diarist.service import AudioTooLongError, probe
+from diarist.voiceprints import VoiceprintError
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
@@ -112,13 +103,14 @@ def fetch_upload(
         raise InputError(ORIGIN_FAILED) from e
 
 
-def fetch_input(job: Job, config: RunnerConfig, progress: ProgressReporter, store: Store) -> tuple[Path, bool]:
-    """The local file holding the job's audio, and whether it is a download to delete afterwards.
+def fetch_input(
+    job: Job, url: str, config: RunnerConfig, progress: ProgressReporter, store: Store
+) -> tuple[Path, bool]:
+    """The local file holding the job's audio at `url`, and whether it is a download to delete afterwards.
 
     A download reports progress 0 as bytes arrive: that is when a cancel is noticed (JobAbandoned), so a server
     that trickles bytes cannot keep the worker from other jobs.
     """
-    url = job.request["url"]
     config.downloads.mkdir(parents=True, exist_ok=True)
     dest = config.downloads / job.id
     if url.startswith("media://"):
@@ -187,56 +179,12 @@ class ProgressReporter:
             raise JobAbandoned
 
 
-def diarize_options(job: Job, asr_models: Path) -> DiarizeOptions:
-    """The use-case options a diarize or identify job's request asks for."""
-    request = job.request
-    options = DiarizeOptions(
-        model=request["model"],
-        num_speakers=request.get("numSpeakers"),
-        min_speakers=request.get("minSpeakers"),
-        max_speakers=request.get("maxSpeakers"),
-        exclusive=request["exclusive"],
-        confidence=request["confidence"],
-        turn_level_confidence=request["turnLevelConfidence"],
-        transcription=bool(request.get("transcription")),
-        asr_model=(request.get("transcriptionConfig") or {}).get("model"),
-        asr_models_dir=asr_models,
-    )
-    if job.kind != "identify":
-        return options
-    voiceprints = {}
-    for item in request["voiceprints"]:
-        try:
-            voiceprints[item["label"]] = decode(item["voiceprint"])
-        except VoiceprintError as e:  # checked at submit; the server's voice model may have changed since
-            raise VoiceprintError(f"The voiceprint of {item['label']!r} {e}.") from None
-    matching = Matching(request["matching"]["exclusive"], request["matching"]["threshold"])
-    return IdentifyOptions(**vars(options), voiceprints=voiceprints, matching=matching)
-
-
-def run_use_case(
-    job: Job, path: Path, asr_models: Path, progress: ProgressReporter
-) -> tuple[dict, float, Peaks | None]:
-    """The job's output, the seconds of audio it took, and the waveform overview (diarize and identify jobs)."""
-    if job.kind == "voiceprint":
-        made = voiceprint(path, job.request["model"], progress)
-        return made.to_dict(), made.duration, None
-    options = diarize_options(job, asr_models)
-    if isinstance(options, IdentifyOptions):
-        done = identify(options, path, progress)
-    else:
-        done = diarize(options, path, progress)
-    return done.output, done.result.duration, done.result.peaks
-
-
-def job_limits(job: Job, config: RunnerConfig) -> RunnerConfig:
+def job_limits(kind: JobKind, config: RunnerConfig) -> RunnerConfig:
     """`config` with the input limits of the job's kind: a voiceprint takes a short file."""
-    if job.kind != "voiceprint":
-        return config
     return replace(
         config,
-        max_input_bytes=min(config.max_input_bytes, VOICEPRINT_MAX_BYTES),
-        max_duration_seconds=min(config.max_duration_seconds, VOICEPRINT_MAX_SECONDS),
+        max_input_bytes=min(config.max_input_bytes, kind.max_input_bytes or config.max_input_bytes),
+        max_duration_seconds=min(config.max_duration_seconds, kind.max_input_seconds or config.max_duration_seconds),
     )
 
 
@@ -266,7 +214,9 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     `job.attempts` is the run's fencing token; the job's lease is refreshed every `heartbeat_seconds`.
     """
     token = job.attempts
-    config = job_limits(job, config)
+    kind = KINDS[job.kind]
+    spec = spec_of(job)
+    config = job_limits(kind, config)
     path: Path | None = None
     downloaded = False
 
@@ -282,17 +232,17 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     with Lease(store, job.id, token, heartbeat_seconds) as lease:
         try:
             progress = ProgressReporter(store, job.id, token, lease)
-            path, downloaded = fetch_input(job, config, progress, store)
+            path, downloaded = fetch_input(job, spec.url, config, progress, store)
             # A URL's length, or an upload's whose container announced none, is first known here:
             # QuotaExceededError if it does not fit.
             store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))
-            output, seconds, peaks = run_use_case(job, path, config.asr_models, progress)
-            finish(SUCCEEDED, output, audio_seconds=seconds, peaks=peaks)
+            outcome = kind.run(spec, path, config.asr_models, progress)
+            finish(SUCCEEDED, outcome.output, audio_seconds=outcome.audio_seconds, peaks=outcome.peaks)
         except JobAbandoned:
             log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)
         except (AudioError, InputError, UrlRefused, FetchError) as e:
             log.info("job %s: could not load its audio: %s", job.id, e)
-            finish(FAILED, {"error": input_error_message(job.request["url"], e)})
+            finish(FAILED, {"error": input_error_message(spec.url, e)})
         except VoiceprintError as e:  # too little speech for a voiceprint, or one that no longer decodes
             finish(FAILED, {"error": str(e)})
         except QuotaExceededError as e:  # its message speaks of the user's own quota, nothing of the server

@@ -20,7 +20,7 @@ from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetr
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diarist.api.health import database_check
+from diarist.api.routes.health import database_check
 from diarist.errors import DiaristError
 from diarist.jobs.stats import job_stats
 from diarist.jobs.store import Store, head_revision, known_revision
