@@ -1,5 +1,5 @@
 """The API the web page uses (diarist extensions), against a live `diarist serve`: waveform peaks,
-job details, speaker names, exports and ranged audio downloads."""
+job details, speaker names, exports, ranged audio downloads and the page's vocabulary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import httpx
 import pytest
 
 from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
+from diarist.exports import FORMATS
+from diarist.jobs.tables import STATUSES, TERMINAL
+from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
 from .conftest import SAMPLE
 from .live import upload, wait_for
@@ -162,3 +165,16 @@ def test_audio_download_answers_range_requests(api, sample_media):
     assert set(beyond.json()) == {"requestId", "message"}
     malformed = httpx.get(url, headers={"Range": "lines=1-2"})
     assert malformed.status_code == 400 and malformed.json()["errors"][0]["field"] == "Range"
+
+
+def test_vocabulary_names_what_the_python_modules_define(server):
+    answer = httpx.get(f"{server.url}/web/vocabulary")  # no key: names only
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {
+        "models": list(DIARIZATION_MODELS),
+        "defaultModel": DEFAULT_MODEL,
+        "statuses": list(STATUSES),
+        "terminalStatuses": list(TERMINAL),
+        "exportFormats": list(FORMATS),
+    }
+    assert DEFAULT_MODEL in DIARIZATION_MODELS and set(TERMINAL) < set(STATUSES)
