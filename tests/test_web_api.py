@@ -10,6 +10,7 @@ import re
 import httpx
 import pytest
 
+from diarist.api.web import WEB_DIR
 from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
 from diarist.exports import FORMATS
 from diarist.jobs.tables import STATUSES, TERMINAL
@@ -178,3 +179,18 @@ def test_vocabulary_names_what_the_python_modules_define(server):
         "exportFormats": list(FORMATS),
     }
     assert DEFAULT_MODEL in DIARIZATION_MODELS and set(TERMINAL) < set(STATUSES)
+
+
+def test_the_page_holds_no_copy_of_the_vocabulary(server):
+    """The page's choices come from /web/vocabulary: neither the page nor its scripts list them."""
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200
+    assert re.findall(r"<option[^>]*>([^<]*)</option>", page.text) == ["all"]  # the status filter's own
+    assert "data-format" not in page.text
+    scripts = sorted(path.name for path in (WEB_DIR / "static").glob("*.js"))
+    assert "app.js" in scripts and len(scripts) > 1
+    for name in scripts:
+        script = httpx.get(f"{server.url}/static/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"], name
+        for word in (*DIARIZATION_MODELS, *FORMATS):
+            assert f'"{word}"' not in script.text, (name, word)
