@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from diarist.exports import FORMATS
+from diarist.jobs.tables import STATUSES
+from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
+
 from .conftest import SAMPLE
 from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, upload
 
@@ -133,6 +137,41 @@ def test_bad_key_shows_why(page, web):
     assert "Invalid API key" in error.inner_text()
     assert page.is_hidden("#work")
     assert page.evaluate("sessionStorage.getItem('diarist.key')") is None
+
+
+def choices(page) -> dict:
+    """The model choice (options, selected), the status filter's options and the export formats."""
+    return page.evaluate(
+        """() => ({
+            models: [...document.querySelectorAll('#options select[name=model] option')].map(o => o.value),
+            model: document.querySelector('#options select[name=model]').value,
+            statuses: [...document.querySelectorAll('#status-filter option')].map(o => o.value),
+            formats: [...document.querySelectorAll('#exports button')].map(b => b.dataset.format),
+        })"""
+    )
+
+
+def test_choices_come_from_the_vocabulary(page, web, web_key):
+    sign_in(page, web, web_key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    assert choices(page) == {
+        "models": list(DIARIZATION_MODELS),
+        "model": DEFAULT_MODEL,
+        "statuses": ["", *STATUSES],
+        "formats": list(FORMATS),
+    }
+    # Another answer shows as another page: the page reads the choices from the endpoint, nowhere else.
+    vocabulary = httpx.get(f"{web.url}/web/vocabulary").json()
+    changed = {**vocabulary, "models": ["community-1", "other-1"], "defaultModel": "other-1", "exportFormats": ["srt"]}
+    page.route("**/web/vocabulary", lambda route: route.fulfill(json=changed))
+    page.reload()
+    page.wait_for_selector("#work:not([hidden])")
+    assert choices(page) == {
+        "models": ["community-1", "other-1"],
+        "model": "other-1",
+        "statuses": ["", *STATUSES],
+        "formats": ["srt"],
+    }
 
 
 def test_lanes_match_the_api_output(page, web, web_key, finished):
@@ -312,9 +351,11 @@ def test_page_files_ship_in_the_wheel(tmp_path):
     (wheel,) = tmp_path.glob("diarist-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     web = "diarist/web/"
+    scripts = [f"static/{path.name}" for path in (root / "src/diarist/web/static").glob("*.js")]
+    assert "static/app.js" in scripts
     for path in (
+        *scripts,
         "index.html",
-        "static/app.js",
         "static/app.css",
         "static/vendor/README.md",
         "static/vendor/wavesurfer/wavesurfer.esm.js",

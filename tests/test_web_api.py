@@ -1,5 +1,5 @@
 """The API the web page uses (diarist extensions), against a live `diarist serve`: waveform peaks,
-job details, speaker names, exports and ranged audio downloads."""
+job details, speaker names, exports, ranged audio downloads and the page's vocabulary."""
 
 from __future__ import annotations
 
@@ -10,7 +10,11 @@ import re
 import httpx
 import pytest
 
+from diarist.api.web import WEB_DIR
 from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
+from diarist.exports import FORMATS
+from diarist.jobs.tables import STATUSES, TERMINAL
+from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
 from .conftest import SAMPLE
 from .live import upload, wait_for
@@ -162,3 +166,31 @@ def test_audio_download_answers_range_requests(api, sample_media):
     assert set(beyond.json()) == {"requestId", "message"}
     malformed = httpx.get(url, headers={"Range": "lines=1-2"})
     assert malformed.status_code == 400 and malformed.json()["errors"][0]["field"] == "Range"
+
+
+def test_vocabulary_names_what_the_python_modules_define(server):
+    answer = httpx.get(f"{server.url}/web/vocabulary")  # no key: names only
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    assert answer.json() == {
+        "models": list(DIARIZATION_MODELS),
+        "defaultModel": DEFAULT_MODEL,
+        "statuses": list(STATUSES),
+        "terminalStatuses": list(TERMINAL),
+        "exportFormats": list(FORMATS),
+    }
+    assert DEFAULT_MODEL in DIARIZATION_MODELS and set(TERMINAL) < set(STATUSES)
+
+
+def test_the_page_holds_no_copy_of_the_vocabulary(server):
+    """The page's choices come from /web/vocabulary: neither the page nor its scripts list them."""
+    page = httpx.get(f"{server.url}/")
+    assert page.status_code == 200
+    assert re.findall(r"<option[^>]*>([^<]*)</option>", page.text) == ["all"]  # the status filter's own
+    assert "data-format" not in page.text
+    scripts = sorted(path.name for path in (WEB_DIR / "static").glob("*.js"))
+    assert "app.js" in scripts and len(scripts) > 1
+    for name in scripts:
+        script = httpx.get(f"{server.url}/static/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"], name
+        for word in (*DIARIZATION_MODELS, *FORMATS):
+            assert f'"{word}"' not in script.text, (name, word)

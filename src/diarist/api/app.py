@@ -13,9 +13,6 @@ from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
 from diarist import __version__
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
@@ -24,6 +21,7 @@ from diarist.api.openapi import openapi_schema
 from diarist.api.ratelimits import RedisRateLimiter, make_limiters
 from diarist.api.routes import health, ops, router
 from diarist.api.services import Services
+from diarist.api.web import install_web
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
 from diarist.jobs.media import MediaStore, signing_secret
@@ -38,8 +36,6 @@ from diarist.settings import Settings
 log = logging.getLogger("diarist.api")
 API_POOL_SIZE = 10  # PostgreSQL connections of an API process: requests, webhooks, retention, scrapes
 PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
-WEB_DIR = Path(__file__).parents[1] / "web"  # the page and its static files, shipped inside the package
-VENDOR = "/static/vendor/swagger-ui"
 
 
 def _lock_data_dir(data_dir: Path):
@@ -154,37 +150,3 @@ def create_app(settings: Settings) -> FastAPI:
     install_web(app)
     app.openapi = partial(openapi_schema, app)  # type: ignore[method-assign]
     return app
-
-
-# The page runs only its own scripts: a speaker name or a file name that holds markup can never
-# run as code, even if a future change rendered one as HTML. Audio and uploads may go to the
-# server's public_url, which can be another origin than the page's.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; media-src 'self' http: https:; connect-src 'self' http: https:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
-
-def install_web(app: FastAPI) -> None:
-    """The web page at `/`, its files under `/static/`, and Swagger UI at `/docs`, all from the package.
-
-    None of these needs a key: the page asks for one and sends it to the /v1 routes like any client.
-    """
-    app.mount("/static", StaticFiles(directory=WEB_DIR / "static"), name="static")
-
-    @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json",
-            title=f"{app.title} API",
-            swagger_js_url=f"{VENDOR}/swagger-ui-bundle.js",
-            swagger_css_url=f"{VENDOR}/swagger-ui.css",
-            swagger_favicon_url=f"{VENDOR}/favicon-32x32.png",
-        )
