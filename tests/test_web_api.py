@@ -10,7 +10,7 @@ import re
 import httpx
 import pytest
 
-from diarist.api.web import WEB_DIR
+from diarist.api.routes.web import WEB_DIR
 from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
 from diarist.exports import FORMATS
 from diarist.jobs.tables import STATUSES, TERMINAL
@@ -177,6 +177,12 @@ def test_vocabulary_names_what_the_python_modules_define(server):
         "statuses": list(STATUSES),
         "terminalStatuses": list(TERMINAL),
         "exportFormats": list(FORMATS),
+        # A voiceprint job has no turns: the page links only the others to a result view.
+        "jobKinds": {
+            "diarize": {"hasSpeakers": True},
+            "voiceprint": {"hasSpeakers": False},
+            "identify": {"hasSpeakers": True},
+        },
     }
     assert DEFAULT_MODEL in DIARIZATION_MODELS and set(TERMINAL) < set(STATUSES)
 

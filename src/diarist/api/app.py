@@ -20,8 +20,8 @@ from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
 from diarist.api.ratelimits import RedisRateLimiter, make_limiters
 from diarist.api.routes import health, ops, router
+from diarist.api.routes.web import install_web
 from diarist.api.services import Services
-from diarist.api.web import install_web
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
 from diarist.jobs.media import MediaStore, signing_secret

@@ -3,7 +3,7 @@
 
 import { api, signedIn } from "./api.js";
 import { $, guarded, showError } from "./page.js";
-import { isTerminal } from "./vocabulary.js";
+import { hasSpeakers, isTerminal } from "./vocabulary.js";
 
 const POLL_BUSY_MS = 3000; // while a job is queued or running
 const POLL_IDLE_MS = 15000; // when nothing moves, still notice jobs other clients start
@@ -71,7 +71,7 @@ function jobRow(item, info, detail) {
   row.dataset.status = item.status;
   const name = document.createElement("td");
   const label = info.kind && info.kind !== "diarize" ? `${info.file} (${info.kind})` : info.file;
-  if (item.status === "succeeded" && info.kind !== "voiceprint") {
+  if (item.status === "succeeded" && hasSpeakers(info.kind)) {
     const link = document.createElement("a");
     link.href = `#job=${item.id}`;
     link.textContent = label;

@@ -5,6 +5,7 @@ import { $ } from "./page.js";
 
 let loading = null; // the one request for them, shared by whoever asks first
 let terminal = [];
+let kinds = {};
 
 /** Option elements for `names`, with `selected` chosen. */
 function options(names, selected) {
@@ -36,6 +37,7 @@ async function fetchVocabulary() {
   if (!response.ok) throw new Error(`The page could not load its choices: ${response.status} ${response.statusText}`);
   const words = await response.json();
   terminal = words.terminalStatuses;
+  kinds = words.jobKinds;
   show(words);
 }
 
@@ -51,4 +53,9 @@ export function loadVocabulary() {
 /** Whether a job in `status` has ended (known once the vocabulary has loaded). */
 export function isTerminal(status) {
   return terminal.includes(status);
+}
+
+/** Whether a job of `kind` has speakers: turns to show, name and export (not a voiceprint's). */
+export function hasSpeakers(kind) {
+  return Boolean(kinds[kind]?.hasSpeakers);
 }

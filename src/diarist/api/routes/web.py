@@ -15,10 +15,11 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from diarist.exports import FORMATS
+from diarist.jobs.kinds import KINDS
 from diarist.jobs.tables import STATUSES, TERMINAL
 from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
-WEB_DIR = Path(__file__).parents[1] / "web"  # the page and its static files, shipped inside the package
+WEB_DIR = Path(__file__).parents[2] / "web"  # the page and its static files, shipped inside the package
 VENDOR = "/static/vendor/swagger-ui"
 
 # The page runs only its own scripts: a speaker name or a file name that holds markup can never
@@ -44,6 +45,7 @@ def vocabulary() -> dict[str, Any]:
         "statuses": list(STATUSES),
         "terminalStatuses": list(TERMINAL),
         "exportFormats": list(FORMATS),
+        "jobKinds": {name: {"hasSpeakers": kind.has_speakers} for name, kind in KINDS.items()},
     }
 
 
