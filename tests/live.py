@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from diarist.jobs.tables import TERMINAL
+
 # Test servers listen here; the service may reach this address (DIARIST_ALLOWED_HOSTS) but not
 # 127.0.0.1, so SSRF refusals of the usual loopback address stay testable.
 PEER_HOST = "127.0.0.2"
@@ -32,7 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TERMINAL = ("succeeded", "failed", "canceled")
 
 
 def free_port() -> int:

@@ -174,6 +174,7 @@ def test_vocabulary_names_what_the_python_modules_define(server):
     assert answer.json() == {
         "models": list(DIARIZATION_MODELS),
         "defaultModel": DEFAULT_MODEL,
+        "transcribingModels": ["precision-2"],  # as in pyannoteAI
         "statuses": list(STATUSES),
         "terminalStatuses": list(TERMINAL),
         "exportFormats": list(FORMATS),

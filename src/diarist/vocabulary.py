@@ -1,4 +1,5 @@
-"""Names a user chooses from, defined once for the command line, the Python API and the pipeline.
+"""Names a user chooses from, and the rules of the speaker count, defined once for the command line,
+the HTTP API, the Python API and the pipeline.
 
 A leaf module without heavy imports, so that the CLI and the HTTP server can name the models
 without loading PyTorch.
@@ -10,6 +11,8 @@ DIARIZATION_MODELS = ("precision-2", "community-1")
 # What runs when no model is named: the more accurate one, the HTTP API's default as in
 # pyannoteAI's, so one file gives the same answer from the CLI, Python and the API.
 DEFAULT_MODEL = "precision-2"
+# The models that transcribe, as in pyannoteAI, where only precision-2 does.
+TRANSCRIBING_MODELS = ("precision-2",)
 
 # Speech recognition: the Whisper models that ship with diarist, and the pyannoteAI names of the
 # models an operator installs (docs/models.md).
@@ -17,6 +20,24 @@ PACKAGED_ASR_MODELS = ("whisper-base", "whisper-tiny.en")
 OPERATOR_ASR_MODELS = ("parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo")
 ASR_MODELS = PACKAGED_ASR_MODELS + OPERATOR_ASR_MODELS
 DEFAULT_ASR_MODEL = "whisper-base"
+
+MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
+
+
+def count_conflicts(
+    num_speakers: int | None, min_speakers: int | None, max_speakers: int | None
+) -> list[tuple[str, str]]:
+    """The (option, other option) pairs that break the rules of the speaker count, each caller phrasing
+    them in its own names: `min_speakers` or `max_speakers` beside `num_speakers` (an exact count takes
+    no bounds), and `min_speakers` above `max_speakers`."""
+    conflicts = [
+        (name, "num_speakers")
+        for name, value in (("min_speakers", min_speakers), ("max_speakers", max_speakers))
+        if num_speakers is not None and value is not None
+    ]
+    if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        conflicts.append(("min_speakers", "max_speakers"))
+    return conflicts
 
 
 def name_problem(name: str) -> str | None:

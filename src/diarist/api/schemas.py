@@ -18,7 +18,7 @@ from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
 from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec, camel
 from diarist.jobs.tables import STATUSES
-from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS, MAX_SPEAKERS
 from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS, label_problem
 
 AsrModel = Literal[ASR_MODELS]
@@ -27,7 +27,6 @@ DiarizationModel = Literal[DIARIZATION_MODELS]
 JobKindName = Literal[tuple(KINDS)]
 
 MAX_URL_LENGTH = 2048  # longer than any real audio or webhook URL, short enough to store and log
-MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
 # The server's own media:// check (jobs/media.py), anchored at both ends as JSON Schema needs.
 MEDIA_URL_PATTERN = "^" + MEDIA_URL.pattern.removeprefix("^").removesuffix("$") + "$"
 JOB_ID_EXAMPLE = "3c8a89a5-dcc6-4edb-a75d-ffd64739674d"

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from diarist.jobs.kinds import spec_of
-
-if TYPE_CHECKING:  # the store imports this module, so only the type is needed from it
-    from diarist.jobs.tables import Job
+from diarist.jobs.tables import RUNNING, SUCCEEDED, Job
 
 
 def timestamp(moment: datetime) -> str:
@@ -29,7 +27,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "createdAt": timestamp(job.created_at),
         "updatedAt": timestamp(job.updated_at),
     }
-    if job.status == "running":
+    if job.status == RUNNING:
         body["progress"] = job.progress or 0
     if job.output is not None:
         body["output"] = job.output
@@ -44,6 +42,6 @@ def list_item(job: Job) -> dict[str, str]:
 def webhook_body(job: Job) -> str:
     """`{jobId, status[, output]}` as compact JSON; output only for a succeeded job that did not ask for status only."""
     payload: dict[str, Any] = {"jobId": job.id, "status": job.status}
-    if job.status == "succeeded" and not spec_of(job).webhook_status_only and job.output is not None:
+    if job.status == SUCCEEDED and not spec_of(job).webhook_status_only and job.output is not None:
         payload["output"] = job.output
     return json.dumps(payload, separators=(",", ":"))

@@ -10,6 +10,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 
 from diarist.pipeline.config import PipelineConfig
+from diarist.vocabulary import count_conflicts
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,12 @@ class SpeakerBounds:
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if num_speakers is not None:
-            if min_speakers is not None or max_speakers is not None:
-                raise ValueError("num_speakers cannot be used together with min_speakers or max_speakers")
-            return cls(num_speakers, num_speakers)
-        if min_speakers is not None and max_speakers is not None and min_speakers > max_speakers:
+        for name, other in count_conflicts(num_speakers, min_speakers, max_speakers):
+            if other == "num_speakers":
+                raise ValueError(f"{name} cannot be used together with num_speakers")
             raise ValueError(f"min_speakers ({min_speakers}) must be <= max_speakers ({max_speakers})")
+        if num_speakers is not None:
+            return cls(num_speakers, num_speakers)
         return cls(min_speakers or 0, max_speakers)
 
     def clamp(self, count: int) -> int:

@@ -31,8 +31,10 @@ from diarist.jobs.kinds import VOICEPRINT, spec_of
 from diarist.jobs.media import object_key
 from diarist.jobs.net import UrlRefused, check_url, redact_url
 from diarist.jobs.payloads import job_json, list_item
+from diarist.jobs.spec import camel
 from diarist.jobs.store import QuotaExceededError
-from diarist.jobs.tables import SUCCEEDED, ApiKey
+from diarist.jobs.tables import CANCELED, CREATED, SUCCEEDED, ApiKey
+from diarist.vocabulary import DEFAULT_MODEL, TRANSCRIBING_MODELS, count_conflicts
 from diarist.voiceprints import VoiceprintError, decode
 
 MAX_SKIP = 2**31 - 1  # far beyond any real job list; larger offsets overflow the database's integers
@@ -50,12 +52,9 @@ def test_key(key: Key) -> dict[str, str]:
 
 def _check_speakers(body: SpeakerOptions) -> list[tuple[str, str]]:
     errors = []
-    if body.numSpeakers is not None:
-        for name in ("minSpeakers", "maxSpeakers"):
-            if getattr(body, name) is not None:
-                errors.append((name, "Cannot be used together with numSpeakers"))
-    if body.minSpeakers is not None and body.maxSpeakers is not None and body.minSpeakers > body.maxSpeakers:
-        errors.append(("minSpeakers", "Must be less than or equal to maxSpeakers"))
+    for name, other in count_conflicts(body.numSpeakers, body.minSpeakers, body.maxSpeakers):
+        rule = "Cannot be used together with" if other == "num_speakers" else "Must be less than or equal to"
+        errors.append((camel(name), f"{rule} {camel(other)}"))
     return errors
 
 
@@ -96,7 +95,7 @@ def _submit(body: JobRequest, key: ApiKey, svc: Services, errors: list[tuple[str
         raise InvalidRequest([("url", str(e))]) from None
     except QuotaExceededError as e:
         raise ApiProblem(402, str(e)) from None
-    return JobCreated(jobId=job.id, status="created")
+    return JobCreated(jobId=job.id, status=CREATED)
 
 
 JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -117,8 +116,8 @@ JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body)
-    if body.transcription and (body.model or "precision-2") != "precision-2":
-        errors.append(("transcription", "Only available with the precision-2 model"))
+    if body.transcription and (body.model or DEFAULT_MODEL) not in TRANSCRIBING_MODELS:
+        errors.append(("transcription", f"Only available with the {' or '.join(TRANSCRIBING_MODELS)} model"))
     return _submit(body, key, svc, errors)
 
 
@@ -214,7 +213,7 @@ def get_job(
 )
 def cancel_job(jobId: JobId, key: Key, svc: Svc) -> JSONResponse:
     job = svc.store.cancel_job(jobId, key.id) or own_job(svc, key, jobId)
-    if job.status != "canceled":
+    if job.status != CANCELED:
         raise ApiProblem(409, f"Job {jobId} already {job.status}; only a job that has not ended can be canceled.")
     return JSONResponse(job_json(job))
 

@@ -24,7 +24,7 @@ from diarist.api.routes.health import database_check
 from diarist.errors import DiaristError
 from diarist.jobs.stats import job_stats
 from diarist.jobs.store import Store, head_revision, known_revision
-from diarist.jobs.tables import SUCCEEDED
+from diarist.jobs.tables import FAILED, SUCCEEDED
 from diarist.settings import Settings
 
 router = APIRouter()
@@ -139,7 +139,7 @@ class JobMetrics(Collector):
             workers.add_metric([kind], count)
         yield workers
         durations = {
-            status: [j.seconds for j in stats.finished if j.status == status] for status in ("succeeded", "failed")
+            status: [j.seconds for j in stats.finished if j.status == status] for status in (SUCCEEDED, FAILED)
         }
         duration = GaugeHistogramMetricFamily(
             "diarist_job_duration_seconds",

@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from diarist.exports import FORMATS
 from diarist.jobs.kinds import KINDS
 from diarist.jobs.tables import STATUSES, TERMINAL
-from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS, TRANSCRIBING_MODELS
 
 WEB_DIR = Path(__file__).parents[2] / "web"  # the page and its static files, shipped inside the package
 VENDOR = "/static/vendor/swagger-ui"
@@ -42,6 +42,7 @@ def vocabulary() -> dict[str, Any]:
     return {
         "models": list(DIARIZATION_MODELS),
         "defaultModel": DEFAULT_MODEL,
+        "transcribingModels": list(TRANSCRIBING_MODELS),
         "statuses": list(STATUSES),
         "terminalStatuses": list(TERMINAL),
         "exportFormats": list(FORMATS),

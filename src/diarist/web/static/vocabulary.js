@@ -20,6 +20,7 @@ function options(names, selected) {
 /** Fill the model choice, the status filter and the export buttons from `words`. */
 function show(words) {
   $("#options select[name=model]").replaceChildren(...options(words.models, words.defaultModel));
+  $("#transcribing-models").textContent = words.transcribingModels.join(", ");
   $("#status-filter").append(...options(words.statuses)); // after "all", which is the page's own
   $("#exports").replaceChildren(
     ...words.exportFormats.map((format) => {
