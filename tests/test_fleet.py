@@ -169,7 +169,7 @@ def test_a_publish_that_fails_loses_no_job(tmp_path):
     """The broker is down at submit: the job stays pending, and the reaper's loop publishes it later."""
     import redis
 
-    from diarist.jobs.celery_app import make_celery, publisher
+    from diarist.jobs.celery_app import CeleryExecutor, make_celery, publisher
     from diarist.jobs.queue import JobQueue
     from diarist.jobs.worker import reaper
     from diarist.settings import Settings
@@ -182,7 +182,7 @@ def test_a_publish_that_fails_loses_no_job(tmp_path):
         store.migrate()
         key = store.create_key("k").record
         closed = Settings(data_dir=tmp_path, database_url=url, broker_url="redis://127.0.0.1:9/0")
-        down = JobQueue(store, publish=publisher(make_celery(closed), store))
+        down = JobQueue(store, CeleryExecutor(closed, store))
         job = down.submit(key.id, DiarizeSpec(url="media://a", transcription=True))
         assert store.get_job(job.id).status == "pending" and store.get_job(job.id).published_at is None
         # A moment later, a process with a reachable broker runs its reaper loop once.

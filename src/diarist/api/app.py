@@ -24,13 +24,14 @@ from diarist.api.routes.web import install_web
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
+from diarist.jobs.executors import make_executor
 from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.private import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
 from diarist.jobs.webhooks import WebhookDispatcher
-from diarist.jobs.worker import LocalWorkers, net_policy, reaper
+from diarist.jobs.worker import net_policy
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
@@ -54,6 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The service on `settings`; workers and background threads start with the app's lifespan."""
     store = Store(settings.database, settings.database_busy_timeout_seconds, API_POOL_SIZE)
     media = MediaStore(settings.media_dir)
+    executor = make_executor(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,24 +66,6 @@ def create_app(settings: Settings) -> FastAPI:
         store.migrate()
         services = app.state.services
         services.secret = signing_secret(store, settings.data_dir)
-        health_reports = {}
-        workers: LocalWorkers | None = None
-        if settings.executor == "celery":
-            from diarist.jobs.celery_app import make_celery, publisher
-
-            publish = publisher(make_celery(settings), store)
-            services.queue.publish = publish
-            leases = reaper(store, settings, publish)
-        else:
-            if store.engine.dialect.name == "sqlite":
-                # One server per SQLite file (the data dir lock): every running job was this server's.
-                requeued = store.requeue_jobs(None, settings.max_attempts)
-                if requeued:
-                    log.info("re-queued %d jobs that were running when the server stopped", requeued)
-            workers = LocalWorkers(settings, store)
-            services.queue.wake = workers.notify
-            health_reports["workers"] = workers.report
-            leases = reaper(store, settings)
         dispatcher = WebhookDispatcher(
             store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays, settings.webhook_threads
         )
@@ -96,24 +80,19 @@ def create_app(settings: Settings) -> FastAPI:
         )
         janitor = Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
         app.state.health_reports = {
-            **health_reports,
-            "reaper": leases.report,
+            **executor.reports(),
             "webhooks": dispatcher.report,
             "retention": janitor.report,
         }
         if isinstance(services.limiter, RedisRateLimiter):
             app.state.health_reports["rateLimits"] = services.limiter.report
-        if workers is not None:
-            workers.start()
-        leases.start()
+        executor.start()
         dispatcher.start()
         janitor.start()
         try:
             yield
         finally:
-            if workers is not None:
-                workers.stop()
-            leases.stop()
+            executor.stop()
             dispatcher.stop()
             janitor.stop()
             store.close()
@@ -135,7 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
         settings=settings,
         store=store,
         media=media,
-        queue=JobQueue(store),
+        queue=JobQueue(store, executor),
         policy=net_policy(settings),
         limiter=limiter,
         failures=failures,

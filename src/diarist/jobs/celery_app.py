@@ -38,8 +38,9 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from celery import Celery, signals
 
@@ -182,3 +183,21 @@ def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, name
         "--without-mingle",
     ]
     app.worker_main(argv)
+
+
+class CeleryExecutor:
+    """The API side of the Celery executor: publishes queued jobs to the broker and runs the reaper,
+    which also publishes again the jobs whose message may be lost."""
+
+    def __init__(self, settings: Settings, store: Store):
+        self.publish = publisher(make_celery(settings), store)
+        self._leases = reaper(store, settings, self.publish)
+
+    def start(self) -> None:
+        self._leases.start()
+
+    def stop(self) -> None:
+        self._leases.stop()
+
+    def reports(self) -> dict[str, Callable[[], dict[str, Any]]]:
+        return {"reaper": self._leases.report}

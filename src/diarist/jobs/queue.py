@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 
+from diarist.jobs.executors import Executor
 from diarist.jobs.spec import JobSpec
 from diarist.jobs.store import Store
 from diarist.jobs.tables import PENDING, Job
@@ -14,16 +14,11 @@ log = logging.getLogger("diarist.jobs")
 
 
 class JobQueue:
-    """Records jobs as `pending` in the store, where any worker can claim them, then tells the workers:
-    `wake` wakes local workers, `publish` sends the job to the Celery broker."""
+    """Records jobs as `pending` in the store, where any worker can claim them, then tells the
+    executor, which wakes local workers or sends the job to the Celery broker."""
 
-    def __init__(
-        self,
-        store: Store,
-        wake: Callable[[], None] | None = None,
-        publish: Callable[[Job], None] | None = None,
-    ):
-        self.store, self.wake, self.publish = store, wake, publish
+    def __init__(self, store: Store, executor: Executor):
+        self.store, self.executor = store, executor
 
     def submit(self, key_id: str, spec: JobSpec, reserve_seconds: float = 0.0) -> Job:
         """Queue the job `spec` asks for, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError).
@@ -32,13 +27,8 @@ class JobQueue:
         and a publish that fails loses nothing (the job stays pending and the reaper publishes it).
         """
         job = self.store.create_job(str(uuid.uuid4()), key_id, spec.kind, spec.to_json(), PENDING, reserve_seconds)
-        if self.wake is not None:
-            self.wake()
-        if self.publish is not None:
-            try:
-                self.publish(job)
-            except Exception as e:  # the broker is down or unreachable: not the client's problem
-                log.warning(
-                    "job %s not published yet (%s: %s); the reaper will publish it", job.id, type(e).__name__, e
-                )
+        try:
+            self.executor.publish(job)
+        except Exception as e:  # the broker is down or unreachable: not the client's problem
+            log.warning("job %s not published yet (%s: %s); the reaper will publish it", job.id, type(e).__name__, e)
         return job
