@@ -46,11 +46,11 @@ from diarist.audio import duration_seconds
 from diarist.errors import AudioError
 from diarist.exports import FORMATS, apply_names, default_names, output_speakers, render
 from diarist.jobs.media import make_token, media_type, object_key, read_token
-from diarist.jobs.net import UrlRefused, check_url, redact_url
 from diarist.jobs.payloads import job_json, list_item
-from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.store import QuotaExceededError, StorageQuotaError, storage_quota_message
 from diarist.jobs.tables import SUCCEEDED, ApiKey, Job
+from diarist.net import UrlRefused, check_url, redact_url
+from diarist.private_files import disk_full_errors, open_private
 from diarist.vocabulary import name_problem
 from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
 from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS

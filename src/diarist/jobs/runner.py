@@ -32,9 +32,9 @@ from diarist.errors import (
     ZeroLengthAudioError,
 )
 from diarist.jobs.media import MediaStore, make_token, object_key
-from diarist.jobs.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
+from diarist.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.service import (
     AudioTooLongError,
     DiarizeOptions,

@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from diarist.audio import Peaks
 from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
 from diarist.jobs.payloads import webhook_body
-from diarist.jobs.private import private_dir, private_file
 from diarist.jobs.tables import (
     CANCELED,
     CREATED,
@@ -68,6 +67,7 @@ from diarist.jobs.tables import (
     Worker,
     utcnow,
 )
+from diarist.private_files import private_dir, private_file
 
 # SQLite primary result codes (https://sqlite.org/rescode.html) that mean "not now" rather than a bug.
 SQLITE_FULL = 13
