@@ -1,4 +1,4 @@
-"""diarist.jobs.net against real HTTP servers on 127.0.0.1: address checks, downloads, redirects and webhook POSTs."""
+"""diarist.net against real HTTP servers on 127.0.0.1: address checks, downloads, redirects and webhook POSTs."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from diarist.jobs.net import FetchError, NetPolicy, PostResult, UrlRefused, check_url, download, post, redact_url
+from diarist.net import FetchError, NetPolicy, PostResult, UrlRefused, check_url, download, post, redact_url
 
 LOCAL = NetPolicy(allowed_hosts=("127.0.0.1",))
 DATA = bytes(range(256)) * 1000  # 256 000 bytes, every byte value

@@ -19,9 +19,9 @@ import httpx
 import pytest
 
 from diarist.jobs.media import make_token, read_token, signing_secret
-from diarist.jobs.net import NetPolicy, TooLargeError, UrlRefused, check_url
 from diarist.jobs.runner import InputError, RunnerConfig, fetch_upload, origin_policy
 from diarist.jobs.store import QuotaExceededError, Store
+from diarist.net import NetPolicy, TooLargeError, UrlRefused, check_url
 from diarist.settings import Settings
 
 from .conftest import SAMPLE

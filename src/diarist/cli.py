@@ -588,7 +588,7 @@ def run_worker(args: argparse.Namespace) -> int:
         # `workers = 0` belongs to an API in celery mode, in a config file both may share: not to us.
         settings = settings.model_copy(update={"workers": default_workers()})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from diarist.jobs.net import redact_url
+    from diarist.net import redact_url
 
     print(f"diarist: worker on {redact_url(settings.broker_url)} with caches in {settings.data_dir}", file=sys.stderr)
     run_worker(settings, queues, settings.workers, args.name)

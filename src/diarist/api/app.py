@@ -26,12 +26,12 @@ from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
 from diarist.jobs.executors import make_executor
 from diarist.jobs.media import MediaStore, signing_secret
-from diarist.jobs.private import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
 from diarist.jobs.webhooks import WebhookDispatcher
 from diarist.jobs.worker import net_policy
+from diarist.private_files import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")

@@ -23,7 +23,7 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from diarist.api.auth import WINDOW_SECONDS, Limiter, RateDecision, RateLimiter
-from diarist.jobs.net import redact_url
+from diarist.net import redact_url
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")

@@ -8,9 +8,9 @@ from fastapi import Request
 
 from diarist.api.auth import Limiter, RateLimiter
 from diarist.jobs.media import MediaStore, UploadsInFlight
-from diarist.jobs.net import NetPolicy
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.store import Store
+from diarist.net import NetPolicy
 from diarist.settings import Settings
 
 

@@ -1,1 +1,1 @@
-"""Jobs: the store, the queue and its workers, uploads, URL fetching and webhooks."""
+"""Jobs: the store, the queue and its workers, uploads and webhooks."""

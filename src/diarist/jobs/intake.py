@@ -15,11 +15,11 @@ from diarist.audio import duration_seconds
 from diarist.errors import AudioError, DiaristError
 from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import MediaStore
-from diarist.jobs.private import disk_full_errors, open_private
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.spec import JobSpec
 from diarist.jobs.store import Store, storage_quota_message
 from diarist.jobs.tables import ApiKey, Job
+from diarist.private_files import disk_full_errors, open_private
 
 
 class MediaNotFoundError(DiaristError):

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from diarist.jobs.private import private_dir
+from diarist.private_files import private_dir
 
 if TYPE_CHECKING:
     from diarist.jobs.store import Store

@@ -33,9 +33,9 @@ from diarist.errors import (
 )
 from diarist.jobs.kinds import KINDS, JobKind, spec_of
 from diarist.jobs.media import MediaStore, make_token, object_key
-from diarist.jobs.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.jobs.tables import FAILED, SUCCEEDED, Job
+from diarist.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.service import AudioTooLongError, probe
 from diarist.voiceprints import VoiceprintError
 

@@ -1,6 +1,6 @@
 """The service's tables and job statuses: what the job store keeps, in SQLAlchemy's terms.
 
-The queries live in `store.py`; Alembic's migrations describe the same schema step by step.
+The queries live in the `store` package; Alembic's migrations describe the same schema step by step.
 """
 
 from __future__ import annotations

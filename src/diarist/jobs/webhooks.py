@@ -13,9 +13,9 @@ from datetime import timedelta
 from typing import Any
 
 from diarist.jobs.background import Periodic
-from diarist.jobs.net import NetPolicy, post, redact_url
 from diarist.jobs.store import Store
 from diarist.jobs.tables import WebhookDelivery, utcnow
+from diarist.net import NetPolicy, post, redact_url
 
 log = logging.getLogger("diarist.webhooks")
 POLL_SECONDS = 0.5

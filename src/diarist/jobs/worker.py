@@ -20,10 +20,10 @@ from typing import Any, Protocol, TypeVar
 from diarist.errors import StorageFullError, StoreUnavailableError
 from diarist.jobs.background import Periodic, backoff
 from diarist.jobs.media import MediaStore, signing_secret
-from diarist.jobs.net import NetPolicy
 from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job, utcnow
+from diarist.net import NetPolicy
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")

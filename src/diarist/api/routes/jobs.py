@@ -29,11 +29,11 @@ from diarist.exports import apply_names
 from diarist.jobs.intake import InputLimitError, MediaNotFoundError, submit
 from diarist.jobs.kinds import VOICEPRINT, spec_of
 from diarist.jobs.media import object_key
-from diarist.jobs.net import UrlRefused, check_url, redact_url
 from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.spec import camel
 from diarist.jobs.store import QuotaExceededError
 from diarist.jobs.tables import CANCELED, CREATED, SUCCEEDED, ApiKey
+from diarist.net import UrlRefused, check_url, redact_url
 from diarist.vocabulary import DEFAULT_MODEL, TRANSCRIBING_MODELS, count_conflicts
 from diarist.voiceprints import VoiceprintError, decode
 

@@ -1,4 +1,4 @@
-"""Alembic environment: run migrations on the connection `diarist.jobs.migrate` hands over."""
+"""Alembic environment: run migrations on the connection `Store.migrate` hands over."""
 
 from alembic import context
 

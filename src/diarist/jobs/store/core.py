@@ -1,0 +1,198 @@
+"""The store's core: the engine, its sessions, the database's errors as the service's, and the schema's migrations.
+
+Writes are single statements or short write-first transactions, which keeps SQLite's one-writer lock short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from diarist.errors import DiaristError, StorageFullError, StoreUnavailableError
+from diarist.private_files import private_dir, private_file
+
+# SQLite primary result codes (https://sqlite.org/rescode.html) that mean "not now" rather than a bug.
+SQLITE_FULL = 13
+SQLITE_TEMPORARY = {5: "busy", 6: "locked", 10: "disk I/O error", 14: "cannot open", 15: "locking protocol"}
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html) that mean "not now":
+# connection exceptions (08), transaction rollbacks: serialization failure, deadlock (40), out of memory or
+# connections (53200, 53300), lock or statement timeout (55P03, 57014), server shutting down or starting (57P0x).
+PG_FULL = "53100"
+PG_TEMPORARY_CLASSES = ("08", "40")
+PG_TEMPORARY = {"53200", "53300", "55P03", "57014", "57P01", "57P02", "57P03", "57P05"}
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
+MIGRATION_LOCK = 0x6469617269737400  # pg_advisory_xact_lock key ("diarist\0"): one migrating process at a time
+CONNECT_TIMEOUT_SECONDS = 10  # an unreachable PostgreSQL answers 503 after this, not after the OS's minutes
+
+
+@contextmanager
+def database_errors() -> Iterator[None]:
+    """Turn a busy, unreachable or full database into the service's typed errors."""
+    try:
+        yield
+    except PoolTimeoutError as e:  # every pooled connection is busy for longer than the pool timeout
+        raise StoreUnavailableError("The job database is busy or unreachable; try again shortly.") from e
+    except (OperationalError, InterfaceError) as e:
+        if _is_full(e.orig):
+            raise StorageFullError("The server's disk is full.") from e
+        if _is_temporary(e.orig):
+            raise StoreUnavailableError("The job database is busy or unreachable; try again shortly.") from e
+        raise
+
+
+def _is_full(error: BaseException | None) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    return (code is not None and code & 0xFF == SQLITE_FULL) or getattr(error, "sqlstate", None) == PG_FULL
+
+
+def _is_temporary(error: BaseException | None) -> bool:
+    code = getattr(error, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in SQLITE_TEMPORARY
+    state = getattr(error, "sqlstate", None)
+    # No code at all: the connection could not be made or was lost (refused, reset, closed by the server).
+    return state is None or state.startswith(PG_TEMPORARY_CLASSES) or state in PG_TEMPORARY
+
+
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        # Write transactions take the lock up front, so they wait for it instead of failing later.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+
+
+def database_url(url: str) -> str:
+    """`url` with PostgreSQL's driver made explicit: diarist speaks to PostgreSQL through psycopg 3 only.
+
+    `postgresql://` and `postgres://` (as libpq and most hosts write them) would otherwise pick psycopg2.
+    """
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.drivername.startswith("postgresql") and parsed.drivername != "postgresql+psycopg":
+        raise DiaristError(f"Unsupported PostgreSQL driver {parsed.drivername!r}: use postgresql+psycopg://.")
+    return url
+
+
+def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5) -> Engine:
+    """An engine for `url`; a write waits `busy_timeout` seconds for a lock, then fails.
+
+    On PostgreSQL the pool holds `pool_size` connections and half as many again at peaks; connections are
+    pinged at checkout, so one the server dropped (restart, pg_terminate_backend) is replaced unseen.
+    """
+    url = database_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            # SQLite gives the -wal and -shm files the mode of the database file: 0600 covers all three.
+            private_file(private_dir(Path(path).parent) / Path(path).name)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
+        _sqlite_pragmas(engine, busy_timeout)
+        return engine
+    lock_timeout = int(busy_timeout * 1000)
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=pool_size // 2,
+        pool_timeout=busy_timeout,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            # Like SQLite's busy timeout: a write waits this long for a row lock, then answers 503.
+            "options": f"-c lock_timeout={lock_timeout}",
+        },
+    )
+
+
+def alembic_config() -> Config:
+    """Alembic's configuration for this code's migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The Alembic revision this code's schema is at."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of this code's migrations (else a later release wrote it)."""
+    return any(script.revision == revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions())
+
+
+class Core:
+    """One engine and its sessions: every topic of the store reads and writes through `reading` and `writing`.
+
+    Records come back detached, safe to keep.
+    """
+
+    def __init__(self, url: str, busy_timeout: float = 30.0, pool_size: int = 5):
+        self.engine = make_engine(url, busy_timeout, pool_size)
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
+        self.sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock() if self.sqlite else contextlib.nullcontext()
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A session for reads."""
+        with database_errors(), self._read() as session:
+            yield session
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session whose transaction commits when the block ends, or rolls back on an error."""
+        # SQLite lets one writer in at a time and makes the others poll with growing sleeps; queueing
+        # this process's writers on a lock first keeps their wait as short as the write itself.
+        with database_errors(), self._write_lock, self._write.begin() as session:
+            yield session
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError unless the database answers a read."""
+        with self.reading() as session:
+            session.execute(select(1))
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema up to an Alembic revision, the latest by default (creates it on a new database)."""
+        config = alembic_config()
+        with database_errors(), self.engine.begin() as connection:
+            if not self.sqlite:
+                # API and workers starting together would otherwise both create the tables; on SQLite
+                # the write lock already lets one migration in at a time.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the database is at; None on a database never migrated."""
+        with self.reading() as session:
+            if not inspect(session.connection()).has_table("alembic_version"):
+                return None
+            return session.scalar(text("SELECT version_num FROM alembic_version"))
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self.engine.dispose()

@@ -1,0 +1,83 @@
+"""API keys: created with their secrets shown once, looked up by the key a client presents, revoked."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from diarist.jobs.store.core import Core
+from diarist.jobs.tables import ApiKey, utcnow
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key as `keys create` shows it: the only time the secret parts are visible."""
+
+    record: ApiKey
+    key: str
+    webhook_secret: str
+
+
+def hash_key(key: str) -> str:
+    # Keys are 256 random bits, so a plain digest is enough; no slow KDF is needed.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeysMixin(Core):
+    """The store's API keys."""
+
+    def create_key(
+        self,
+        name: str,
+        rate_limit_per_minute: int | None = None,
+        quota_hours: float | None = None,
+        storage_quota_bytes: int | None = None,
+    ) -> NewKey:
+        key_id = secrets.token_hex(6)
+        key = f"dia_{key_id}_{secrets.token_urlsafe(32)}"
+        secret = f"whs_{secrets.token_urlsafe(32)}"
+        record = ApiKey(
+            id=key_id,
+            name=name,
+            key_hash=hash_key(key),
+            webhook_secret=secret,
+            rate_limit_per_minute=rate_limit_per_minute,
+            quota_seconds=None if quota_hours is None else quota_hours * 3600.0,
+            used_seconds=0.0,
+            reserved_seconds=0.0,
+            storage_quota_bytes=storage_quota_bytes,
+            created_at=utcnow(),
+        )
+        with self.writing() as session:
+            session.add(record)
+        return NewKey(record, key, secret)
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live key record for a presented key, or None."""
+        parts = key.split("_", 2)
+        if len(parts) != 3 or parts[0] != "dia":
+            return None
+        with self.reading() as session:
+            record = session.get(ApiKey, parts[1])
+        if record is None or record.revoked_at is not None:
+            return None
+        return record if hmac.compare_digest(record.key_hash, hash_key(key)) else None
+
+    def get_key(self, key_id: str) -> ApiKey | None:
+        with self.reading() as session:
+            return session.get(ApiKey, key_id)
+
+    def list_keys(self) -> list[ApiKey]:
+        with self.reading() as session:
+            return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
+
+    def revoke_key(self, key_id: str) -> bool:
+        with self.writing() as session:
+            done = session.execute(
+                update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=utcnow())
+            )
+        return done.rowcount == 1
