@@ -129,6 +129,7 @@ def test_quota_holds_across_processes(tmp_path):
 # --- rate limits shared through Redis ----------------------------------------------------------
 
 
+@pytest.mark.fleet
 def test_two_replicas_share_one_rate_limit(tmp_path, shared_db):
     require("redis")
     redis = redis_url("shared")
