@@ -1,5 +1,5 @@
-"""The test tiers (README, "Tests") stay true: whatever needs the shared services carries `fleet`, the
-browser tests carry `browser`, and the fast tier still reaches every other test module."""
+"""The test tiers (the README, after its test command) stay true: whatever needs the shared services
+carries `fleet`, the browser tests carry `browser`, and the fast tier still reaches every other module."""
 
 from __future__ import annotations
 
