@@ -58,6 +58,16 @@ def encode(
     return path
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> object:
+    """Tell `services.require` which test is running (its setup, call and teardown)."""
+    services.running = item
+    try:
+        return (yield)
+    finally:
+        services.running = None
+
+
 def reference_turns(path: Path) -> list[tuple[float, float, str]]:
     turns = []
     for line in path.read_text().splitlines():
@@ -66,7 +76,7 @@ def reference_turns(path: Path) -> list[tuple[float, float, str]]:
     return turns
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.fleet)])
 def database_url(request, tmp_path) -> Iterator[str]:
     """An empty job database of each kind: a SQLite file, or a fresh PostgreSQL database dropped after."""
     if request.param == "sqlite":
@@ -97,7 +107,7 @@ def long_audio(tmp_path_factory, sample_audio) -> Path:
     return path
 
 
-@pytest.fixture(scope="session", params=["local", "celery"])
+@pytest.fixture(scope="session", params=["local", pytest.param("celery", marks=pytest.mark.fleet)])
 def server(request, tmp_path_factory):
     """One live service for the API tests: small upload limit, webhook retries a second apart.
 

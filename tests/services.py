@@ -2,6 +2,7 @@
 
 Where a service does not answer, its tests skip with the reason; under CI (`CI` set) they fail
 instead, so that CI can never pass by skipping them. `scripts/services` starts all three.
+A test that reaches one must carry the `fleet` mark, which keeps it out of the fast tiers.
 Addresses: `DIARIST_TEST_POSTGRES` (an admin URL that may CREATE and DROP databases),
 `DIARIST_TEST_REDIS`, `DIARIST_TEST_RABBITMQ`.
 """
@@ -25,6 +26,10 @@ ADDRESSES = {"postgresql": POSTGRES, "redis": REDIS, "rabbitmq": RABBITMQ}
 DEFAULT_PORTS = {"postgresql": 5432, "redis": 6379, "rabbitmq": 5672}
 
 
+# The test now running, set by conftest.py: `require` checks its marks.
+running: pytest.Item | None = None
+
+
 @cache
 def unreachable(service: str) -> str | None:
     """Why `service` cannot be used (it does not accept connections), or None when it can."""
@@ -38,7 +43,13 @@ def unreachable(service: str) -> str | None:
 
 
 def require(service: str) -> None:
-    """Skip the calling test when `service` is unreachable; under CI, fail it instead."""
+    """Skip the calling test when `service` is unreachable; under CI, fail it instead.
+
+    Fail it, whether or not the service answers, when it lacks the `fleet` mark: otherwise
+    `-m "not fleet"` would still reach the shared services on a machine that has them.
+    """
+    if running is not None and running.get_closest_marker("fleet") is None:
+        pytest.fail(f"{running.nodeid} uses {service}: mark it `fleet` (pytest.mark.fleet, or on the fixture param)")
     reason = unreachable(service)
     if reason is None:
         return

@@ -41,6 +41,7 @@ def test_key_check_and_request_ids(server, key):
     assert missing.headers["x-request-id"] != wrong.headers["x-request-id"]
 
 
+@pytest.mark.slow
 def test_official_sdk_upload_diarize_retrieve(server, key):
     from pyannoteai.sdk import Client
 
@@ -272,6 +273,7 @@ def test_rate_limit_per_key(server):
     assert set(limited.json()) == {"requestId", "message"}
 
 
+@pytest.mark.slow
 def test_quota_of_audio_hours(server):
     # 43.2 s: room for one 30 s job
     key = create_key(server.data_dir, "quota", "--rate-limit", "0", "--quota-hours", "0.012")
@@ -319,6 +321,7 @@ def test_peer_host_is_allowed_only_by_setting(api, peer):
     assert api.post("/v1/diarize", json={"url": f"{peer.url}/x.wav", "webhook": f"{peer.url}/h"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_official_sdk_transcription_with_fallback_warning(server, key):
     from pyannoteai.sdk import Client
 

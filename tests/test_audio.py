@@ -220,6 +220,7 @@ def test_a_dc_offset_does_not_hide_the_band(sample_audio):
     assert 3500 < meter.bandwidth() < 3950
 
 
+@pytest.mark.slow
 def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
     path = encode(tmp_path / "narrow.wav", sample_audio, "wav", "pcm_s16le", rate=5000)
     warning = " ".join(diarist.diarize(path).warnings)
@@ -229,6 +230,7 @@ def test_narrow_band_audio_gets_a_warning(tmp_path, sample_audio):
 LONE_VOICE = "Only one speaker was found"
 
 
+@pytest.mark.slow
 def test_a_low_bitrate_mp3_that_merges_two_voices_gets_a_warning(tmp_path, sample_audio):
     path = encode(tmp_path / "s16.mp3", sample_audio, "mp3", "mp3", bit_rate=16000)
     result = diarist.diarize(path, model="community-1")

@@ -36,6 +36,7 @@ def fresh_cache(tmp_path, monkeypatch):
     models.embedding_backbone.cache_clear()
 
 
+@pytest.mark.slow
 def test_export_is_cached_and_checked_again_by_every_process(fresh_cache):
     path = fresh_cache
     assert not path.exists()

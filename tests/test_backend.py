@@ -76,6 +76,7 @@ def umask_022_server(tmp_path_factory):
 # --- 1. background threads and workers survive database errors; /health tells ------------------
 
 
+@pytest.mark.slow
 def test_killed_worker_while_the_database_is_locked_then_everything_recovers(umask_022_server, tmp_path, sample_audio):
     server, key = umask_022_server
     sixty_s = tmp_path / "sixty.wav"
@@ -109,6 +110,7 @@ def test_killed_worker_while_the_database_is_locked_then_everything_recovers(uma
     assert "worker-supervisor failed" in server.log()
 
 
+@pytest.mark.slow
 def test_a_workers_job_end_waits_for_the_database_instead_of_being_lost(tmp_path):
     from diarist.jobs.worker import WorkerStore
 
@@ -194,6 +196,7 @@ def test_url_input_is_held_on_the_quota_once_downloaded(server, peer):
     assert "30.0 s" in failed["output"]["error"]
 
 
+@pytest.mark.slow
 def test_uploads_that_hide_their_length_cannot_overrun_the_quota(server, sample_audio):
     # A FLAC written to a pipe announces no length; a concat script makes ffmpeg read other files.
     key = create_key(server.data_dir, "hidden-length", "--rate-limit", "0", "--quota-hours", "0.012")  # 43.2 s
@@ -242,6 +245,7 @@ def test_reservations_settle_on_success_and_release_on_failure_cancel_and_give_u
 # --- 3. the data dir is private ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_everything_the_server_writes_is_private_under_umask_022(umask_022_server, peer):
     server, key = umask_022_server
     peer.files["/talk.wav"] = SAMPLE.read_bytes()
@@ -413,6 +417,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_full_disk_is_507_and_leaves_nothing_behind(small_disk):
     data_dir = small_disk / "state"
     key = create_key(data_dir, "full", "--rate-limit", "0")
@@ -437,6 +442,7 @@ def test_full_disk_is_507_and_leaves_nothing_behind(small_disk):
         server.stop()
 
 
+@pytest.mark.slow
 def test_download_onto_a_full_disk_fails_its_job_in_the_users_terms(tmp_path, peer):
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")

@@ -38,6 +38,7 @@ def cuts(tmp_path_factory, sample_audio) -> dict[str, object]:
     return folder
 
 
+@pytest.mark.slow
 def test_diarize_prints_json_with_options():
     done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--exclusive", "--confidence")
     assert done.returncode == 0, done.stderr
@@ -47,6 +48,7 @@ def test_diarize_prints_json_with_options():
     assert "confidence" in output["diarization"][0]
 
 
+@pytest.mark.slow
 def test_diarize_writes_rttm_for_several_files_creating_its_folder(tmp_path):
     out = tmp_path / "missing" / "dir" / "out.rttm"
     done = diarist_cli(
@@ -57,6 +59,7 @@ def test_diarize_writes_rttm_for_several_files_creating_its_folder(tmp_path):
     assert uris == {"pyannote-sample", "ami-EN2001e-0-30"}
 
 
+@pytest.mark.slow
 def test_folder_in_folder_out_keeps_good_files_and_reports_the_bad_one(cuts, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -75,6 +78,7 @@ def test_folder_in_folder_out_keeps_good_files_and_reports_the_bad_one(cuts, tmp
     ]
 
 
+@pytest.mark.slow
 def test_several_files_to_stdout_keep_the_good_ones(cuts):
     files = [str(cuts / "first.wav"), str(cuts / "broken.wav"), str(cuts / "second.wav")]
     done = diarist_cli("diarize", *files, "--format", "rttm")
@@ -84,6 +88,7 @@ def test_several_files_to_stdout_keep_the_good_ones(cuts):
     assert as_json.returncode == 1 and list(json.loads(as_json.stdout)) == [files[0], files[2]]
 
 
+@pytest.mark.slow
 def test_transcripts_of_several_files_need_a_folder(cuts, tmp_path):
     files = [str(cuts / "first.wav"), str(cuts / "second.wav")]
     refused = diarist_cli("diarize", *files, "--transcribe", "--format", "srt")
@@ -98,6 +103,7 @@ def test_transcripts_of_several_files_need_a_folder(cuts, tmp_path):
     assert (out / "second.vtt").read_text().startswith("WEBVTT\n\n00:00:0")
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_and_exit_non_zero(tmp_path):
     (tmp_path / "empty.mp3").write_bytes(b"")
     (tmp_path / "no-media").mkdir()
@@ -128,6 +134,7 @@ def enrollment(tmp_path_factory) -> dict[str, object]:
     return {"clean": clean, "short": short, "voiceprint": voiceprint}
 
 
+@pytest.mark.slow
 def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment):
     from diarist.voiceprints import decode
 
@@ -141,6 +148,7 @@ def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment)
     assert decode(done.stdout) @ decode(text) > 0.5
 
 
+@pytest.mark.slow
 def test_voiceprint_errors_name_the_file(enrollment, minute_audio):
     for path, why, detail in (
         (enrollment["short"], "The audio holds too little speech for a voiceprint", "at least 1 s needed"),
@@ -154,6 +162,7 @@ def test_voiceprint_errors_name_the_file(enrollment, minute_audio):
         assert done.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_identify_names_the_enrolled_speaker_in_subtitles_and_json(enrollment, tmp_path):
     meeting = DEV / "ami-EN2009b-0-30.wav"  # FEE083, enrolled from another meeting, and MEE094
     vp = f"FEE083={enrollment['voiceprint']}"
@@ -190,6 +199,7 @@ def test_turns_without_words_show_their_speaker_in_every_text_format():
     assert txt == "[00:00:00.500] Alice\n[00:00:02.000] SPEAKER_01\n"
 
 
+@pytest.mark.slow
 def test_identify_refuses_bad_voiceprints_and_labels_before_running(enrollment, tmp_path):
     from diarist.voiceprints import encode
 
@@ -266,6 +276,7 @@ def minute_audio(tmp_path_factory, sample_audio):
     return path
 
 
+@pytest.mark.slow
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(minute_audio):
     done = diarist_cli("diarize", str(minute_audio), "--model", "community-1")
     assert done.returncode == 0, done.stderr
@@ -278,6 +289,7 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(minute_audio):
     assert all("warning" in line for line in others), others
 
 
+@pytest.mark.slow
 def test_progress_is_a_bar_on_a_terminal(minute_audio):
     terminal, stderr = pty.openpty()
     # A terminal of 80 columns: tqdm draws nothing on one of zero width, as a new pty is.

@@ -31,6 +31,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("recording", "model", "accepted"),
     [
@@ -76,6 +77,7 @@ def _taking_turns(people: list[tuple[str, str]], seconds: float) -> np.ndarray:
     return np.concatenate(turns)
 
 
+@pytest.mark.slow
 def test_six_voices_taking_turns_for_a_minute_and_a_half_are_about_six():
     # The many-speaker pass, which ran on any recording where the cut found 6 or more, split them
     # into 8 (9 in a minute); it now waits for 5 minutes of audio (bench/voices.py).

@@ -30,6 +30,7 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
+@pytest.mark.slow
 def test_kill_9_while_a_job_runs_then_restart(tmp_path, long_audio):
     data_dir = tmp_path / "state"
     key = create_key(data_dir, "durable", "--rate-limit", "0")
@@ -73,6 +74,7 @@ def test_second_server_on_the_same_data_dir_is_refused(server):
     other.stop()
 
 
+@pytest.mark.slow
 def test_paused_local_workers_lose_their_job_to_the_reaper_not_to_the_supervisor(tmp_path, long_audio):
     """Local workers that hang (SIGSTOP) look alive to the supervisor: only the lease gets their job back."""
     data_dir = tmp_path / "state"

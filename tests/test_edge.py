@@ -151,6 +151,7 @@ def test_half_sent_headers_are_cut_off_and_capped_per_address(edge, edge_key):
         assert_api_error(status, headers, body)
 
 
+@pytest.mark.slow
 def test_connections_over_the_total_cap_are_closed_at_once(edge):
     time.sleep(0.5)  # the server has seen every earlier test's connection close
     opened = []
@@ -188,6 +189,7 @@ def test_trickling_upload_is_cut_off(edge, edge_key):
     assert "slower than 1024 bytes/s" in body["message"]
 
 
+@pytest.mark.slow
 def test_stalled_upload_is_cut_off(edge, edge_key):
     sock = start_upload(edge, upload_path(edge, edge_key), b"x" * 10)
     status, headers, body = parse_response(read_until_closed(sock, timeout=20))
@@ -227,6 +229,7 @@ def test_failed_keys_are_rate_limited_per_address(edge, edge_key):
         assert other.get("/v1/test").status_code == 401
 
 
+@pytest.mark.slow
 def test_forwarded_for_counts_only_from_a_trusted_proxy(tmp_path):
     """A local client's X-Forwarded-For neither dodges the failed-key limit nor blocks another address."""
     proxy, victim = "127.0.0.11", "127.0.0.13"

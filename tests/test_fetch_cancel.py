@@ -63,6 +63,7 @@ def trickler() -> Iterator[Trickler]:
     server.close()
 
 
+@pytest.mark.slow
 def test_cancel_frees_the_worker_from_a_trickling_download(server, api, trickler, sample_media):
     job_id = api.post("/v1/diarize", json={"url": trickler.url}).json()["jobId"]
     wait_for(api, job_id, statuses=("running",), timeout=60)

@@ -25,6 +25,8 @@ from .conftest import SAMPLE
 from .live import Fleet, Key, LiveServer, LiveWorker, create_key, upload, wait_for
 from .services import RABBITMQ, drop_database, postgres_url, redis_url, require
 
+pytestmark = pytest.mark.fleet
+
 
 @dataclass
 class Cluster:

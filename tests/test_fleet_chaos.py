@@ -34,6 +34,8 @@ from .live import TERMINAL, Fleet, LiveServer, LiveWorker, Peer, create_key
 from .services import POSTGRES, REDIS, drop_database, postgres_url, redis_url, require
 from .test_fleet import poll, start_cluster, stop_cluster
 
+pytestmark = pytest.mark.fleet
+
 MAX_ATTEMPTS = 3  # the default `max_attempts`
 REDIS_START = [
     "redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379", "--save", "",

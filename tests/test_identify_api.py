@@ -52,6 +52,7 @@ def meeting_media(server, key) -> str:
         return upload(api, DEV / f"{IDENTIFIED_IN}.wav", "es2003a.wav")
 
 
+@pytest.mark.slow
 def test_official_sdk_voiceprint_then_identify(server, key, tmp_path):
     from pyannoteai.sdk import Client
 
@@ -101,6 +102,7 @@ def test_official_sdk_voiceprint_then_identify(server, key, tmp_path):
         assert api.get(f"/v1/jobs/{job_id}").json()["output"] == output  # the plain output keeps the ids
 
 
+@pytest.mark.slow
 def test_identify_with_options_webhook_and_lists(api, enrolled, meeting_media, peer):
     """`matching` reaches the job; the diarize options and the webhook work as for diarize.
 

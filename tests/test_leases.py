@@ -15,7 +15,7 @@ from .services import drop_database, postgres_url
 HOOK = "https://example.com/hook"
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.fleet)])
 def database_url(request, tmp_path):
     """A fresh, migrated-later database of each kind."""
     if request.param == "sqlite":

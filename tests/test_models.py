@@ -65,6 +65,7 @@ def test_missing_file_in_installed_package(fake_package, tmp_path):
         models.verified_path(fake_package)
 
 
+@pytest.mark.slow
 def test_shared_filterbank_segmentation_equals_the_plain_network():
     model = models.segmentation_model()
     audio = torch.from_numpy(load_audio(SAMPLE))
@@ -76,6 +77,7 @@ def test_shared_filterbank_segmentation_equals_the_plain_network():
     assert abs(fast.certainty - plain.max(-1).values.exp().numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_embeddings_separate_the_two_sample_speakers(sample_audio):
     from diarist.pipeline.embedding import fbank
 

@@ -132,6 +132,7 @@ def test_largest_speaker_count_is_accepted(api):
     assert api.post("/v1/diarize", json={"url": "media://never-uploaded", "maxSpeakers": 100}).status_code == 404
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error_or_contract_violation():
     """The bench run, bounded: every operation, valid and invalid inputs, 10 examples each, fixed seed."""
     script = Path(__file__).parents[1] / "bench" / "schemathesis_run.py"
@@ -144,6 +145,7 @@ def test_schemathesis_finds_no_server_error_or_contract_violation():
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_real_outputs_conform_to_the_schema(server, api, sample_media):
     """A succeeded job with every option, a failed one and the lists, checked by schemathesis's validator."""
     import schemathesis

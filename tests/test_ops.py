@@ -157,6 +157,7 @@ def store_counts(store: Store) -> dict[str, int]:
     return {s: counts.get(s, 0) for s in STATUSES}
 
 
+@pytest.mark.fleet
 def test_the_broker_check_says_whether_the_broker_answers():
     pytest.importorskip("kombu", reason="Celery (and kombu) come with the celery executor")
     assert broker_check(services.redis_url("ops"))["ok"]

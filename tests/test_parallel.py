@@ -69,6 +69,7 @@ def test_abandoning_threaded_map_cancels_the_items_not_started(two_torch_threads
     assert len(started) < 50
 
 
+@pytest.mark.slow
 def test_threaded_backbone_equals_the_single_threaded_one():
     """Chunks computed on two threads land where the serial loop puts them, with the same values."""
     audio = load_audio(SAMPLE)

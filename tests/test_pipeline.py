@@ -73,6 +73,7 @@ def test_confidence_curve_and_turn_confidence(sample_result):
     assert all(max(t.confidence, key=t.confidence.get) == t.speaker for t in long_turns)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("count", [1, 2])
 def test_forced_speaker_count_is_honoured(count):
     result = diarist.diarize(SAMPLE, num_speakers=count)
@@ -80,6 +81,7 @@ def test_forced_speaker_count_is_honoured(count):
     assert result.warnings == []
 
 
+@pytest.mark.slow
 def test_forcing_more_speakers_than_the_voices_heard_is_honoured():
     # The sample is a two-party call, but its windows hear 15 local speakers: a third can be given.
     for result in (diarist.diarize(SAMPLE, num_speakers=3), diarist.diarize(SAMPLE, min_speakers=3)):
@@ -87,10 +89,12 @@ def test_forcing_more_speakers_than_the_voices_heard_is_honoured():
         assert result.warnings == []
 
 
+@pytest.mark.slow
 def test_upper_bound_is_honoured():
     assert len(diarist.diarize(SAMPLE, max_speakers=1).speakers) == 1
 
 
+@pytest.mark.slow
 def test_impossible_count_gives_a_warning_not_an_error():
     result = diarist.diarize(SAMPLE, num_speakers=40)
     assert 2 <= len(result.speakers) < 40
@@ -124,6 +128,7 @@ NOISE = np.random.default_rng(0).uniform(-1, 1, 15 * 16000).astype(np.float32)
 
 # Signals without speech give an empty, well-formed result rather than an error. Audio shorter
 # than half a model frame (31 ms) used to get an empty confidence curve; 10 s crashed.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "waveform",
     [
@@ -151,6 +156,7 @@ def test_very_short_speech_does_not_crash(sample_audio):
     assert all(0 <= t.start < t.end <= 0.7 + 1e-6 for t in result.turns)
 
 
+@pytest.mark.slow
 def test_waveform_input_matches_file_input(sample_audio, sample_result):
     from_array = diarist.diarize(sample_audio, sample_rate=16000, model="community-1")
     assert [(t.start, t.end, t.speaker) for t in from_array.turns] == [
@@ -158,6 +164,7 @@ def test_waveform_input_matches_file_input(sample_audio, sample_result):
     ]
 
 
+@pytest.mark.slow
 def test_long_input_streams_across_pages(sample_audio):
     # 6 minutes spans several pages of windows: the page seams must not lose or double speech.
     long = np.tile(sample_audio, 12)
@@ -182,6 +189,7 @@ def test_output_shapes(sample_result):
     assert rttm[0].split()[:2] == ["SPEAKER", "call"] and rttm[0].split()[7] == sample_result.turns[0].speaker
 
 
+@pytest.mark.slow
 def test_progress_moves_often_and_ends_at_one(long_audio):
     reports: list[float] = []
     diarist.diarize(long_audio, model="community-1", progress=reports.append)
@@ -194,6 +202,7 @@ def test_progress_moves_often_and_ends_at_one(long_audio):
 # the window's last one (whose centre is 47 ms before the window's end). 10 s is one window;
 # 13.00375 s and 11.24875 s end the second window of community-1 (3.00375 s step) and
 # precision-2 (1.24875 s step). The sample has speech across each cut, which must reach the end.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "num_samples"),
     [("community-1", 160_000), ("precision-2", 160_000), ("community-1", 208_060), ("precision-2", 179_980)],
@@ -219,6 +228,7 @@ def _stereo(mono: np.ndarray) -> np.ndarray:
 
 # Arrays in every layout and rate give the reference's speakers. A (samples, channels) array
 # used to be averaged over time into a few samples of "audio" and came back with no turns.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("layout", "rate"),
     [("(samples, channels) float", 16000), ("(samples, channels) int16", 44100), ("(channels, samples) tensor", 8000)],
@@ -269,6 +279,7 @@ def test_bad_waveforms(waveform, sample_rate, message):
         diarist.diarize(waveform, sample_rate=sample_rate)
 
 
+@pytest.mark.slow
 def test_many_channel_file_diarizes(tmp_path, sample_audio):
     import scipy.io.wavfile
 

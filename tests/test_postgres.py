@@ -18,6 +18,8 @@ from diarist.jobs.tables import PENDING, Job
 
 from . import services
 
+pytestmark = pytest.mark.fleet
+
 
 @pytest.fixture
 def pg_url(request) -> Iterator[str]:

@@ -63,6 +63,7 @@ def _two_speakers(num_samples: int, step_frames: int) -> tuple[np.ndarray, np.nd
     return activity, certainty, clustering, split
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["community-1", "precision-2"])
 def test_every_length_reconstructs_the_whole_audio(model):
     config = _geometry_only(CONFIGS[model])

@@ -138,6 +138,7 @@ def test_resegmentation_keeps_the_count_of_speakers_on_the_sample(sample_analysi
     assert set(clustering.assignment[clustering.assignment >= 0].tolist()) == {0, 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seconds", [(8.3, 9.0), (0.0, 0.3)], ids=["0.7 s of speech", "0.3 s"])
 def test_precision_2_on_very_short_audio(sample_audio, seconds):
     start, end = seconds

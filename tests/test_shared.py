@@ -115,6 +115,7 @@ def reserve_many(url: str, key_id: str, tries: int) -> int:
     return taken
 
 
+@pytest.mark.slow
 def test_quota_holds_across_processes(tmp_path):
     url = f"sqlite:///{tmp_path / 'quota.db'}"
     store = Store(url)
@@ -129,6 +130,7 @@ def test_quota_holds_across_processes(tmp_path):
 # --- rate limits shared through Redis ----------------------------------------------------------
 
 
+@pytest.mark.fleet
 def test_two_replicas_share_one_rate_limit(tmp_path, shared_db):
     require("redis")
     redis = redis_url("shared")
@@ -162,6 +164,7 @@ def start_redis(port: int) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_redis_down_lets_requests_through_and_health_says_so(tmp_path, shared_db):
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
@@ -195,6 +198,7 @@ def test_redis_down_lets_requests_through_and_health_says_so(tmp_path, shared_db
 # --- uploads on one replica, jobs run anywhere -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_upload_on_a_job_via_b_runs_on_a_worker_with_its_own_data_dir(tmp_path, shared_db, sample_result):
     a = replica(tmp_path, "a")
     b = replica(tmp_path, "b")
@@ -219,6 +223,7 @@ def test_upload_on_a_job_via_b_runs_on_a_worker_with_its_own_data_dir(tmp_path, 
             server.stop()
 
 
+@pytest.mark.slow
 def test_origin_fetch_limits_errors_and_refusals(tmp_path, shared_db):
     a = replica(tmp_path, "a")
     try:

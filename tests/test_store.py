@@ -45,6 +45,7 @@ def queue_jobs(store: Store, count: int) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_many_workers_never_claim_a_job_twice(store):
     ids = queue_jobs(store, 60)
     context = multiprocessing.get_context("spawn")

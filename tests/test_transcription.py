@@ -189,6 +189,7 @@ def test_missing_operator_model_falls_back_with_a_warning(tmp_path):
         load_recognizer("whisper-9", tmp_path)
 
 
+@pytest.mark.slow
 def test_operator_directory_is_used_when_installed(tmp_path):
     from diarist.models import whisper_dir
 
@@ -201,6 +202,7 @@ def test_operator_directory_is_used_when_installed(tmp_path):
     assert "chicago" in " ".join(w.text for w in transcript.words).lower()
 
 
+@pytest.mark.slow
 def test_cli_writes_subtitles(tmp_path):
     out = tmp_path / "sample.srt"
     command = [sys.executable, "-m", "diarist", "diarize", str(SAMPLE), "--transcribe", "--format", "srt"]

@@ -24,6 +24,8 @@ from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 from .conftest import SAMPLE
 from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, upload
 
+pytestmark = pytest.mark.browser
+
 TIMEOUT_MS = 180_000  # the job: precision-2 and Whisper on 30 s, on a shared 2-core machine
 SCREENSHOTS = os.environ.get("DIARIST_WEB_SCREENSHOTS")
 

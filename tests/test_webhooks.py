@@ -8,6 +8,8 @@ import hmac
 import time
 from collections import Counter
 
+import pytest
+
 from diarist.jobs.store import Store
 from diarist.jobs.tables import WebhookDelivery
 
@@ -70,6 +72,7 @@ def test_status_only_and_failed_webhooks_carry_no_output(api, peer, sample_media
     assert received[broken.json()["jobId"]] == {"jobId": broken.json()["jobId"], "status": "failed"}
 
 
+@pytest.mark.slow
 def test_failed_deliveries_are_retried_with_reason(api, key, peer, sample_media):
     peer.answers = [500, 503]
     api.post("/v1/diarize", json={"url": sample_media, "model": "community-1", "webhook": f"{peer.url}/hook"})
@@ -82,6 +85,7 @@ def test_failed_deliveries_are_retried_with_reason(api, key, peer, sample_media)
     assert len(peer.received) == 3  # the third attempt succeeded: no more
 
 
+@pytest.mark.slow
 def test_unreachable_webhook_never_affects_the_job(server, peer):
     key = create_key(server.data_dir, "gone-receiver", "--rate-limit", "0")
     peer.close()  # nothing listens any more
@@ -103,6 +107,7 @@ def test_canceled_job_sends_canceled_webhook(api, peer, long_audio):
     assert hook.json() == {"jobId": job_id, "status": "canceled"}
 
 
+@pytest.mark.slow
 def test_redirect_that_turns_into_get_is_a_failed_delivery(server, api, peer):
     peer.redirects["/hook"] = (302, "/landing")
     peer.files["/landing"] = b"welcome"  # a GET there would succeed: it must never be made
@@ -125,6 +130,7 @@ def test_redirect_that_keeps_the_post_delivers_the_same_signed_body(server, api,
     assert final.headers["X-Signature"] == first.headers["X-Signature"] and verify(key.webhook_secret, final)
 
 
+@pytest.mark.slow
 def test_more_than_two_redirects_is_too_many(server, api, peer):
     for hop in range(3):
         peer.redirects[f"/hop{hop}"] = (307, f"/hop{hop + 1}")
@@ -134,6 +140,7 @@ def test_more_than_two_redirects_is_too_many(server, api, peer):
     assert "/hop3" not in {r.path for r in peer.received}
 
 
+@pytest.mark.slow
 def test_failed_webhook_log_line_hides_the_urls_credentials(server, api, peer):
     port = peer.url.rsplit(":", 1)[1]
     peer.close()  # nothing listens: every attempt fails and is logged
@@ -144,6 +151,7 @@ def test_failed_webhook_log_line_hides_the_urls_credentials(server, api, peer):
     assert "TopSecretPw" not in log
 
 
+@pytest.mark.slow
 def test_deliveries_queued_behind_a_slow_receiver_are_sent_once(tmp_path, peer):
     """More due deliveries than threads, each answered slowly: none may wait out its lease and be sent again."""
     # One thread and a 1 s timeout: a claim is leased for 1 * 3 + 5 = 8 s, which the 14th delivery
