@@ -184,9 +184,33 @@ def reconstruct(
     labels the speakers get here.
     """
     duration = num_samples / SAMPLE_RATE
-    num_frames = frame_count(num_samples)
-    scores = aggregate_windows(activity, certainty, clustering, config.step_frames, num_frames)
-    smooth = scores.smoothed(config.score_smoothing_frames)
+    scores = aggregate_windows(activity, certainty, clustering, config.step_frames, frame_count(num_samples))
+    exclusive, overlapping = speaker_frames(scores.smoothed(config.score_smoothing_frames), bounds, config)
+    # Label speakers in order of first speech; clusters that never win a frame disappear.
+    first_frame = [
+        np.argmax(overlapping[:, k]) if overlapping[:, k].any() else None for k in range(scores.speakers.shape[1])
+    ]
+    order = sorted((f, k) for k, f in enumerate(first_frame) if f is not None)
+    names = {k: f"SPEAKER_{i:02d}" for i, (_, k) in enumerate(order)}
+
+    def turns(binary: np.ndarray) -> list[Turn]:
+        return _turns(binary, names, duration, activity, clustering, config)
+
+    return DiarizationResult(
+        turns=turns(overlapping),
+        exclusive_turns=turns(exclusive),
+        speakers=list(names.values()),
+        duration=duration,
+        confidence=_confidence_curve(scores.certainty, num_samples, config.confidence_resolution),
+        confidence_resolution=config.confidence_resolution,
+        warnings=_count_warnings(len(names), bounds) + clustering.warnings,
+        embeddings={} if centroids is None else {name: centroids[k] for k, name in names.items()},
+    )
+
+
+def speaker_frames(smooth: FrameScores, bounds: SpeakerBounds, config: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(frames, speakers) booleans of who speaks: one speaker at a time, and with overlap, both cleaned
+    of gaps under `min_duration_off` and turns under `min_duration_on`."""
     gap = round(config.min_duration_off / FRAME_STEP)
     shortest = int(np.ceil(config.min_duration_on / FRAME_STEP - 1e-9))  # no turn shorter than min_duration_on
     main = binarize(smooth.speakers, np.minimum(smooth.count, 1))
@@ -201,47 +225,42 @@ def reconstruct(
     # the caller asked for outweighs the shortest-turn rule.
     exclusive = keep_requested_speakers(exclusive, smooth.speakers, bounds.min)
     overlapping = keep_requested_speakers(overlapping, smooth.speakers, bounds.min)
+    return exclusive, overlapping
 
-    # Label speakers in order of first speech; clusters that never win a frame disappear.
-    first_frame = [
-        np.argmax(overlapping[:, k]) if overlapping[:, k].any() else None for k in range(scores.speakers.shape[1])
-    ]
-    order = sorted((f, k) for k, f in enumerate(first_frame) if f is not None)
-    names = {k: f"SPEAKER_{i:02d}" for i, (_, k) in enumerate(order)}
 
-    def turns(binary: np.ndarray) -> list[Turn]:
-        out = []
-        for k, name in names.items():
-            for start, end in _runs(binary[:, k]):
-                # Frames are timed by their centre: the last one reaches past the end of the audio,
-                # and in audio shorter than half a receptive field the first one does too.
-                start_time, end_time = min(frame_time(start), duration), min(frame_time(end), duration)
-                if start_time == end_time:
-                    continue
-                probabilities = _turn_confidence(
-                    k, start, end, activity, clustering, config.step_frames, config.turn_confidence_temperature
-                )
-                confidence = {names[j]: round(100 * float(probabilities[j])) for j in names}
-                out.append(Turn(start_time, end_time, name, confidence))
-        return sorted(out, key=lambda t: (t.start, t.end, t.speaker))
+def _turns(
+    binary: np.ndarray,
+    names: dict[int, str],
+    duration: float,
+    activity: np.ndarray,
+    clustering: Clustering,
+    config: PipelineConfig,
+) -> list[Turn]:
+    """The turns of a (frames, speakers) boolean matrix, each with its per-speaker confidence."""
+    out = []
+    for k, name in names.items():
+        for start, end in _runs(binary[:, k]):
+            # Frames are timed by their centre: the last one reaches past the end of the audio,
+            # and in audio shorter than half a receptive field the first one does too.
+            start_time, end_time = min(frame_time(start), duration), min(frame_time(end), duration)
+            if start_time == end_time:
+                continue
+            probabilities = _turn_confidence(
+                k, start, end, activity, clustering, config.step_frames, config.turn_confidence_temperature
+            )
+            confidence = {names[j]: round(100 * float(probabilities[j])) for j in names}
+            out.append(Turn(start_time, end_time, name, confidence))
+    return sorted(out, key=lambda t: (t.start, t.end, t.speaker))
 
-    resolution = config.confidence_resolution
+
+def _confidence_curve(certainty: np.ndarray, num_samples: int, resolution: float) -> list[int]:
+    """The frames' certainty (0-100) sampled every `resolution` seconds, at the nearest frame."""
     # In samples, not seconds: duration / resolution in floats is a hair above a whole number
     # for some lengths (0.14 s / 0.02 gives 7.000000000000001), which would add a value.
     values = int(np.ceil(num_samples / (resolution * SAMPLE_RATE)))
     samples = np.arange(values) * resolution + resolution / 2
-    nearest = np.rint((samples - FRAME_CENTER) / FRAME_STEP).astype(int).clip(0, num_frames - 1)
-    curve = np.rint(100 * scores.certainty[nearest]).astype(int).tolist()
-    return DiarizationResult(
-        turns=turns(overlapping),
-        exclusive_turns=turns(exclusive),
-        speakers=list(names.values()),
-        duration=duration,
-        confidence=curve,
-        confidence_resolution=resolution,
-        warnings=_count_warnings(len(names), bounds) + clustering.warnings,
-        embeddings={} if centroids is None else {name: centroids[k] for k, name in names.items()},
-    )
+    nearest = np.rint((samples - FRAME_CENTER) / FRAME_STEP).astype(int).clip(0, len(certainty) - 1)
+    return np.rint(100 * certainty[nearest]).astype(int).tolist()
 
 
 def _labels(binary: np.ndarray) -> np.ndarray:
