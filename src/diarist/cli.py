@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from diarist.errors import AudioError, DiaristError
-from diarist.service import Diarization, DiarizeOptions, Progress, diarize, probe
-from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, DEFAULT_MODEL, DIARIZATION_MODELS
+from diarist.hooks import Fraction, Hook
+from diarist.service import Diarization, DiarizeOptions, diarize, probe
+from diarist.vocabulary import (
+    ASR_MODELS,
+    DEFAULT_ASR_MODEL,
+    DEFAULT_DEVICE,
+    DEFAULT_MODEL,
+    DEVICES,
+    DIARIZATION_MODELS,
+)
 from diarist.voiceprints import MAX_SECONDS, MAX_VOICEPRINTS
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from diarist.engine import Engine
 
 LONG_FILE_SECONDS = 60.0  # show progress on stderr from this duration on
 PROGRESS_LINE_SECONDS = 10.0  # without a terminal: a line at each 10 % step, and at least this often
@@ -130,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     voiceprint.add_argument("-o", "--output", type=Path, metavar="FILE.vp", help="write it to this file, not stdout")
     _model_option(voiceprint)
+    _device_option(voiceprint, DEFAULT_DEVICE)
 
     identify = _subcommand(
         commands, "identify", "print who spoke when, naming the speakers that voiceprints match", IDENTIFY_EXAMPLES
@@ -182,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, metavar="N", help="local worker processes running jobs (default 1)")
+    _device_option(serve, "$DIARIST_DEVICE, else auto", "where the local workers run the models")
 
     worker = _subcommand(
         commands,
@@ -202,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="queues to take jobs from: diarization (plain jobs), transcription (jobs with a transcript); default both",
     )
     worker.add_argument("--name", metavar="NAME", help="this worker's name in the fleet (default diarist@HOST-PID)")
+    _device_option(worker, "$DIARIST_DEVICE, else auto")
 
     migrate = _subcommand(
         commands,
@@ -260,6 +273,16 @@ def _model_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _device_option(parser: argparse.ArgumentParser, default: str, what: str = "where to run the models") -> None:
+    """`--device`; None when not given, so that a server's settings can fill it in."""
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        help=f"{what}: auto (cuda where PyTorch sees a GPU, else cpu), cpu or cuda (default {default}); "
+        "the cuda path is not yet measured on a GPU",
+    )
+
+
 def _diarization_options(parser: argparse.ArgumentParser) -> None:
     """The inputs and what to compute, as `diarize` and `identify` share them."""
     parser.add_argument(
@@ -288,6 +311,7 @@ def _output_options(parser: argparse.ArgumentParser, formats: str) -> None:
         "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
     )
     parser.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
+    _device_option(parser, DEFAULT_DEVICE)
 
 
 def _state_options(parser: argparse.ArgumentParser) -> None:
@@ -295,7 +319,10 @@ def _state_options(parser: argparse.ArgumentParser) -> None:
 
 
 class ProgressLines:
-    """Plain `diarist: NAME: 40%` lines, for logs: at each 10 % step, and at least every 10 s."""
+    """Plain `diarist: NAME: 40%` lines, for logs: at each 10 % step, and at least every 10 s.
+
+    It hears the run's fraction done: `Fraction(lines)` is the listener to a run's steps.
+    """
 
     def __init__(self, name: str):
         self.name = name
@@ -316,7 +343,7 @@ class ProgressLines:
 
 
 class ProgressBar:
-    """A tqdm bar on the terminal, erased when the file is done."""
+    """A tqdm bar on the terminal, erased when the file is done; it hears fractions, as ProgressLines does."""
 
     def __init__(self, name: str):
         from tqdm import tqdm
@@ -432,12 +459,15 @@ def destination(args: argparse.Namespace, files: list[Path], words_needed: bool 
     return Destination(out, folder, args.format, args.exclusive, several)
 
 
+def engine(args: argparse.Namespace) -> Engine:
+    """The one engine of this command, on `--device` and `--threads` where it has them."""
+    from diarist.engine import Engine
+
+    return Engine(args.device or DEFAULT_DEVICE, getattr(args, "threads", None))
+
+
 def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
     """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments."""
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
     return {
         "model": args.model,
         "num_speakers": args.num_speakers,
@@ -454,14 +484,14 @@ def file_error(path: Path, error: Exception) -> str:
     return str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
 
 
-def run_each(files: list[Path], target: Destination, run: Callable[[Path, Progress | None], Diarization]) -> int:
+def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook | None], Diarization]) -> int:
     """`run` every input, writing each output as it is done; exit 1 when any input failed."""
     failed = 0
     for path in files:
         try:
             display = progress_display(path, probe(path))
             try:
-                done = run(path, display)
+                done = run(path, None if display is None else Fraction(display))
             finally:
                 if display is not None:
                     display.close()
@@ -480,22 +510,27 @@ def run_diarize(args: argparse.Namespace) -> int:
     """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
     files = input_files(args.files)
     target = destination(args, files)
+    models_dir = args.asr_models
+    if args.transcribe and models_dir is None:
+        from diarist.settings import Settings
+
+        models_dir = Settings.load().asr_models_dir
     options = DiarizeOptions(
         **diarize_options(args),
         transcription=args.transcribe,
         asr_model=args.asr_model,
-        asr_models_dir=args.asr_models,
+        asr_models_dir=models_dir,
     )
-    return run_each(files, target, partial(diarize, options))
+    return run_each(files, target, partial(diarize, engine(args), options))
 
 
 def run_voiceprint(args: argparse.Namespace) -> int:
     """Print (or write) the voiceprint of one file; its warnings and errors name the file."""
-    from diarist.identities import voiceprint
+    from diarist.service import voiceprint
     from diarist.voiceprints import VoiceprintError
 
     try:
-        made = voiceprint(args.file, args.model)
+        made = voiceprint(engine(args), args.file, args.model)
     except (AudioError, VoiceprintError) as e:  # the file's audio: unusable, too long, too little speech
         raise DiaristError(file_error(args.file, e)) from None
     for warning in made.warnings:
@@ -537,9 +572,10 @@ def run_identify(args: argparse.Namespace) -> int:
     target = destination(args, files, words_needed=False)
     matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
     options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)
+    models = engine(args)
 
-    def run(path: Path, progress: Progress | None) -> Diarization:
-        found = Identification.of(identify(options, path, progress))
+    def run(path: Path, hook: Hook | None) -> Diarization:
+        found = Identification.of(identify(models, options, path, hook))
         # RTTM, SRT, VTT and text show the names; JSON keeps both (`identification`).
         return Diarization(found.output, found.named, None)
 
@@ -553,13 +589,30 @@ def run_models() -> int:
     return 0
 
 
+def check_device(device: str) -> None:
+    """Refuse at start a `cuda` that workers could not use, rather than fail every job.
+
+    Only `cuda` needs the check (`auto` always finds a device), and only it loads PyTorch here. The
+    check asks NVML, so that Celery's forked children can still start CUDA.
+    """
+    if device == "cuda":
+        from diarist.engine import resolve_device
+
+        os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+        resolve_device(device)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     import logging
 
     from diarist.api.server import serve
     from diarist.settings import Settings
 
-    settings = Settings.load(data_dir=args.data_dir, host=args.host, port=args.port, workers=args.workers)
+    settings = Settings.load(
+        data_dir=args.data_dir, host=args.host, port=args.port, workers=args.workers, device=args.device
+    )
+    if settings.executor == "local" and settings.workers > 0:
+        check_device(settings.device)
     if settings.executor == "celery" and "workers" in settings.model_fields_set and settings.workers > 0:
         # Refused rather than ignored: jobs go to the broker, so local workers would never get one.
         raise DiaristError(
@@ -583,7 +636,8 @@ def run_worker(args: argparse.Namespace) -> int:
         queues = parse_queues(args.queues)
     except ValueError as e:
         raise DiaristError(f"--queues: {e}") from None
-    settings = Settings.load(data_dir=args.data_dir, workers=args.concurrency)
+    settings = Settings.load(data_dir=args.data_dir, workers=args.concurrency, device=args.device)
+    check_device(settings.device)
     if settings.workers < 1:
         # `workers = 0` belongs to an API in celery mode, in a config file both may share: not to us.
         settings = settings.model_copy(update={"workers": default_workers()})
