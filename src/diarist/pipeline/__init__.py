@@ -131,7 +131,8 @@ def analyse_windows(
 
     `hook` (hooks.py) hears "decode" at each block read, "segmentation" and "embeddings" as
     they go (samples of the `total_samples` done) and at the end of each page. `engine`: the
-    Python API's where not given.
+    Python API's where not given. One loop, kept whole: the read buffer and the page bounds it
+    keeps are what every step of a page works from.
     """
     engine = engine or python_engine()
     hook = fan_out(hook)
