@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from common import DEV, concatenated_dev, machine, write_wav
 from scipy.optimize import linear_sum_assignment
 
 import diarist
+from diarist.engine import python_engine
 from diarist.transcription import diarize_and_transcribe
 from diarist.transcription.asr import load_recognizer, transcribe
 
@@ -83,10 +85,10 @@ def cp_wer(reference: dict[str, list[str]], hypothesis: dict[str, list[str]]) ->
 
 
 def sample_scores(model: str, models_dir: Path) -> dict[str, float]:
-    def run(report):
-        return diarist.diarize(SAMPLE, model="precision-2", progress=report)
+    def run(hook):
+        return diarist.diarize(SAMPLE, model="precision-2", hook=hook)
 
-    _, attributed = diarize_and_transcribe(SAMPLE, run, model, models_dir)
+    _, attributed = diarize_and_transcribe(python_engine(), SAMPLE, run, model, models_dir)
     segments = read_stm(SAMPLE.with_suffix(".stm"))
     reference_words = [w for *_, text in segments for w in normalize(text)]
     hypothesis_words = [w for u in attributed.words for w in normalize(u.text)]
@@ -124,6 +126,8 @@ def real_time_factors(model: str, models_dir: Path, minutes: float) -> dict[str,
         write_wav(wav, concatenated_dev(minutes))
         diarist.diarize(SAMPLE)  # load the diarization models outside the timings
         recognizer, _ = load_recognizer(model, models_dir)
+        # And the recognizer that diarize_and_transcribe takes from the engine: half the threads.
+        python_engine().recognizer(model, models_dir, max(1, torch.get_num_threads() // 2))
         start = time.perf_counter()
         diarist.diarize(wav, model="precision-2")
         diarization = time.perf_counter() - start
@@ -132,7 +136,7 @@ def real_time_factors(model: str, models_dir: Path, minutes: float) -> dict[str,
         recognition = time.perf_counter() - start
         start = time.perf_counter()
         diarize_and_transcribe(
-            wav, lambda report: diarist.diarize(wav, model="precision-2", progress=report), model, models_dir
+            python_engine(), wav, lambda hook: diarist.diarize(wav, model="precision-2", hook=hook), model, models_dir
         )
         both = time.perf_counter() - start
     return {

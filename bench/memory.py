@@ -24,8 +24,8 @@ CHILD = """
 import resource, sys, time, torch
 torch.set_num_threads(2)
 import diarist
-from diarist import models
-models.segmentation_model(); models.embedding_model(); models.embedding_backbone()
+from diarist.engine import python_engine
+python_engine().load()
 idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()
 result = diarist.diarize(sys.argv[1], model=sys.argv[2])

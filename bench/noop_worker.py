@@ -14,23 +14,24 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import diarist.jobs.runner
+from diarist.engine import Engine
+from diarist.hooks import Hook
 from diarist.result import DiarizationResult
 from diarist.service import Diarization, DiarizeOptions
 
 SLEEP_SECONDS = float(os.environ.get("BENCH_NOOP_SLEEP", "0"))
 
 
-def noop_diarize(options: DiarizeOptions, path: Path, progress: Callable[[float], None] | None = None) -> Diarization:
+def noop_diarize(engine: Engine, options: DiarizeOptions, path: Path, hook: Hook | None = None) -> Diarization:
     """An empty diarization of `path`, as the runner expects from `diarist.service.diarize`."""
     deadline = time.monotonic() + SLEEP_SECONDS
     while time.monotonic() < deadline:
         # Progress, as the real pipeline reports it, so that a cancel or a lost lease stops the job.
-        if progress is not None:
-            progress(0.0)
+        if hook is not None:
+            hook("segmentation", completed=0, total=1)
         time.sleep(0.2)
     result = DiarizationResult(turns=[], exclusive_turns=[], speakers=[], duration=0.0)
     return Diarization(result.to_dict(), result, None)

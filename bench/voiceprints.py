@@ -40,6 +40,7 @@ from scipy.optimize import minimize
 
 from diarist import service, voiceprints
 from diarist.audio import load_audio
+from diarist.engine import python_engine
 from diarist.service import DiarizeOptions, IdentifyOptions
 from diarist.voiceprints import Matching, VoiceprintError
 
@@ -154,7 +155,7 @@ def enroll(recording: Recording, folder: Path) -> list[Enrollment]:
                 wav = folder / f"{recording.name}-{speaker}-{length}-{skip:g}.wav"
                 write_wav(wav, cut(recording.samples, segments, seconds, skip))
                 try:
-                    made = service.voiceprint(wav)
+                    made = service.voiceprint(python_engine(), wav)
                 except VoiceprintError:
                     out.append(Enrollment(recording.name, speaker, length, seconds, 0.0, None, None))
                     continue
@@ -310,7 +311,9 @@ def identification(recs: dict[str, Recording], enrollments: list[Enrollment]) ->
             prints = {speaker: voiceprints.decode(e.voiceprint) for speaker, e in chosen.items()}
             for threshold, exclusive in IDENTIFY_MATCHING:
                 matching = Matching(exclusive=exclusive, threshold=threshold)
-                done = service.identify(IdentifyOptions(voiceprints=prints, matching=matching), recs[target].wav)
+                done = service.identify(
+                    python_engine(), IdentifyOptions(voiceprints=prints, matching=matching), recs[target].wav
+                )
                 score = identification_score(recs[target].reference, done.output, set(prints), done.result.duration)
                 for key, value in score.items():
                     totals[threshold, exclusive][key] += value
@@ -355,13 +358,13 @@ def speed(recs: dict[str, Recording], enrollments: list[Enrollment]) -> list[str
     }
     fifty = dict(list(fifty.items())[:50])
     options = IdentifyOptions(voiceprints=fifty)
-    made = median_seconds(lambda: service.voiceprint(wav))
+    made = median_seconds(lambda: service.voiceprint(python_engine(), wav))
     times: dict[str, list[float]] = {"diarize": [], "identify": []}
     for _ in range(3):  # interleaved, so that the load of the machine hits both alike
-        times["diarize"].append(median_seconds(lambda: service.diarize(DiarizeOptions(), wav), 1))
-        times["identify"].append(median_seconds(lambda: service.identify(options, wav), 1))
+        times["diarize"].append(median_seconds(lambda: service.diarize(python_engine(), DiarizeOptions(), wav), 1))
+        times["identify"].append(median_seconds(lambda: service.identify(python_engine(), options, wav), 1))
     diarize, identify = statistics.median(times["diarize"]), statistics.median(times["identify"])
-    result = service.diarize(DiarizeOptions(), wav).result
+    result = service.diarize(python_engine(), DiarizeOptions(), wav).result
     match = median_seconds(lambda: voiceprints.match_speakers(result.embeddings, fifty, Matching()), 21)
     return [
         f"| voiceprint job ({SPEED_FILE}, 30 s) | {made:.2f} s |",
@@ -377,7 +380,7 @@ def collect(recs: dict[str, Recording]) -> tuple[list[TestSpeaker], list[Enrollm
     """Diarize every recording once (its test speakers), then enroll its speakers."""
     tests: list[TestSpeaker] = []
     for rec in recs.values():
-        result = service.diarize(DiarizeOptions(), rec.wav).result
+        result = service.diarize(python_engine(), DiarizeOptions(), rec.wav).result
         if rec.reference is None:
             rec.reference = diarized_reference(result, rec.name)
         tests += test_speakers(rec, result)

@@ -12,7 +12,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from diarist.api.routes import router
-from diarist.cli import build_parser
+from diarist.cli.parser import build_parser
 from diarist.jobs.celery_app import parse_queues
 from diarist.jobs.kinds import KINDS
 from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec

@@ -11,10 +11,11 @@ from .conftest import SAMPLE
 
 
 def test_onnx_backbone_matches_torch_on_the_sample():
-    backbone = models.embedding_backbone()
+    model = models.load_embedding()
+    backbone = models.load_backbone(model)
     assert isinstance(backbone, models.OnnxBackbone)
     features = fbank(load_audio(SAMPLE))
-    expected = models.torch_backbone(models.embedding_model())(features)
+    expected = models.torch_backbone(model)(features)
     found = backbone(features)
     assert found.shape == expected.shape == (512, -(-len(features) // 2))
     assert (found - expected).abs().max() <= models.BACKBONE_TOLERANCE
@@ -31,19 +32,18 @@ class WrongBackbone(torch.nn.Module):
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DIARIST_CACHE_DIR", str(tmp_path))
-    models.embedding_backbone.cache_clear()
-    yield models.onnx_backbone_path()
-    models.embedding_backbone.cache_clear()
+    return models.onnx_backbone_path()
 
 
 @pytest.mark.slow
 def test_export_is_cached_and_checked_again_by_every_process(fresh_cache):
     path = fresh_cache
+    model = models.load_embedding()
     assert not path.exists()
-    assert isinstance(models.embedding_backbone(), models.OnnxBackbone)
+    assert isinstance(models.load_backbone(model), models.OnnxBackbone)
     exported = path.stat().st_mtime_ns
-    models.embedding_backbone.cache_clear()  # a new process: the cached file is used as it is
-    assert isinstance(models.embedding_backbone(), models.OnnxBackbone)
+    # A new process (each load is one): the cached file is used as it is.
+    assert isinstance(models.load_backbone(model), models.OnnxBackbone)
     assert path.stat().st_mtime_ns == exported
 
     # A file that loads but computes something else is exported again.
@@ -55,13 +55,11 @@ def test_export_is_cached_and_checked_again_by_every_process(fresh_cache):
         input_names=["fbank"],
         dynamic_axes={"fbank": {1: "frames"}},
     )
-    assert not models.backbone_agrees(models.OnnxBackbone(path), models.embedding_model())
-    models.embedding_backbone.cache_clear()
-    assert isinstance(models.embedding_backbone(), models.OnnxBackbone)
-    assert models.backbone_agrees(models.OnnxBackbone(path), models.embedding_model())
+    assert not models.backbone_agrees(models.OnnxBackbone(path), model)
+    assert isinstance(models.load_backbone(model), models.OnnxBackbone)
+    assert models.backbone_agrees(models.OnnxBackbone(path), model)
 
     # So is a file that does not load at all.
     path.write_bytes(b"not an onnx model")
-    models.embedding_backbone.cache_clear()
-    assert isinstance(models.embedding_backbone(), models.OnnxBackbone)
-    assert models.backbone_agrees(models.OnnxBackbone(path), models.embedding_model())
+    assert isinstance(models.load_backbone(model), models.OnnxBackbone)
+    assert models.backbone_agrees(models.OnnxBackbone(path), model)

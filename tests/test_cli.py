@@ -15,7 +15,7 @@ import pytest
 import scipy.io.wavfile
 
 import diarist
-from diarist.cli import build_parser
+from diarist.cli.parser import build_parser
 
 from .conftest import DEV, SAMPLE, solo_speech, wav_bytes
 
@@ -185,7 +185,7 @@ def test_identify_names_the_enrolled_speaker_in_subtitles_and_json(enrollment, t
 
 
 def test_turns_without_words_show_their_speaker_in_every_text_format():
-    from diarist.cli import render
+    from diarist.cli.files import render
     from diarist.result import DiarizationResult, Turn
     from diarist.service import Diarization
 

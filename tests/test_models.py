@@ -67,7 +67,7 @@ def test_missing_file_in_installed_package(fake_package, tmp_path):
 
 @pytest.mark.slow
 def test_shared_filterbank_segmentation_equals_the_plain_network():
-    model = models.segmentation_model()
+    model = models.load_segmentation()
     audio = torch.from_numpy(load_audio(SAMPLE))
     offsets = [0, 59 * 270, 10 * 59 * 270, 30 * 10666]
     with torch.inference_mode():
@@ -83,7 +83,7 @@ def test_embeddings_separate_the_two_sample_speakers(sample_audio):
 
     from .conftest import reference_turns
 
-    model = models.embedding_model()
+    model = models.load_embedding()
     embeddings, speakers = [], []
     for start, end, speaker in reference_turns(SAMPLE.with_suffix(".rttm")):
         if end - start > 1.5:

@@ -76,7 +76,7 @@ def test_threaded_backbone_equals_the_single_threaded_one():
     frames = -(-len(audio) // FEATURE_STEP_SAMPLES)
     speech = np.ones(frames, dtype=bool)
     speech[250:750] = False  # the second and third 5 s chunks have no speech: they stay zero
-    backbone = models.torch_backbone(models.embedding_model())
+    backbone = models.torch_backbone(models.load_embedding())
     before = torch.get_num_threads()
     try:
         with torch.inference_mode():

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import diarist
+from diarist.engine import python_engine
+from diarist.hooks import Fraction
 from diarist.result import Turn
 from diarist.transcription import diarize_and_transcribe
 from diarist.transcription.asr import (
@@ -46,16 +48,16 @@ def sample_transcript(tmp_path_factory):
     """
     diarization_threads = []
 
-    def run(report):
+    def run(hook):
         diarization_threads.append(torch.get_num_threads())
-        return diarist.diarize(SAMPLE, model="precision-2", progress=report)
+        return diarist.diarize(SAMPLE, model="precision-2", hook=hook)
 
     reports: list[float] = []
     before = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
         result, transcript = diarize_and_transcribe(
-            SAMPLE, run, None, tmp_path_factory.mktemp("asr-models"), reports.append
+            python_engine(), SAMPLE, run, None, tmp_path_factory.mktemp("asr-models"), Fraction(reports.append)
         )
         threads = {"diarization": diarization_threads[0], "caller after": torch.get_num_threads()}
     finally:

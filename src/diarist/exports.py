@@ -27,6 +27,8 @@ FORMATS: dict[str, tuple[str, str]] = {
     "vtt": ("vtt", "text/vtt; charset=utf-8"),
     "txt": ("txt", "text/plain; charset=utf-8"),
 }
+# The subtitle formats: from the transcript when there is one, else one cue per turn.
+SUBTITLE_FORMATS = ("srt", "vtt", "txt")
 TURN_LISTS = ("diarization", "exclusiveDiarization", "identification")
 TRANSCRIPT_LISTS = ("wordLevelTranscription", "turnLevelTranscription")
 

@@ -7,15 +7,17 @@ so a label, a voiceprint or a file is refused for the same reason wherever it co
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from diarist.engine import python_engine
+from diarist.hooks import Fraction
 from diarist.result import DiarizationResult
-from diarist.service import Diarization, IdentifyOptions, Progress
+from diarist.service import Diarization, IdentifyOptions
 from diarist.service import identify as run_identify
 from diarist.service import voiceprint as run_voiceprint
 from diarist.vocabulary import DEFAULT_MODEL
@@ -96,7 +98,9 @@ class Identification:
         return named_result(self.result, self.matches)
 
 
-def voiceprint(path: str | os.PathLike, model: str = DEFAULT_MODEL, progress: Progress | None = None) -> Voiceprint:
+def voiceprint(
+    path: str | os.PathLike, model: str = DEFAULT_MODEL, progress: Callable[[float], None] | None = None
+) -> Voiceprint:
     """The voiceprint of the person who talks most in an audio file of at most 30 s.
 
     Returns a ``Voiceprint``: `.voiceprint` is the string to keep and pass to `identify` (or to
@@ -105,7 +109,8 @@ def voiceprint(path: str | os.PathLike, model: str = DEFAULT_MODEL, progress: Pr
     ``VoiceprintError`` when the audio holds too little speech and ``AudioError`` for a file that
     is not usable audio or lasts over 30 s.
     """
-    return run_voiceprint(Path(path), model, progress)
+    hook = Fraction(progress) if progress is not None else None
+    return run_voiceprint(python_engine(), Path(path), model, hook)
 
 
 def identify(
@@ -117,7 +122,7 @@ def identify(
     min_speakers: int | None = None,
     max_speakers: int | None = None,
     model: str = DEFAULT_MODEL,
-    progress: Progress | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> Identification:
     """Diarize an audio file and match each speaker with the voiceprints, given by label.
 
@@ -136,4 +141,5 @@ def identify(
         voiceprints=decode_voiceprints(voiceprints),
         matching=Matching(exclusive=exclusive_matching, threshold=threshold),
     )
-    return Identification.of(run_identify(options, Path(path), progress))
+    hook = Fraction(progress) if progress is not None else None
+    return Identification.of(run_identify(python_engine(), options, Path(path), hook))

@@ -21,7 +21,6 @@ import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -208,23 +207,21 @@ class _CheckpointUnpickler(pickle.Unpickler):
 _checkpoint_pickle = types.SimpleNamespace(Unpickler=_CheckpointUnpickler, load=pickle.load, __name__="pickle")
 
 
-@cache
-def segmentation_model() -> PyanNet:
-    """The segmentation-3.0 network, verified, in eval mode."""
+def load_segmentation(device: str = "cpu") -> PyanNet:
+    """The segmentation-3.0 network, verified, in eval mode, on `device`."""
     path = verified_path(SEGMENTATION)
     checkpoint = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_checkpoint_pickle)
     model = PyanNet()
     model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
+    return model.eval().to(device)
 
 
-@cache
-def embedding_model() -> CAMPPlus:
-    """The CAM++ network, verified, in eval mode."""
+def load_embedding(device: str = "cpu") -> CAMPPlus:
+    """The CAM++ network, verified, in eval mode, on `device`."""
     path = verified_path(EMBEDDING)
     model = CAMPPlus()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return model.eval()
+    return model.eval().to(device)
 
 
 class _FrameFeatures(torch.nn.Module):
@@ -245,7 +242,7 @@ class OnnxBackbone:
     a thread spinning while it waits for work would take the core from the others.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, device: str = "cpu") -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -254,7 +251,9 @@ class OnnxBackbone:
         # Without the arena each run frees what it allocated instead of keeping its peak for the
         # next run of that thread (the threads' freed heaps are then trimmed: pipeline/parallel.py).
         options.enable_cpu_mem_arena = False
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # On cuda, ONNX Runtime falls back to the CPU provider where its CUDA one is not installed.
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
 
     def __call__(self, fbank: np.ndarray) -> torch.Tensor:
         """(frames, 80) fbank -> (512, frames / 2) features."""
@@ -262,11 +261,12 @@ class OnnxBackbone:
 
 
 def torch_backbone(model: CAMPPlus) -> Callable[[np.ndarray], torch.Tensor]:
-    """The backbone of `model` in PyTorch, as `embedding_backbone` gives it."""
+    """The backbone of `model` in PyTorch, on the model's device, as `load_backbone` gives it."""
+    device = next(model.parameters()).device
 
     def run(fbank: np.ndarray) -> torch.Tensor:
         with torch.inference_mode():
-            return model.frame_features(torch.from_numpy(fbank).unsqueeze(0))[0]
+            return model.frame_features(torch.from_numpy(fbank).unsqueeze(0).to(device))[0].cpu()
 
     return run
 
@@ -288,7 +288,7 @@ def export_backbone(model: CAMPPlus, path: Path) -> None:
     """Export the backbone of `model` (in eval mode) to ONNX at `path`, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.part")
-    example = torch.zeros(1, BACKBONE_PROBE_FRAMES, 80)
+    example = torch.zeros(1, BACKBONE_PROBE_FRAMES, 80, device=next(model.parameters()).device)
     # Eval mode on the wrapper too: exporting in training mode would trace batch statistics.
     with warnings.catch_warnings():  # the exporter's deprecation notices are not the user's business
         warnings.simplefilter("ignore")
@@ -305,21 +305,20 @@ def export_backbone(model: CAMPPlus, path: Path) -> None:
     partial.replace(path)
 
 
-@cache
-def embedding_backbone() -> Callable[[np.ndarray], torch.Tensor]:
-    """The CAM++ backbone as a function, (frames, 80) fbank -> (512, frames / 2) torch features.
+def load_backbone(model: CAMPPlus, device: str = "cpu") -> Callable[[np.ndarray], torch.Tensor]:
+    """The backbone of `model` (`load_embedding`) as a function, (frames, 80) fbank -> (512, frames / 2)
+    torch features on the CPU.
 
     ONNX Runtime on the file exported into the cache dir (exported again when missing, unreadable
     or disagreeing with PyTorch); PyTorch itself, with a warning in the log, where export fails.
     """
-    model = embedding_model()
     path = onnx_backbone_path()
     for attempt in ("cached", "exported"):
         try:
             if attempt == "exported":
                 export_backbone(model, path)
             if path.is_file():
-                backbone = OnnxBackbone(path)
+                backbone = OnnxBackbone(path, device)
                 if backbone_agrees(backbone, model):
                     return backbone
                 log.warning("the ONNX backbone at %s disagrees with PyTorch", path)

@@ -1,12 +1,12 @@
 """The use cases (diarize, voiceprint, identify), shared by the command line, Python and the job runner.
 
-Options in, a pyannoteAI job output out: the caller decides where the file comes from, how
-progress is shown and where the output goes.
+An engine, options and a file in, a pyannoteAI job output out: the caller decides where the file
+comes from, which engine runs the models, what listens to the steps (progress, timings: hooks.py)
+and where the output goes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,11 +18,11 @@ from diarist.vocabulary import DEFAULT_MODEL
 if TYPE_CHECKING:
     import numpy as np
 
+    from diarist.engine import Engine
+    from diarist.hooks import Hook
     from diarist.result import DiarizationResult
     from diarist.transcription import AttributedTranscript
     from diarist.voiceprints import Matching, Voiceprint
-
-Progress = Callable[[float], None]
 
 
 class AudioTooLongError(AudioError):
@@ -42,7 +42,7 @@ class DiarizeOptions:
     turn_level_confidence: bool = False
     transcription: bool = False
     asr_model: str | None = None  # None: the default recognizer
-    asr_models_dir: Path | None = None  # operator-installed ASR models; None: the settings' folder
+    asr_models_dir: Path | None = None  # operator-installed ASR models; None: only the packaged ones
 
 
 @dataclass
@@ -90,30 +90,28 @@ def _limit(seconds: float) -> str:
     return f"{seconds:g} s" if seconds < 3600 else f"{seconds / 3600:g} h"
 
 
-def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = None) -> Diarization:
-    """Diarize (and transcribe, if asked) one file; `progress` hears 0..1 and may raise to stop the run."""
+def diarize(engine: Engine, options: DiarizeOptions, path: Path, hook: Hook | None = None) -> Diarization:
+    """Diarize (and transcribe, if asked) one file on `engine`; `hook` hears the steps and may raise to stop the run."""
     from diarist.pipeline import diarize as run_pipeline
     from diarist.transcription import diarize_and_transcribe
 
-    def run(report: Progress | None) -> DiarizationResult:
+    def run(listener: Hook | None) -> DiarizationResult:
         return run_pipeline(
             path,
             num_speakers=options.num_speakers,
             min_speakers=options.min_speakers,
             max_speakers=options.max_speakers,
             model=options.model,
-            progress=report,
+            hook=listener,
+            engine=engine,
         )
 
     transcript = None
     if options.transcription:
-        from diarist.settings import Settings
-
-        models_dir = options.asr_models_dir or Settings.load().asr_models_dir
-        result, transcript = diarize_and_transcribe(path, run, options.asr_model, models_dir, progress)
+        result, transcript = diarize_and_transcribe(engine, path, run, options.asr_model, options.asr_models_dir, hook)
         result.warnings += transcript.transcript.warnings
     else:
-        result = run(progress)
+        result = run(hook)
     output = result.to_dict(
         exclusive=options.exclusive,
         confidence=options.confidence,
@@ -124,7 +122,7 @@ def diarize(options: DiarizeOptions, path: Path, progress: Progress | None = Non
     return Diarization(output, result, transcript)
 
 
-def voiceprint(path: Path, model: str = DEFAULT_MODEL, progress: Progress | None = None) -> Voiceprint:
+def voiceprint(engine: Engine, path: Path, model: str = DEFAULT_MODEL, hook: Hook | None = None) -> Voiceprint:
     """The voiceprint of the person who talks most in `path` (at most `voiceprints.MAX_SECONDS` long).
 
     Raises ``VoiceprintError`` when the audio holds too little speech, ``AudioError`` for a file
@@ -134,15 +132,15 @@ def voiceprint(path: Path, model: str = DEFAULT_MODEL, progress: Progress | None
     from diarist.voiceprints import MAX_SECONDS, voiceprint_of
 
     probe(path, MAX_SECONDS)
-    return voiceprint_of(run_pipeline(path, model=model, progress=progress))
+    return voiceprint_of(run_pipeline(path, model=model, hook=hook, engine=engine))
 
 
-def identify(options: IdentifyOptions, path: Path, progress: Progress | None = None) -> Diarization:
+def identify(engine: Engine, options: IdentifyOptions, path: Path, hook: Hook | None = None) -> Diarization:
     """Diarize `path` and match each speaker with the voiceprints: the identify job output."""
     from diarist.voiceprints import Matching, identification
 
     if options.transcription:
         raise ValueError("transcription cannot be combined with identification")
-    done = diarize(options, path, progress)
+    done = diarize(engine, options, path, hook)
     done.output = identification(done.output, done.result, options.voiceprints, options.matching or Matching())
     return done

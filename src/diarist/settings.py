@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from diarist.vocabulary import DEFAULT_DEVICE, DEVICES
+
 GIB = 1024**3
 
 
@@ -62,6 +64,8 @@ class Settings(BaseSettings):
     workers: int = Field(default_factory=default_workers, ge=0)
     threads_per_worker: int | None = None  # threads in each worker; default: usable cores / workers
     worker_nice: int = Field(default=10, ge=0, le=19)  # workers yield the CPU to the API server
+    # Where workers run the models: auto (the default: cuda where PyTorch sees a GPU, else cpu), cpu or cuda.
+    device: str = DEFAULT_DEVICE
     access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
 
     # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
@@ -135,6 +139,13 @@ class Settings(BaseSettings):
                 f"({self.lease_seconds:g}), so that one late heartbeat does not lose a running job"
             )
         return self
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in DEVICES:
+            raise ValueError(f"must be one of: {', '.join(DEVICES)}")
+        return value
 
     @field_validator("allowed_hosts", "trusted_proxies", mode="before")
     @classmethod

@@ -21,6 +21,10 @@ OPERATOR_ASR_MODELS = ("parakeet-tdt-0.6b-v3", "faster-whisper-large-v3-turbo")
 ASR_MODELS = PACKAGED_ASR_MODELS + OPERATOR_ASR_MODELS
 DEFAULT_ASR_MODEL = "whisper-base"
 
+# Where the models run (`--device`, DIARIST_DEVICE): auto is cuda where PyTorch sees a GPU, else cpu.
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_DEVICE = "auto"
+
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
 
 

@@ -44,6 +44,7 @@ from typing import Any
 
 from celery import Celery, signals
 
+from diarist.engine import Engine
 from diarist.errors import DiaristError
 from diarist.jobs.kinds import spec_of
 from diarist.jobs.media import signing_secret
@@ -73,11 +74,12 @@ def parse_queues(text: str) -> list[str]:
 
 @dataclass
 class ChildState:
-    """What one worker child process keeps between jobs: its database connection and settings."""
+    """What one worker child process keeps between jobs: its database connection, settings and engine."""
 
     pid: int
     store: WorkerStore
     config: RunnerConfig
+    engine: Engine
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -97,13 +99,15 @@ def make_celery(settings: Settings) -> Celery:
     state: dict[str, ChildState] = {}
 
     def child() -> ChildState:
-        # Made in the child after the fork: a database connection must not be shared across processes.
+        # Made in the child after the fork: a database connection must not be shared across processes,
+        # nor torch's threads and models.
         current = state.get("child")
         if current is None or current.pid != os.getpid():
             store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, threading.Event())
             # A database that does not answer fails the delivery; the job stays pending and is published again.
             config = runner_config(settings, signing_secret(store, settings.data_dir))
-            current = state["child"] = ChildState(os.getpid(), store, config)
+            engine = Engine(settings.device, settings.worker_threads())
+            current = state["child"] = ChildState(os.getpid(), store, config, engine)
         return current
 
     @app.task(name=TASK, bind=True)
@@ -116,7 +120,7 @@ def make_celery(settings: Settings) -> Celery:
             log.info("job %s is not pending (running elsewhere, ended or canceled): delivery dropped", job_id)
             return
         log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
-        run_job(job, here.store, here.config, settings.heartbeat_seconds)
+        run_job(job, here.store, here.config, settings.heartbeat_seconds, here.engine)
 
     return app
 
@@ -138,9 +142,9 @@ def default_name() -> str:
 def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, name: str | None = None) -> None:
     """Run a Celery worker in this process until it is stopped (SIGTERM/Ctrl+C: after the running jobs).
 
-    A prefork pool of `concurrency` children, each running one job at a time on `usable cores /
-    concurrency` threads and keeping its models loaded between jobs. This process also registers
-    the worker in the `workers` table and runs the reaper.
+    A prefork pool of `concurrency` children, each running one job at a time on its own engine
+    (`usable cores / concurrency` threads, `settings.device`), which keeps its models loaded between
+    jobs. This process also registers the worker in the `workers` table and runs the reaper.
     """
     node = name or default_name()
     app = make_celery(settings)
@@ -150,12 +154,6 @@ def run_worker(settings: Settings, queues: Sequence[str], concurrency: int, name
         registration(store, settings, node, "celery", ",".join(queues), concurrency),
         reaper(store, settings, publisher(app, store)),
     ]
-
-    @signals.worker_process_init.connect(weak=False)
-    def _child_init(**_: object) -> None:
-        import torch
-
-        torch.set_num_threads(threads)
 
     @signals.worker_ready.connect(weak=False)
     def _ready(**_: object) -> None:

@@ -9,15 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from diarist.audio import Peaks
 from diarist.exports import FORMATS
+from diarist.hooks import Hook
 from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec
 from diarist.jobs.tables import Job
-from diarist.service import Progress, diarize, identify, voiceprint
+from diarist.service import diarize, identify, voiceprint
 from diarist.voiceprints import MAX_BYTES as VOICEPRINT_MAX_BYTES
 from diarist.voiceprints import MAX_SECONDS as VOICEPRINT_MAX_SECONDS
+
+if TYPE_CHECKING:  # the API imports the registry, and must not import PyTorch
+    from diarist.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,9 @@ class Outcome:
     peaks: Peaks | None = None
 
 
-# A kind's use case: its spec, the local audio file, the operator's ASR model folder and a progress callback.
-UseCase = Callable[[Any, Path, Path | None, Progress], Outcome]
+# A kind's use case: the process's engine, its spec, the local audio file, the operator's ASR model
+# folder and the hook that hears its steps.
+UseCase = Callable[["Engine", Any, Path, Path | None, Hook], Outcome]
 
 
 @dataclass(frozen=True)
@@ -53,18 +58,18 @@ class JobKind:
         return tuple(FORMATS) if self.has_speakers else ("json",)
 
 
-def _diarize(spec: DiarizeSpec, path: Path, asr_models: Path | None, progress: Progress) -> Outcome:
-    done = diarize(spec.options(asr_models), path, progress)
+def _diarize(engine: Engine, spec: DiarizeSpec, path: Path, asr_models: Path | None, hook: Hook) -> Outcome:
+    done = diarize(engine, spec.options(asr_models), path, hook)
     return Outcome(done.output, done.result.duration, done.result.peaks)
 
 
-def _identify(spec: IdentifySpec, path: Path, asr_models: Path | None, progress: Progress) -> Outcome:
-    done = identify(spec.options(asr_models), path, progress)
+def _identify(engine: Engine, spec: IdentifySpec, path: Path, asr_models: Path | None, hook: Hook) -> Outcome:
+    done = identify(engine, spec.options(asr_models), path, hook)
     return Outcome(done.output, done.result.duration, done.result.peaks)
 
 
-def _voiceprint(spec: VoiceprintSpec, path: Path, asr_models: Path | None, progress: Progress) -> Outcome:
-    made = voiceprint(path, spec.model, progress)
+def _voiceprint(engine: Engine, spec: VoiceprintSpec, path: Path, asr_models: Path | None, hook: Hook) -> Outcome:
+    made = voiceprint(engine, path, spec.model, hook)
     return Outcome(made.to_dict(), made.duration)
 
 

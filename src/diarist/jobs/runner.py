@@ -18,6 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from diarist.audio import Peaks
@@ -31,6 +32,7 @@ from diarist.errors import (
     NotAudioError,
     ZeroLengthAudioError,
 )
+from diarist.hooks import Fraction
 from diarist.jobs.kinds import KINDS, JobKind, spec_of
 from diarist.jobs.media import MediaStore, make_token, object_key
 from diarist.jobs.store import QuotaExceededError, Store
@@ -38,6 +40,9 @@ from diarist.jobs.tables import FAILED, SUCCEEDED, Job
 from diarist.net import FetchError, NetPolicy, TooLargeError, UrlRefused, download, redact_url
 from diarist.service import AudioTooLongError, probe
 from diarist.voiceprints import VoiceprintError
+
+if TYPE_CHECKING:
+    from diarist.engine import Engine
 
 log = logging.getLogger("diarist.jobs")
 PROGRESS_INTERVAL = 1.0  # seconds between progress writes
@@ -90,7 +95,7 @@ def fetch_upload(
     url = f"{origin}/v1/media/download/{token}"
     policy = origin_policy(config.policy, origin)
     try:
-        download(url, dest, policy, config.max_input_bytes, on_bytes=lambda _count: progress(0.0))
+        download(url, dest, policy, config.max_input_bytes, on_bytes=progress.downloaded)
     except TooLargeError:  # over max_input_bytes: said as for a URL
         raise
     except FetchError as e:
@@ -108,7 +113,7 @@ def fetch_input(
 ) -> tuple[Path, bool]:
     """The local file holding the job's audio at `url`, and whether it is a download to delete afterwards.
 
-    A download reports progress 0 as bytes arrive: that is when a cancel is noticed (JobAbandoned), so a server
+    A download reports its bytes as they arrive: that is when a cancel is noticed (JobAbandoned), so a server
     that trickles bytes cannot keep the worker from other jobs.
     """
     config.downloads.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def fetch_input(
             raise InputError(MISSING_UPLOAD)
         fetch_upload(media.origin, job.key_id, key, dest, config, progress)
         return dest, True
-    download(url, dest, config.policy, config.max_input_bytes, on_bytes=lambda _count: progress(0.0))
+    download(url, dest, config.policy, config.max_input_bytes, on_bytes=progress.downloaded)
     return dest, True
 
 
@@ -162,20 +167,37 @@ class Lease:
 
 
 class ProgressReporter:
-    """Writes progress at most once a second and stops the run when the job was taken away."""
+    """A listener to the run's steps (hooks.py) that writes the job's progress (0-99) at most once a
+    second, and stops the run when the job was taken away.
+
+    Every step's call is a chance to stop, the download's bytes included; the progress is the
+    run's fraction done (`hooks.Fraction`), which never goes back.
+    """
 
     def __init__(self, store: Store, job_id: str, token: int, lease: Lease | None = None):
         self.store, self.job_id, self.token, self.lease = store, job_id, token, lease
         self.last = 0.0
+        self.fraction = 0.0
+        self.overall = Fraction(self._advance)
 
-    def __call__(self, fraction: float) -> None:
+    def _advance(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def downloaded(self, count: int) -> None:
+        """The input's download has `count` bytes so far."""
+        self("download", completed=count)
+
+    def __call__(
+        self, step: str, artifact: Any = None, *, completed: int | None = None, total: int | None = None
+    ) -> None:
         if self.lease is not None and self.lease.lost.is_set():  # no database round trip: checked every call
             raise JobAbandoned
+        self.overall(step, artifact, completed=completed, total=total)
         now = time.monotonic()
         if now - self.last < PROGRESS_INTERVAL:
             return
         self.last = now
-        if not self.store.report_progress(self.job_id, self.token, min(99, int(100 * fraction))):
+        if not self.store.report_progress(self.job_id, self.token, min(99, int(100 * self.fraction))):
             raise JobAbandoned
 
 
@@ -208,8 +230,9 @@ def input_error_message(url: str, error: DiaristError) -> str:
     return f"Could not load audio from {redact_url(url)}: {reason}."
 
 
-def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: float) -> None:
-    """Run a job this worker has claimed, and record how it ended. Never raises for a job's fault.
+def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: float, engine: Engine) -> None:
+    """Run a job this worker has claimed on the worker's `engine`, and record how it ended. Never
+    raises for a job's fault.
 
     `job.attempts` is the run's fencing token; the job's lease is refreshed every `heartbeat_seconds`.
     """
@@ -236,7 +259,7 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
             # A URL's length, or an upload's whose container announced none, is first known here:
             # QuotaExceededError if it does not fit.
             store.reserve_audio(job.id, token, probe(path, config.max_duration_seconds))
-            outcome = kind.run(spec, path, config.asr_models, progress)
+            outcome = kind.run(engine, spec, path, config.asr_models, progress)
             finish(SUCCEEDED, outcome.output, audio_seconds=outcome.audio_seconds, peaks=outcome.peaks)
         except JobAbandoned:
             log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)

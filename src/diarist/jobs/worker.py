@@ -110,11 +110,11 @@ class WorkerStore(Store):
 
 
 def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
-    """Claim and run jobs until `stop` is set or the parent process goes away."""
-    import torch
+    """Claim and run jobs until `stop` is set or the parent process goes away, all on one engine."""
+    from diarist.engine import Engine
 
     threads = settings.worker_threads()
-    torch.set_num_threads(threads)
+    engine = Engine(settings.device, threads)
     store = WorkerStore(settings.database, settings.database_busy_timeout_seconds, stop)
     secret = store.patiently("reading the signing secret", lambda: signing_secret(store, settings.data_dir))
     if secret is None:  # stopped while the database was away
@@ -124,12 +124,12 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     parent = os.getppid()
     presence = registration(store, settings, name, "local")
     presence.start()
-    log.info("worker %s ready (%d threads)", name, threads)
+    log.info("worker %s ready (%d threads on %s)", name, threads, engine.device)
     while not stop.is_set() and os.getppid() == parent:
         job = store.patiently("claiming a job", lambda: store.claim_job(name))
         if job is not None:
             log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
-            run_job(job, store, config, settings.heartbeat_seconds)
+            run_job(job, store, config, settings.heartbeat_seconds, engine)
         elif wake.wait(IDLE_POLL_SECONDS):
             wake.clear()
     presence.stop()

@@ -179,5 +179,5 @@ class CAMPPlus(nn.Module):
 
     def forward(self, fbank: torch.Tensor) -> torch.Tensor:
         features = self.frame_features(fbank)
-        ones = torch.ones(features.shape[0], 1, features.shape[-1])
+        ones = torch.ones(features.shape[0], 1, features.shape[-1], device=features.device)
         return self.embed(features, ones)[:, 0]

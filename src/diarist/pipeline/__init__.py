@@ -7,17 +7,16 @@ each page is segmented and embedded, then only the small per-window outputs are 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from diarist import models
 from diarist.audio import PeaksMeter, SpectrumMeter, as_mono_16k, bandwidth_warnings, duration_seconds, stream_audio
+from diarist.engine import Engine, python_engine
 from diarist.errors import ZeroLengthAudioError
+from diarist.hooks import Fraction, Hook, StageTimes, fan_out
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE, WINDOW_SAMPLES
 from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embeddings, speaker_centroids
 from diarist.pipeline.config import CONFIGS, PipelineConfig
@@ -30,23 +29,7 @@ from diarist.result import DiarizationResult
 from diarist.vocabulary import DEFAULT_MODEL
 
 PAGE_WINDOWS = 128  # windows read, segmented and embedded together
-SEGMENTATION_SHARE = 0.3  # of a page's time, for progress reports
 Progress = Callable[[float], None]
-
-
-@dataclass
-class Timings:
-    """Seconds spent in each stage: load (weights, first call only), decode, segmentation, ..."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
 
 @dataclass
@@ -92,41 +75,48 @@ def _join_segments(pages: list[SegmentEmbeddings]) -> SegmentEmbeddings:
 
 
 def _analyse_page(
-    audio: np.ndarray, offsets: list[int], config: PipelineConfig, timings: Timings, tick: Progress
+    audio: np.ndarray,
+    offsets: list[int],
+    config: PipelineConfig,
+    engine: Engine,
+    hook: Hook,
+    tick: Callable[[str, float], None],
 ) -> WindowAnalysis:
     """Segment and embed the windows of one page; `offsets` are relative to `audio`.
 
-    `tick` hears the fraction of the page done, often enough for a job to notice a cancel.
+    `tick(step, done)` hears the fraction of the page that `step` has done, often enough for a job
+    to notice a cancel; `hook` hears each step's end, with what it made.
     """
     batches = [offsets[i : i + config.batch_size] for i in range(0, len(offsets), config.batch_size)]
-    waveform = torch.from_numpy(audio)
-    with timings.stage("segmentation"):
-        parts = []
-        segmentation_model = models.segmentation_model()
-        for part in threaded_map(lambda batch: segment_windows(segmentation_model, waveform, batch), batches):
-            parts.append(part)
-            tick(SEGMENTATION_SHARE * len(parts) / len(batches))
-        activity = np.concatenate([p.activity for p in parts])
-        certainty = np.concatenate([p.certainty for p in parts])
-    with timings.stage("embeddings"):
-        embedding_model = models.embedding_model()
-        speech = _speech_frames(offsets, activity, -(-len(audio) // FEATURE_STEP_SAMPLES))
-        features = backbone_features(
-            models.embedding_backbone(),
-            audio,
-            speech,
-            config.embedding_chunk,
-            config.embedding_context,
-            lambda done: tick(SEGMENTATION_SHARE + (1 - SEGMENTATION_SHARE) * done),
+    segmentation_model = engine.segmentation()
+    waveform = torch.from_numpy(audio).to(engine.device)
+    parts = []
+    for part in threaded_map(lambda batch: segment_windows(segmentation_model, waveform, batch), batches):
+        parts.append(part)
+        tick("segmentation", len(parts) / len(batches))
+    activity = np.concatenate([p.activity for p in parts])
+    certainty = np.concatenate([p.certainty for p in parts])
+    hook("segmentation", activity)
+    embedding_model = engine.embedding()
+    speech = _speech_frames(offsets, activity, -(-len(audio) // FEATURE_STEP_SAMPLES))
+    features = backbone_features(
+        engine.backbone(),
+        audio,
+        speech,
+        config.embedding_chunk,
+        config.embedding_context,
+        lambda done: tick("embeddings", done),
+    )
+    batched = list(zip(batches, np.split(activity, np.cumsum([len(b) for b in batches])[:-1]), strict=True))
+    pooled = [pool_embeddings(embedding_model, features, starts, part) for starts, part in batched]
+    segments = None
+    if config.resegmentation:
+        segments = _join_segments(
+            [segment_embeddings(embedding_model, features, starts, part, config) for starts, part in batched]
         )
-        batched = list(zip(batches, np.split(activity, np.cumsum([len(b) for b in batches])[:-1]), strict=True))
-        pooled = [pool_embeddings(embedding_model, features, starts, part) for starts, part in batched]
-        segments = None
-        if config.resegmentation:
-            segments = _join_segments(
-                [segment_embeddings(embedding_model, features, starts, part, config) for starts, part in batched]
-            )
     embeddings, clean = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
+    tick("embeddings", 1.0)  # the page's last chunks may hold no speech, and so report nothing
+    hook("embeddings", embeddings)
     return WindowAnalysis(activity, certainty, embeddings, clean, len(audio), segments)
 
 
@@ -134,11 +124,18 @@ def analyse_windows(
     blocks: Iterable[np.ndarray],
     config: PipelineConfig,
     total_samples: int | None = None,
-    progress: Progress | None = None,
-    timings: Timings | None = None,
+    hook: Hook | None = None,
+    engine: Engine | None = None,
 ) -> WindowAnalysis:
-    """Read the audio once and segment and embed every window of it, metering its bandwidth on the way."""
-    timings = timings or Timings()
+    """Read the audio once and segment and embed every window of it, metering its bandwidth on the way.
+
+    `hook` (hooks.py) hears "decode" at each block read, "segmentation" and "embeddings" as
+    they go (samples of the `total_samples` done) and at the end of each page. `engine`: the
+    Python API's where not given. One loop, kept whole: the read buffer and the page bounds it
+    keeps are what every step of a page works from.
+    """
+    engine = engine or python_engine()
+    hook = fan_out(hook)
     step, page_windows = config.step_samples, PAGE_WINDOWS
     spectrum = SpectrumMeter()
     reader = iter(spectrum.metered(blocks))
@@ -151,8 +148,8 @@ def analyse_windows(
         needed = page_start + (page_windows - 1) * step + WINDOW_SAMPLES - buffer_start
         pending = [buffer]
         while sum(len(p) for p in pending) < needed and not finished:
-            with timings.stage("decode"):
-                block = next(reader, None)
+            block = next(reader, None)
+            hook("decode", block)
             if block is None:
                 finished = True
             else:
@@ -170,11 +167,12 @@ def analyse_windows(
         page = np.pad(page, (0, offsets[-1] + WINDOW_SAMPLES - len(page)))
         page_end = (next_window + count) * step
 
-        def tick(done: float, page_start: int = page_start, page_end: int = page_end) -> None:
-            if progress is not None and total_samples:
-                progress(min(1.0, (page_start + done * (page_end - page_start)) / total_samples))
+        def tick(stage: str, done: float, page_start: int = page_start, page_end: int = page_end) -> None:
+            if total_samples:
+                position = round(page_start + done * (page_end - page_start))
+                hook(stage, completed=min(position, total_samples), total=total_samples)
 
-        analysed = _analyse_page(page, offsets, config, timings, tick)
+        analysed = _analyse_page(page, offsets, config, engine, hook, tick)
         for name, parts in pages.items():
             parts.append(getattr(analysed, name))
         if analysed.segments is not None:
@@ -182,11 +180,10 @@ def analyse_windows(
         next_window += count
         buffer = buffer[next_window * step - buffer_start :]
         buffer_start = next_window * step
-        tick(1.0)
     if num_samples == 0:
         raise ZeroLengthAudioError("the audio has no samples")
-    if progress is not None:
-        progress(1.0)
+    for stage in ("segmentation", "embeddings"):
+        hook(stage, completed=num_samples, total=num_samples)
     segments = _join_segments(segment_pages) if segment_pages else None
     return WindowAnalysis(
         **{name: _join(parts) for name, parts in pages.items()},
@@ -227,6 +224,8 @@ def diarize(
     *,
     sample_rate: int | None = None,
     progress: Progress | None = None,
+    hook: Hook | None = None,
+    engine: Engine | None = None,
 ) -> DiarizationResult:
     """Who spoke when in `audio`: a path to anything ffmpeg reads, or a waveform.
 
@@ -235,12 +234,14 @@ def diarize(
     channels), the channel axis being the shorter one (at most 64 channels, averaged); float
     samples are full scale at ±1, integer ones are PCM. `num_speakers` forces the count;
     `min_speakers` / `max_speakers` bound it. `progress` is called with 0..1 as pages of audio
-    are done. Raises ``AudioError`` subclasses for unusable files, ``ValueError`` for bad
-    arguments or waveforms and ``ModelNotInstalledError`` when weights are missing.
+    are done; `hook` hears each step (`diarist.hooks`: load, decode, segmentation, embeddings,
+    clustering, reconstruction). `engine` holds the models (default: one for the Python API, made
+    at the first call). Raises ``AudioError`` subclasses for unusable files, ``ValueError`` for
+    bad arguments or waveforms and ``ModelNotInstalledError`` when weights are missing.
     """
     config = get_config(model)
     bounds = SpeakerBounds.from_request(num_speakers, min_speakers, max_speakers)
-    timings = Timings()
+    engine = engine or python_engine()
     if isinstance(audio, (str, os.PathLike)):
         if sample_rate is not None:
             raise ValueError("sample_rate is for waveforms only: a file's own rate is read from it")
@@ -250,28 +251,30 @@ def diarize(
     else:
         waveform = as_mono_16k(audio, sample_rate)
         blocks, total = [waveform] if len(waveform) else [], len(waveform)
-    with timings.stage("load"):
-        models.segmentation_model(), models.embedding_model(), models.embedding_backbone()
+    times = StageTimes()
+    hook = fan_out(times, hook, Fraction(progress) if progress is not None else None)
+    engine.load()
+    hook("load", engine)
     # The waveform overview rides on the same decode: only files get one (a waveform's caller has the samples).
     meter = PeaksMeter() if isinstance(audio, (str, os.PathLike)) else None
     if meter is not None:
         blocks = meter.metered(blocks)
     with torch.inference_mode():
-        analysis = analyse_windows(blocks, config, total, progress, timings)
-    with timings.stage("clustering"):
-        activity, clustering = find_speakers(analysis, bounds, config)
-        # Each speaker's voice, for identification. The first three local slots are the window
-        # analysis's own, after resegmentation too (it adds the split-off parts after them).
-        centroids = speaker_centroids(
-            analysis.embeddings, analysis.clean_seconds, clustering.assignment[:, :3], clustering.num_speakers
-        )
+        analysis = analyse_windows(blocks, config, total, hook, engine)
+    activity, clustering = find_speakers(analysis, bounds, config)
+    # Each speaker's voice, for identification. The first three local slots are the window
+    # analysis's own, after resegmentation too (it adds the split-off parts after them).
+    centroids = speaker_centroids(
+        analysis.embeddings, analysis.clean_seconds, clustering.assignment[:, :3], clustering.num_speakers
+    )
+    hook("clustering", clustering)
     # Reconstruction needs neither the segment embeddings nor the memory freed so far.
     analysis.segments = None
     release_freed_memory()
-    with timings.stage("reconstruction"):
-        result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
+    result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
+    hook("reconstruction", result)
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(analysis.bandwidth)
-    result.timings = timings.seconds
+    result.timings = times.seconds
     result.peaks = None if meter is None else meter.peaks()
     return result

@@ -48,7 +48,7 @@ def backbone_features(
 ) -> torch.Tensor:
     """(512, frames) backbone features every 20 ms over `audio`, zero where there is no speech.
 
-    `backbone` maps a chunk's (frames, 80) fbank to its features (`models.embedding_backbone()`);
+    `backbone` maps a chunk's (frames, 80) fbank to its features (`Engine.backbone`);
     chunks run on several threads at once (`threaded_map`).
     `speech` flags each 20 ms frame that some window found speech in; chunks without any are
     skipped. Chunk and context lengths are rounded to whole frames so that every chunk lands on
@@ -111,6 +111,8 @@ def pool_embeddings(
     clean_frames = clean.sum(axis=1)
     # Pool clean speech only when there is enough of it; else all of the speaker's speech.
     weights = np.where((clean_frames >= MIN_CLEAN_POOL_FRAMES)[:, None, :], clean, active).astype(np.float32)
-    embeddings = model.embed(gathered, torch.from_numpy(weights).transpose(1, 2)).numpy()
+    device = next(model.parameters()).device
+    pooling = torch.from_numpy(weights).transpose(1, 2).to(device)
+    embeddings = model.embed(gathered.to(device), pooling).cpu().numpy()
     embeddings[~active.any(axis=1)] = np.nan
     return embeddings, clean_frames * FEATURE_STEP_SAMPLES / SAMPLE_RATE

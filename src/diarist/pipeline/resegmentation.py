@@ -71,8 +71,9 @@ def segment_embeddings(
         inside[i, i * hop : i * hop + length] = True
     weights = clean.transpose(0, 2, 1)[:, :, None, :] & inside  # (windows, 3, segments, 500)
     windows, speakers = weights.shape[:2]
-    flat = torch.from_numpy(weights.reshape(windows, speakers * count, -1).astype(np.float32))
-    embeddings = model.embed(gathered, flat).numpy().reshape(windows, speakers, count, -1)
+    device = next(model.parameters()).device
+    flat = torch.from_numpy(weights.reshape(windows, speakers * count, -1).astype(np.float32)).to(device)
+    embeddings = model.embed(gathered.to(device), flat).cpu().numpy().reshape(windows, speakers, count, -1)
     scored = weights.sum(axis=-1) >= config.resegmentation_min_speech / FEATURE_SECONDS
     return SegmentEmbeddings(scored, embeddings[scored].astype(np.float16))
 

@@ -58,7 +58,8 @@ class WindowSegmentation:
 
 
 def segment_windows(model: PyanNet, audio: torch.Tensor, offsets: list[int]) -> WindowSegmentation:
-    """Segment the windows of `audio` (1-D, zero-padded as needed) that start at `offsets`.
+    """Segment the windows of `audio` (1-D, zero-padded as needed, on the model's device) that start
+    at `offsets`.
 
     Offsets are in samples and must be multiples of 30 (filterbank stride times pooling).
     """
@@ -95,6 +96,6 @@ def segment_windows(model: PyanNet, audio: torch.Tensor, offsets: list[int]) -> 
         x = F.leaky_relu(linear(x))
     log_probs = F.log_softmax(model.classifier(x), dim=-1)
     best = log_probs.argmax(dim=-1)
-    activity = powerset_to_speakers()[best] > 0
-    certainty = log_probs.max(dim=-1).values.exp()
+    activity = powerset_to_speakers()[best.cpu()] > 0
+    certainty = log_probs.max(dim=-1).values.exp().cpu()
     return WindowSegmentation(activity=activity.numpy(), certainty=certainty.numpy().astype(np.float32))

@@ -7,11 +7,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from diarist.hooks import TRANSCRIPTION, Hook, fan_out
 from diarist.result import DiarizationResult
-from diarist.transcription.asr import Transcript, load_recognizer, transcribe
+from diarist.transcription.asr import Transcript, transcribe
 from diarist.transcription.attribution import Utterance, attribute_words, join_turns
+
+if TYPE_CHECKING:
+    from diarist.engine import Engine
 
 
 @dataclass
@@ -29,42 +33,35 @@ class AttributedTranscript:
 
 
 def diarize_and_transcribe(
+    engine: Engine,
     audio: Path,
-    diarize: Callable[[Callable[[float], None]], DiarizationResult],
+    diarize: Callable[[Hook], DiarizationResult],
     asr_model: str | None,
-    models_dir: Path,
-    progress: Callable[[float], None] | None = None,
+    models_dir: Path | None,
+    hook: Hook | None = None,
 ) -> tuple[DiarizationResult, AttributedTranscript]:
-    """Run `diarize(progress)` here and speech recognition in a second thread at the same time.
+    """Run `diarize(hook)` here and speech recognition (`engine`'s recognizer) in a second thread at
+    the same time.
 
     Both release the GIL in their native code, so the recognizer does not wait for the
     diarization. They share the caller's torch thread count (half each, rounded in favour of
     diarization) rather than each taking it all, which would run more threads than cores.
-    `progress` hears the mean of the two; an exception it raises (a canceled job) stops both.
+    `hook` hears the steps of both, "transcription" at 0 first (hooks.py); an exception it
+    raises (a canceled job) stops both.
     """
     import torch
 
     threads = torch.get_num_threads()
     recognition_threads = max(1, threads // 2)
-    recognizer, warning = load_recognizer(asr_model, models_dir, recognition_threads)
-    done = {"diarization": 0.0, "transcription": 0.0}
-    lock, stop = threading.Lock(), threading.Event()
-
-    def report(part: str) -> Callable[[float], None]:
-        def update(fraction: float) -> None:
-            with lock:
-                done[part] = fraction
-                overall = sum(done.values()) / 2
-            if progress is not None:
-                progress(overall)
-
-        return update
-
+    recognizer, warning = engine.recognizer(asr_model, models_dir, recognition_threads)
+    hook = fan_out(hook)
+    hook(TRANSCRIPTION, completed=0, total=None)
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr") as pool:
-        recognition = pool.submit(transcribe, audio, recognizer, report("transcription"), stop)
+        recognition = pool.submit(transcribe, audio, recognizer, hook, stop)
         torch.set_num_threads(max(1, threads - recognition_threads))
         try:
-            result = diarize(report("diarization"))
+            result = diarize(hook)
         except BaseException:
             stop.set()
             raise

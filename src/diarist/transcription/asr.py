@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from diarist.audio import duration_seconds, stream_audio
+from diarist.hooks import TRANSCRIPTION, Hook
 from diarist.settings import usable_cores
 from diarist.vocabulary import ASR_MODELS, DEFAULT_ASR_MODEL, PACKAGED_ASR_MODELS
 
@@ -56,13 +56,14 @@ class Recognizer(Protocol):
 
 
 class WhisperRecognizer:
-    """faster-whisper on CPU, int8, word timestamps, its Silero VAD skipping silence."""
+    """faster-whisper, int8 on CPU (float16 on cuda), word timestamps, its Silero VAD skipping silence."""
 
-    def __init__(self, name: str, directory: Path, threads: int):
+    def __init__(self, name: str, directory: Path, threads: int, device: str = "cpu"):
         from faster_whisper import WhisperModel
 
         self.name = name
-        self.model = WhisperModel(str(directory), device="cpu", compute_type="int8", cpu_threads=threads)
+        compute_type = "float16" if device == "cuda" else "int8"
+        self.model = WhisperModel(str(directory), device=device, compute_type=compute_type, cpu_threads=threads)
 
     def recognize(self, audio: np.ndarray, offset: float, language: str | None) -> tuple[list[Word], str | None]:
         segments, info = self.model.transcribe(
@@ -77,7 +78,7 @@ class ParakeetRecognizer:
 
     FRAME_SECONDS = 0.08  # one encoder step: the length given to a word's last token
 
-    def __init__(self, name: str, directory: Path, threads: int):
+    def __init__(self, name: str, directory: Path, threads: int, device: str = "cpu"):
         import onnx_asr
         import onnxruntime
 
@@ -85,8 +86,9 @@ class ParakeetRecognizer:
         options.intra_op_num_threads = threads
         # The export comes in float32 and int8 files; take whichever the operator installed.
         quantization = None if (directory / "encoder-model.onnx").is_file() else "int8"
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         model = onnx_asr.load_model(
-            "nemo-parakeet-tdt-0.6b-v3", directory, quantization=quantization, sess_options=options
+            "nemo-parakeet-tdt-0.6b-v3", directory, quantization=quantization, sess_options=options, providers=providers
         )
         self.name, self.model = name, model.with_timestamps()
 
@@ -114,36 +116,41 @@ def operator_model_installed(name: str, directory: Path) -> bool:
     return (directory / "vocab.txt").is_file() and any(directory.glob("encoder-model*.onnx"))
 
 
-@cache
-def _load(name: str, directory: Path | None, threads: int) -> Recognizer:
+def _open(name: str, directory: Path | None, threads: int, device: str) -> Recognizer:
     if name in PACKAGED_ASR_MODELS:
         from diarist.models import whisper_dir  # loads torch: only when a model is really needed
 
-        return WhisperRecognizer(name, whisper_dir(name), threads)
+        return WhisperRecognizer(name, whisper_dir(name), threads, device)
     assert directory is not None
     if name == "parakeet-tdt-0.6b-v3":
-        return ParakeetRecognizer(name, directory, threads)
-    return WhisperRecognizer(name, directory, threads)
+        return ParakeetRecognizer(name, directory, threads, device)
+    return WhisperRecognizer(name, directory, threads, device)
 
 
-def load_recognizer(name: str | None, models_dir: Path, threads: int | None = None) -> tuple[Recognizer, str | None]:
-    """The recognizer for a model name (None: the default), and a warning when it had to fall back."""
+def load_recognizer(
+    name: str | None, models_dir: Path | None, threads: int | None = None, device: str = "cpu"
+) -> tuple[Recognizer, str | None]:
+    """The recognizer for a model name (None: the default), and a warning when it had to fall back.
+
+    `models_dir` holds the operator-installed models (None: none are). Loads the model each time:
+    `Engine.recognizer` keeps what it loaded.
+    """
     name = name or DEFAULT_ASR_MODEL
     threads = threads or max(1, usable_cores() // 2)
     if name not in ASR_MODELS:
         raise ValueError(f"unknown transcription model {name!r}; known: {', '.join(ASR_MODELS)}")
     if name in PACKAGED_ASR_MODELS:
-        return _load(name, None, threads), None
-    directory = models_dir / name
-    if operator_model_installed(name, directory):
-        return _load(name, directory, threads), None
+        return _open(name, None, threads, device), None
+    directory = None if models_dir is None else models_dir / name
+    if directory is not None and operator_model_installed(name, directory):
+        return _open(name, directory, threads, device), None
     # The folder is the server's business: it goes to the log, the user hears which model ran.
     log.warning("%s is not installed in %s; transcribing with %s", name, directory, DEFAULT_ASR_MODEL)
     warning = (
         f"Transcribed with {DEFAULT_ASR_MODEL}: {name} is not installed on this server "
         "(its operator can install it: see diarist's docs/models.md)."
     )
-    return _load(DEFAULT_ASR_MODEL, None, threads), warning
+    return _open(DEFAULT_ASR_MODEL, None, threads, device), warning
 
 
 def quiet_cut(audio: np.ndarray, search: int) -> int:
@@ -174,11 +181,14 @@ def speech_chunks(blocks: Iterable[np.ndarray]) -> Iterator[tuple[float, np.ndar
 def transcribe(
     audio: Path,
     recognizer: Recognizer,
-    progress: Callable[[float], None] | None = None,
+    hook: Hook | None = None,
     stop: threading.Event | None = None,
 ) -> Transcript:
-    """Words of a whole file, chunk by chunk; the language is detected on the first chunk with speech."""
-    total = duration_seconds(audio) or 0.0
+    """Words of a whole file, chunk by chunk; the language is detected on the first chunk with speech.
+
+    `hook` hears "transcription" with the samples done after each chunk, and the transcript at the end.
+    """
+    total = round((duration_seconds(audio) or 0.0) * SAMPLE_RATE)
     words: list[Word] = []
     language = None
     for start, samples in speech_chunks(stream_audio(audio)):
@@ -188,6 +198,9 @@ def transcribe(
         words += found
         if found and language is None:
             language = heard
-        if progress is not None and total:
-            progress(min(1.0, (start + len(samples) / SAMPLE_RATE) / total))
-    return Transcript(words, recognizer.name, language)
+        if hook is not None and total:
+            hook(TRANSCRIPTION, completed=min(round(start * SAMPLE_RATE) + len(samples), total), total=total)
+    transcript = Transcript(words, recognizer.name, language)
+    if hook is not None:
+        hook(TRANSCRIPTION, transcript)
+    return transcript

@@ -1,0 +1,147 @@
+"""The commands that run the models: diarize, identify and voiceprint, each on one engine, and models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from diarist.cli.files import Destination, destination, file_error, input_files, write_file
+from diarist.cli.progress import progress_display
+from diarist.errors import AudioError, DiaristError
+from diarist.hooks import Fraction, Hook
+from diarist.service import Diarization, DiarizeOptions, diarize, probe
+from diarist.vocabulary import DEFAULT_DEVICE
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from diarist.engine import Engine
+
+
+def engine(args: argparse.Namespace) -> Engine:
+    """The one engine of this command, on `--device` and `--threads` where it has them."""
+    from diarist.engine import Engine
+
+    return Engine(args.device or DEFAULT_DEVICE, getattr(args, "threads", None))
+
+
+def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments."""
+    return {
+        "model": args.model,
+        "num_speakers": args.num_speakers,
+        "min_speakers": args.min_speakers,
+        "max_speakers": args.max_speakers,
+        "exclusive": args.exclusive,
+        "confidence": args.confidence,
+        "turn_level_confidence": args.confidence,
+    }
+
+
+def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook | None], Diarization]) -> int:
+    """`run` every input, writing each output as it is done; exit 1 when any input failed."""
+    failed = 0
+    for path in files:
+        try:
+            display = progress_display(path, probe(path))
+            try:
+                done = run(path, None if display is None else Fraction(display))
+            finally:
+                if display is not None:
+                    display.close()
+        except AudioError as e:  # this file's fault: say so and go on with the others
+            failed += 1
+            print(f"diarist: error: {file_error(path, e)}", file=sys.stderr)
+            continue
+        for warning in done.warnings:
+            print(f"diarist: warning: {path}: {warning}", file=sys.stderr)
+        target.add(path, done)
+    target.close()
+    return 1 if failed else 0
+
+
+def run_diarize(args: argparse.Namespace) -> int:
+    """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
+    files = input_files(args.files)
+    target = destination(args, files)
+    models_dir = args.asr_models
+    if args.transcribe and models_dir is None:
+        from diarist.settings import Settings
+
+        models_dir = Settings.load().asr_models_dir
+    options = DiarizeOptions(
+        **diarize_options(args),
+        transcription=args.transcribe,
+        asr_model=args.asr_model,
+        asr_models_dir=models_dir,
+    )
+    return run_each(files, target, partial(diarize, engine(args), options))
+
+
+def run_voiceprint(args: argparse.Namespace) -> int:
+    """Print (or write) the voiceprint of one file; its warnings and errors name the file."""
+    from diarist.service import voiceprint
+    from diarist.voiceprints import VoiceprintError
+
+    try:
+        made = voiceprint(engine(args), args.file, args.model)
+    except (AudioError, VoiceprintError) as e:  # the file's audio: unusable, too long, too little speech
+        raise DiaristError(file_error(args.file, e)) from None
+    for warning in made.warnings:
+        print(f"diarist: warning: {args.file}: {warning}", file=sys.stderr)
+    if args.output is None:
+        print(made.voiceprint)
+    else:
+        write_file(args.output, made.voiceprint + "\n")
+    return 0
+
+
+def read_voiceprints(labelled: list[tuple[str, Path]]) -> dict[str, np.ndarray]:
+    """Each label's voice from its .vp file; an error naming the label or the file that is wrong."""
+    from diarist.identities import check_labels, decode_voiceprints
+
+    check_labels(label for label, _ in labelled)  # before reading: `dict` would drop a repeated label
+    texts = {}
+    for label, path in labelled:
+        try:
+            texts[label] = path.read_text(errors="replace")
+        except OSError as e:
+            raise DiaristError(f"{path}: {e.strerror} (the voiceprint of {label!r})") from None
+    return decode_voiceprints(texts, {label: str(path) for label, path in labelled})
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    """Diarize every input and name its speakers by the voiceprints; exit 1 when any input failed."""
+    from diarist.identities import Identification
+    from diarist.service import IdentifyOptions, identify
+    from diarist.voiceprints import Matching
+
+    if args.transcribe:
+        raise ValueError(
+            "identify does not transcribe (nor does the pyannoteAI API): "
+            "`diarist diarize --transcribe` gives a transcript with SPEAKER_xx labels"
+        )
+    voices = read_voiceprints(args.voiceprints)
+    files = input_files(args.files)
+    target = destination(args, files, words_needed=False)
+    matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
+    options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)
+    models = engine(args)
+
+    def run(path: Path, hook: Hook | None) -> Diarization:
+        found = Identification.of(identify(models, options, path, hook))
+        # RTTM, SRT, VTT and text show the names; JSON keeps both (`identification`).
+        return Diarization(found.output, found.named, None)
+
+    return run_each(files, target, run)
+
+
+def run_models() -> int:
+    from diarist.models import check_models
+
+    sys.stdout.write("".join(f"ok  {w.name} ({w.license}): {path}\n" for w, path in check_models()))
+    return 0

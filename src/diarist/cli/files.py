@@ -1,0 +1,118 @@
+"""The inputs of `diarize` and `identify` (files and folders) and where their outputs go, each
+written as soon as its file is done."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diarist.exports import SUBTITLE_FORMATS
+from diarist.service import Diarization
+
+# What a folder given as input contributes: files with these extensions, hidden ones skipped.
+MEDIA_EXTENSIONS = (
+    *(".wav", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".wma", ".aif", ".aiff", ".amr"),
+    *(".webm", ".mp4", ".m4v", ".mkv", ".mov", ".avi", ".3gp"),
+)
+
+
+def input_files(arguments: Sequence[Path]) -> list[Path]:
+    """The files to diarize: each argument, a folder standing for its media files in name order."""
+    files: list[Path] = []
+    for argument in arguments:
+        if not argument.is_dir():
+            files.append(argument)
+            continue
+        found = sorted(
+            p
+            for p in argument.iterdir()
+            if p.suffix.lower() in MEDIA_EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        )
+        if not found:
+            raise ValueError(f"{argument}: no audio or video files in this folder ({' '.join(MEDIA_EXTENSIONS)})")
+        files += found
+    return files
+
+
+def write_file(path: Path, text: str) -> None:
+    """Replace `path` in one rename, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_text(text)
+    partial.replace(path)
+
+
+def render(done: Diarization, path: Path, fmt: str, exclusive: bool) -> str:
+    """One file's output in `fmt` (the API's export renderer); without a transcript, srt, vtt and txt give the
+    speaker of each turn (identification: named after its match)."""
+    from diarist.exports import render as render_output
+
+    return render_output(
+        done.output, fmt, uri=path.stem, exclusive=exclusive, transcript=done.transcript, result=done.result
+    )
+
+
+@dataclass
+class Destination:
+    """Where outputs go as each file finishes: one file per input in a folder, one file, or stdout."""
+
+    target: Path | None  # None: stdout
+    folder: bool
+    fmt: str
+    exclusive: bool
+    several: bool  # more than one input: JSON becomes {input path: output}
+    finished: dict[Path, Diarization] = field(default_factory=dict)
+
+    def add(self, path: Path, done: Diarization) -> None:
+        self.finished[path] = done
+        if self.folder:
+            assert self.target is not None
+            write_file(self.target / f"{path.stem}.{self.fmt}", render(done, path, self.fmt, self.exclusive))
+        elif self.target is not None:
+            write_file(self.target, self.combined())
+        elif not (self.several and self.fmt == "json"):
+            sys.stdout.write(render(done, path, self.fmt, self.exclusive))
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        """Print what could only be printed whole: several files as one JSON object."""
+        if self.target is None and self.several and self.fmt == "json":
+            sys.stdout.write(self.combined())
+
+    def combined(self) -> str:
+        if self.several and self.fmt == "json":
+            return json.dumps({str(p): done.output for p, done in self.finished.items()}, indent=2) + "\n"
+        return "".join(render(done, p, self.fmt, self.exclusive) for p, done in self.finished.items())
+
+
+def destination(args: argparse.Namespace, files: list[Path], words_needed: bool = True) -> Destination:
+    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work.
+
+    `words_needed`: srt, vtt and txt are transcripts, which need --transcribe (not so for identify).
+    """
+    # A string, not a Path: Path drops the final / that marks a folder yet to be made.
+    out = None if args.output is None else Path(args.output)
+    folder = out is not None and (out.is_dir() or args.output.endswith(("/", os.sep)))
+    several = len(files) > 1
+    if args.format in SUBTITLE_FORMATS:
+        if words_needed and not args.transcribe:
+            raise ValueError(f"--format {args.format} needs --transcribe")
+        if several and not folder:
+            raise ValueError(f"--format {args.format} writes one file per input: use -o DIR/ for several inputs")
+    if folder:
+        names: dict[str, Path] = {}
+        for path in files:
+            clash = names.setdefault(path.stem, path)
+            if clash != path:
+                raise ValueError(f"{clash} and {path} would both write {out / path.stem}.{args.format}")
+    return Destination(out, folder, args.format, args.exclusive, several)
+
+
+def file_error(path: Path, error: Exception) -> str:
+    """`FILE: why`, for an error that may already name the file."""
+    return str(error) if str(error).startswith(str(path)) else f"{path}: {error}"
