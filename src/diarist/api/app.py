@@ -24,7 +24,7 @@ from diarist.api.routes.web import install_web
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
-from diarist.jobs.executors import make_executor
+from diarist.jobs.executors import Executor, make_executor
 from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
@@ -51,11 +51,22 @@ def _lock_data_dir(data_dir: Path):
     return handle
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The service on `settings`; workers and background threads start with the app's lifespan."""
-    store = Store(settings.database, settings.database_busy_timeout_seconds, API_POOL_SIZE)
-    media = MediaStore(settings.media_dir)
-    executor = make_executor(settings, store)
+def _retention(settings: Settings, store: Store, media: MediaStore) -> Periodic:
+    """The loop that deletes expired outputs and uploads, and downloads and uploads left half-done."""
+    sweep = partial(
+        expire,
+        store=store,
+        media=media,
+        downloads=settings.downloads_dir,
+        result_ttl=timedelta(hours=settings.result_ttl_hours),
+        media_ttl=timedelta(hours=settings.media_ttl_hours),
+        part_ttl=timedelta(seconds=max(settings.upload_url_ttl_seconds, PART_TTL_SECONDS)),
+    )
+    return Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
+
+
+def _lifespan(settings: Settings, store: Store, media: MediaStore, executor: Executor):
+    """What runs beside the app while it serves: the executor, webhook delivery and retention."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -69,16 +80,7 @@ def create_app(settings: Settings) -> FastAPI:
         dispatcher = WebhookDispatcher(
             store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays, settings.webhook_threads
         )
-        sweep = partial(
-            expire,
-            store=store,
-            media=media,
-            downloads=settings.downloads_dir,
-            result_ttl=timedelta(hours=settings.result_ttl_hours),
-            media_ttl=timedelta(hours=settings.media_ttl_hours),
-            part_ttl=timedelta(seconds=max(settings.upload_url_ttl_seconds, PART_TTL_SECONDS)),
-        )
-        janitor = Periodic("retention-sweep", settings.janitor_interval_seconds, sweep)
+        janitor = _retention(settings, store, media)
         app.state.health_reports = {
             **executor.reports(),
             "webhooks": dispatcher.report,
@@ -98,11 +100,19 @@ def create_app(settings: Settings) -> FastAPI:
             store.close()
             lock.close()
 
+    return lifespan
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The service on `settings`; workers and background threads start with the app's lifespan."""
+    store = Store(settings.database, settings.database_busy_timeout_seconds, API_POOL_SIZE)
+    media = MediaStore(settings.media_dir)
+    executor = make_executor(settings, store)
     app = FastAPI(
         title="diarist",
         version=__version__,
         summary="Self-hosted speaker diarization with the pyannoteAI API",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, store, media, executor),
         strict_content_type=False,  # keys travel in headers, not cookies: no CSRF to guard against
         redirect_slashes=False,  # `/v1/test/` is a 404, not a 307 with an empty body to an unchecked path
         docs_url=None,  # served by install_web from files inside the package: /docs works offline
