@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,9 +85,10 @@ def origin_policy(policy: NetPolicy, origin: str) -> NetPolicy:
 
 
 def fetch_upload(
-    origin: str, key_id: str, key: str, dest: Path, config: RunnerConfig, progress: ProgressReporter
+    origin: str, key_id: str, key: str, dest: Path, config: RunnerConfig, on_bytes: Callable[[int], None]
 ) -> None:
-    """Download `media://<key>` of API key `key_id` from the replica at `origin` to `dest`.
+    """Download `media://<key>` of API key `key_id` from the replica at `origin` to `dest`; `on_bytes`
+    hears the bytes so far, and may raise to stop.
 
     InputError in the user's terms (a missing upload reads as it always did); the details, which
     name internal addresses, go to the log.
@@ -95,7 +97,7 @@ def fetch_upload(
     url = f"{origin}/v1/media/download/{token}"
     policy = origin_policy(config.policy, origin)
     try:
-        download(url, dest, policy, config.max_input_bytes, on_bytes=progress.downloaded)
+        download(url, dest, policy, config.max_input_bytes, on_bytes=on_bytes)
     except TooLargeError:  # over max_input_bytes: said as for a URL
         raise
     except FetchError as e:
@@ -126,7 +128,7 @@ def fetch_input(
         media = store.get_media(job.key_id, key)
         if media is None or media.origin is None:
             raise InputError(MISSING_UPLOAD)
-        fetch_upload(media.origin, job.key_id, key, dest, config, progress)
+        fetch_upload(media.origin, job.key_id, key, dest, config, progress.downloaded)
         return dest, True
     download(url, dest, config.policy, config.max_input_bytes, on_bytes=progress.downloaded)
     return dest, True
