@@ -168,6 +168,28 @@ def test_audio_download_answers_range_requests(api, sample_media):
     assert malformed.status_code == 400 and malformed.json()["errors"][0]["field"] == "Range"
 
 
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        ("bytes=5-2", 400),  # start after end
+        ("bytes=abc", 400),  # no range in it
+        ("bytes=-", 400),
+        ("lines=0-9", 400),
+        ("BYTES = 0-9", 206),  # the unit is read as Starlette reads it
+        ("bytes=0-0, 5-9", 206),  # two ranges: multipart/byteranges
+        ("bytes=-999999999", 206),  # a suffix longer than the file is the whole file
+        ("bytes=" + ",".join(["0-1"] * 101), 200),  # more parts than are served: the whole file
+    ],
+)
+def test_every_range_refusal_is_in_the_api_shape(api, sample_media, header, status):
+    """Our Range check refuses exactly what FileResponse would: never its plain-text 400 or 416."""
+    url = api.post("/v1/media/output", json={"url": sample_media}).json()["url"]
+    answer = httpx.get(url, headers={"Range": header})
+    assert answer.status_code == status, answer.text
+    if status == 400:
+        assert answer.json()["errors"][0]["field"] == "Range"
+
+
 def test_vocabulary_names_what_the_python_modules_define(server):
     answer = httpx.get(f"{server.url}/web/vocabulary")  # no key: names only
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
