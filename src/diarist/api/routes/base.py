@@ -17,6 +17,7 @@ from diarist.api.schemas import ApiError
 from diarist.api.services import Services, services
 from diarist.exports import default_names
 from diarist.jobs.kinds import KINDS
+from diarist.jobs.media import object_key
 from diarist.jobs.tables import ApiKey, Job
 
 # pyannoteAI's operationIds, so generated clients name methods as theirs do; ours for diarist's extensions.
@@ -75,6 +76,16 @@ Key = Annotated[ApiKey, Depends(authenticated)]
 Svc = Annotated[Services, Depends(services)]
 SUBMITS = " or ".join(f"POST /v1/{kind}" for kind in KINDS)
 JobId = Annotated[str, PathParameter(description=f"The jobId that {SUBMITS} answered")]
+
+
+def read_media_url(url: str, errors: list[tuple[str, str]]) -> str | None:
+    """The object key of the media:// URL in the `url` field, parsed once; None, with the reason added
+    to `errors`, for a malformed one."""
+    try:
+        return object_key(url)
+    except ValueError as e:
+        errors.append(("url", f"Invalid media URL: {e}"))
+        return None
 
 
 def own_job(svc: Services, key: ApiKey, job_id: str) -> Job:

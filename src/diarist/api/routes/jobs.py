@@ -9,7 +9,7 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
 from diarist.api.errors import ApiProblem, InvalidRequest
-from diarist.api.routes.base import NO_JOB, JobId, Key, Svc, own_job, router, speaker_names
+from diarist.api.routes.base import NO_JOB, JobId, Key, Svc, own_job, read_media_url, router, speaker_names
 from diarist.api.schemas import (
     ApiError,
     DiarizeRequest,
@@ -28,7 +28,6 @@ from diarist.api.services import Services
 from diarist.exports import apply_names
 from diarist.jobs.intake import InputLimitError, MediaNotFoundError, submit
 from diarist.jobs.kinds import VOICEPRINT, spec_of
-from diarist.jobs.media import object_key
 from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.spec import camel
 from diarist.jobs.store import QuotaExceededError
@@ -70,10 +69,7 @@ def _check_input(body: JobRequest, svc: Services, errors: list[tuple[str, str]])
     """Raise the request's errors, with its URLs' own, as one 400; the media:// input's object key, if any."""
     name = None
     if body.url.startswith("media://"):
-        try:
-            name = object_key(body.url)
-        except ValueError as e:
-            errors.append(("url", f"Invalid media URL: {e}"))
+        name = read_media_url(body.url, errors)
     else:
         errors += _check_url("url", body.url, svc)
     if body.webhook is not None:

@@ -7,21 +7,22 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from diarist.api.errors import ApiProblem, InvalidRequest
-from diarist.api.routes.base import Key, Svc, router
+from diarist.api.routes.base import Key, Svc, read_media_url, router
 from diarist.api.schemas import ApiError, MediaRequest, MediaResponse, ValidationErrorResponse
 from diarist.api.services import Services
 from diarist.jobs.intake import UploadTooLargeError, check_upload_size, storage_quota, store_upload
-from diarist.jobs.media import make_token, media_type, object_key, read_token
+from diarist.jobs.media import make_token, media_type, read_token
 from diarist.jobs.store import StorageQuotaError
 
 MAX_RANGES = FileResponse.max_ranges  # more parts than this are answered with the whole file
 
 
 def _media_key(url: str) -> str:
-    try:
-        return object_key(url)
-    except ValueError as e:
-        raise InvalidRequest([("url", f"Invalid media URL: {e}")]) from None
+    errors: list[tuple[str, str]] = []
+    name = read_media_url(url, errors)
+    if name is None:
+        raise InvalidRequest(errors)
+    return name
 
 
 def _base_url(request: Request, svc: Services) -> str:
