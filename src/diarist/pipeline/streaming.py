@@ -1,0 +1,407 @@
+"""Live diarization: audio in as it arrives, speaker start and end events out (pyannoteAI's streaming protocol).
+
+A rolling 10 s window ends at the newest audio and moves on every `step`. Each window is
+segmented by the offline pipeline's model (`segment_windows`), each of its active local speakers
+is embedded (`pool_embeddings`) from CAM++ backbone features computed once per piece of new audio,
+and the local speakers are mapped onto global speakers incrementally (diart's online clustering:
+a Hungarian assignment per window to centroids that only well-embedded speakers create or move).
+Each global speaker's activity is averaged over the windows covering a frame, and a frame is
+decided, for good, once the audio `latency` seconds past it has been seen.
+
+The stream's first windows are zero-padded on the left, so a window is ready as soon as its
+last `step` of audio has arrived; all windows sit on the offline pipeline's 16.875 ms frame grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from diarist.engine import Engine, python_engine
+from diarist.nets.pyannet import (
+    FRAME_STEP_SAMPLES,
+    LOCAL_SPEAKERS,
+    RECEPTIVE_FIELD_SAMPLES,
+    SAMPLE_RATE,
+    WINDOW_SAMPLES,
+)
+from diarist.pipeline.config import CONFIGS
+from diarist.pipeline.embedding import FEATURE_CHANNELS, FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
+from diarist.pipeline.segmentation import FRAMES_PER_WINDOW, frame_count, segment_windows
+from diarist.result import Turn
+
+START, END = "diarization_speaker_start", "diarization_speaker_end"
+FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
+DEFAULT_LATENCY = 2.0  # seconds: bench/live.py, docs/benchmarks.md ("Live streaming engine")
+MAX_SPEAKERS = 8  # speakers tracked at once (pyannoteAI's figure)
+EMBEDDING_SIZE = 192  # CAM++
+
+
+@dataclass(frozen=True)
+class SpeakerEvent:
+    """A speaker starting or stopping to talk, `timestamp` seconds from the stream's start."""
+
+    type: str  # START or END
+    timestamp: float  # rounded to the millisecond
+    speaker: str  # SPEAKER_00, SPEAKER_01, ... in order of first speech, stable for the stream
+
+    def to_json(self) -> dict:
+        """The protocol's message: {"type": ..., "data": {"timestamp": ..., "speaker": ...}}."""
+        return {"type": self.type, "data": {"timestamp": self.timestamp, "speaker": self.speaker}}
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    """The live engine's tunables; frame counts are of the 16.875 ms segmentation grid."""
+
+    # Windows every 30 frames (0.506 s): a frame decided at 2 s latency is seen by 4 windows.
+    # Chosen on bench/live.py against 60 frames (cheaper, fewer windows per decision).
+    step_frames: int = 30
+    # The backbone runs on each piece of new audio with this much audio before it (its fbank
+    # is normalised over the piece and CAM++ gates on means over its input, so a piece needs
+    # some history), and runs again on the last `backbone_redo` s of the previous piece, which
+    # had no audio after it. Both measured on bench/live.py: more history changed little.
+    backbone_context: float = 1.5
+    backbone_redo: float = 0.5
+    # A local speaker needs this much speech without overlap in its window to create a global
+    # speaker or move its centroid (the offline `min_clean_speech` of both models).
+    min_clean_speech: float = 1.0
+    # Cosine distance from every centroid past which a well-embedded local speaker is a new
+    # speaker; nearer, the Hungarian assignment may map it to that centroid. bench/live.py grid.
+    delta_new: float = 0.45
+    # A frame is a speaker's when it is in this share of the covering windows' activity.
+    onset: float = 0.5
+    # Gaps shorter than this inside a speaker's speech are filled, then turns shorter than
+    # `min_duration_on` dropped: the offline community-1 values (its cross-validation).
+    min_duration_off: float = 0.25
+    min_duration_on: float = 0.1
+
+
+@dataclass
+class _Track:
+    """One global speaker's turn-building state over the decided frames."""
+
+    label: str | None = None  # given at its first emitted start
+    open: bool = False  # a start was emitted and no end yet
+    run_start: int | None = None  # first frame of the current run of speech (not yet long enough)
+    gap_start: int | None = None  # first frame of the current silence inside an open turn
+
+
+def _frame_start(frame: int) -> float:
+    """Start time (s) of audio frame `frame`: its centre less half a step."""
+    return (frame * FRAME_STEP_SAMPLES + RECEPTIVE_FIELD_SAMPLES / 2) / SAMPLE_RATE - FRAME_STEP / 2
+
+
+class StreamingDiarizer:
+    """Diarize one live stream: `feed` it audio as it comes, `finish` it at the end.
+
+    `model` picks the offline config whose models it shares (both use the same networks);
+    `latency` (seconds) is how much audio past a moment is seen before it is decided; `engine`
+    holds the models (default: the Python API's).
+    """
+
+    def __init__(
+        self,
+        model: str = "community-1",
+        latency: float = DEFAULT_LATENCY,
+        engine: Engine | None = None,
+        config: StreamingConfig | None = None,
+    ):
+        if model not in CONFIGS:
+            raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(CONFIGS)}")
+        if latency < 0:
+            raise ValueError("latency must be 0 or more seconds")
+        self.model, self.latency = model, latency
+        self.config = config or StreamingConfig()
+        self.engine = engine or python_engine()
+        self._segmentation = self.engine.segmentation()
+        self._embedding = self.engine.embedding()
+        self._backbone = self.engine.backbone()
+        self._step = self.config.step_frames * FRAME_STEP_SAMPLES
+        # Window k covers padded samples [k * step, k * step + 10 s) of the stream after `_pad`
+        # zeros: the most whole steps that leave the first window some audio.
+        self._pad = (WINDOW_SAMPLES - 1) // self._step * self._step
+        self._audio = np.zeros(0, dtype=np.float32)  # samples [_audio_base, _num_samples)
+        self._audio_base = 0
+        self._num_samples = 0
+        self._next_window = 0
+        # Backbone features of audio feature frames [_feature_base, _feature_base + width), valid below _features_done.
+        self._features = torch.zeros(FEATURE_CHANNELS, 0)
+        self._feature_base = 0
+        self._features_done = 0
+        # Speaker activity summed over windows, and the windows counted, for audio frames from _score_base.
+        self._scores = np.zeros((0, MAX_SPEAKERS), dtype=np.float32)
+        self._coverage = np.zeros(0, dtype=np.float32)
+        self._score_base = 0
+        self._decided = 0  # audio frames decided so far
+        self._centroids = np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)  # sums of unit embeddings
+        self._tracks = [_Track() for _ in range(MAX_SPEAKERS)]
+        self._labels = 0
+        self._pending: list[tuple[float, int, int]] = []  # (timestamp, END 0 / START 1, speaker): not yet safe to emit
+        self._finished = False
+
+    @property
+    def duration(self) -> float:
+        """Seconds of audio fed so far."""
+        return self._num_samples / SAMPLE_RATE
+
+    @property
+    def lag(self) -> float:
+        """Seconds of audio fed but not yet decided."""
+        if self._finished:
+            return 0.0
+        return max(0.0, self.duration - max(0.0, _frame_start(self._decided)))
+
+    def feed(self, samples: np.ndarray) -> list[SpeakerEvent]:
+        """Any number of float32 16 kHz mono samples (not only whole frames); returns the events now certain."""
+        if self._finished:
+            raise RuntimeError("the stream is finished")
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if len(samples):
+            self._audio = np.concatenate([self._audio, samples])
+            self._num_samples += len(samples)
+        with torch.inference_mode():
+            while self._window_end(self._next_window) <= self._num_samples:
+                self._process_window()
+        horizon = self._window_end(self._next_window - 1) - self.latency * SAMPLE_RATE
+        return self._decide(frame_count(int(horizon)) if horizon > 0 else 0)
+
+    def finish(self) -> list[SpeakerEvent]:
+        """End of stream: decide the rest and close every open turn at the stream's duration."""
+        if self._finished:
+            return []
+        total = frame_count(self._num_samples)
+        with torch.inference_mode():
+            # Zero-padded windows until the last audio frame is covered by one.
+            while self._window_first_frame(self._next_window - 1) + FRAMES_PER_WINDOW < total:
+                self._process_window()
+        events = self._decide(total)
+        last = self.duration
+        for speaker, track in enumerate(self._tracks):
+            if track.open:
+                end = _frame_start(track.gap_start) if track.gap_start is not None else last
+                self._queue(END, min(end, last), speaker)
+                track.open = False
+        self._finished = True
+        return events + self._release(float("inf"))
+
+    # Windows
+
+    def _window_end(self, window: int) -> int:
+        """Audio sample at which window `window` ends (the stream's start counts as sample 0)."""
+        return window * self._step + WINDOW_SAMPLES - self._pad
+
+    def _window_first_frame(self, window: int) -> int:
+        return (window * self._step - self._pad) // FRAME_STEP_SAMPLES
+
+    def _process_window(self) -> None:
+        """Segment, embed and assign the next window, and add its activity to the frame scores."""
+        k = self._next_window
+        start = k * self._step - self._pad
+        window = self._samples(start, start + WINDOW_SAMPLES)
+        segmentation = segment_windows(self._segmentation, torch.from_numpy(window), [0])
+        activity = segmentation.activity  # (1, 589, 3)
+        assignment = np.full(LOCAL_SPEAKERS, -1)
+        if activity.any():
+            self._compute_features(min(start + WINDOW_SAMPLES, self._num_samples))
+            offset = start - self._feature_base * FEATURE_STEP_SAMPLES
+            # Frames past the audio or the features hold nothing to pool.
+            usable = activity.copy()
+            valid_end = min(self._num_samples, self._features_done * FEATURE_STEP_SAMPLES) - start
+            usable[:, max(0, valid_end // FRAME_STEP_SAMPLES) :] = False
+            embeddings, clean = pool_embeddings(self._embedding, self._features, [offset], usable)
+            assignment = self._assign(activity[0], embeddings[0], clean[0])
+        self._add_scores(k, activity[0], assignment)
+        self._next_window += 1
+        self._trim(start + self._step)
+
+    def _samples(self, start: int, end: int) -> np.ndarray:
+        """Audio samples [start, end), zeros before the stream's start and after its end so far."""
+        out = np.zeros(end - start, dtype=np.float32)
+        lo, hi = max(start, self._audio_base), min(end, self._num_samples)
+        if hi > lo:
+            out[lo - start : hi - start] = self._audio[lo - self._audio_base : hi - self._audio_base]
+        return out
+
+    def _compute_features(self, end: int) -> None:
+        """Backbone features up to audio sample `end`: new frames, and the last ones again."""
+        wanted = end // FEATURE_STEP_SAMPLES
+        redo = round(self.config.backbone_redo * SAMPLE_RATE / FEATURE_STEP_SAMPLES)
+        context = round(self.config.backbone_context * SAMPLE_RATE / FEATURE_STEP_SAMPLES)
+        # After silent windows (not embedded), only the last 10 s are needed.
+        first = max(0, min(self._features_done, wanted) - redo, wanted - WINDOW_SAMPLES // FEATURE_STEP_SAMPLES - 1)
+        if wanted <= first:
+            return
+        begin = max(0, first - context)
+        chunk = self._samples(begin * FEATURE_STEP_SAMPLES, end)
+        features = backbone_features(self._backbone, chunk, np.ones(wanted - begin, dtype=bool), 1e9, 0.0)
+        # Keep 10 s of features before the newest frames: the oldest a window still pools.
+        keep_from = max(0, wanted - WINDOW_SAMPLES // FEATURE_STEP_SAMPLES - context - 1)
+        if keep_from > self._feature_base:
+            self._features = self._features[:, keep_from - self._feature_base :]
+            self._feature_base = keep_from
+        width = wanted - self._feature_base
+        if self._features.shape[1] < width:
+            grown = torch.zeros(FEATURE_CHANNELS, width)
+            grown[:, : self._features.shape[1]] = self._features
+            self._features = grown
+        new = features[:, first - begin : wanted - begin]
+        self._features[:, first - self._feature_base : first - self._feature_base + new.shape[1]] = new
+        self._features_done = first + new.shape[1]
+
+    def _trim(self, keep_from: int) -> None:
+        """Forget audio before sample `keep_from`, less the backbone's context."""
+        config = self.config
+        context = int((config.backbone_context + config.backbone_redo) * SAMPLE_RATE) + 2 * FEATURE_STEP_SAMPLES
+        keep_from = min(keep_from, self._features_done * FEATURE_STEP_SAMPLES) - context
+        if keep_from > self._audio_base:
+            self._audio = self._audio[keep_from - self._audio_base :]
+            self._audio_base = keep_from
+
+    # Online clustering
+
+    def _assign(self, activity: np.ndarray, embeddings: np.ndarray, clean: np.ndarray) -> np.ndarray:
+        """The global speaker of each local speaker of a window (-1: none).
+
+        The Hungarian assignment on cosine distances keeps two local speakers off one global
+        speaker; pairs farther than `delta_new` are refused. A refused speaker with enough clean
+        speech becomes a new speaker while there is room; one without goes to the nearest
+        centroid no local speaker took, as diart does, so short turns of known voices are kept.
+        Only well-embedded speakers (clean speech) move centroids.
+        """
+        config = self.config
+        assignment = np.full(LOCAL_SPEAKERS, -1)
+        active = [k for k in range(LOCAL_SPEAKERS) if activity[:, k].any() and not np.isnan(embeddings[k]).any()]
+        if not active:
+            return assignment
+        vectors = embeddings[active] / np.linalg.norm(embeddings[active], axis=1, keepdims=True)
+        strong = clean[active] >= config.min_clean_speech
+        if len(self._centroids):
+            centroids = self._centroids / np.linalg.norm(self._centroids, axis=1, keepdims=True)
+            distances = 1.0 - vectors @ centroids.T
+            rows, cols = linear_sum_assignment(distances)
+            for r, c in zip(rows, cols, strict=True):
+                if distances[r, c] <= config.delta_new:
+                    assignment[active[r]] = c
+        for i, local in enumerate(active):
+            if assignment[local] >= 0 or not strong[i] or len(self._centroids) >= MAX_SPEAKERS:
+                continue
+            assignment[local] = len(self._centroids)
+            self._centroids = np.concatenate([self._centroids, np.zeros((1, vectors.shape[1]), np.float32)])
+        taken = set(assignment[assignment >= 0].tolist())
+        for i, local in enumerate(active):
+            if assignment[local] >= 0:
+                continue
+            free = [c for c in range(len(self._centroids)) if c not in taken]
+            if free:
+                nearest = min(free, key=lambda c: 1.0 - vectors[i] @ self._unit(c))
+                assignment[local] = nearest
+                taken.add(nearest)
+        for i, local in enumerate(active):
+            if assignment[local] >= 0 and strong[i]:
+                self._centroids[assignment[local]] += vectors[i]
+        return assignment
+
+    def _unit(self, speaker: int) -> np.ndarray:
+        centroid = self._centroids[speaker]
+        return centroid / max(float(np.linalg.norm(centroid)), 1e-9)
+
+    # Aggregation and turns
+
+    def _add_scores(self, window: int, activity: np.ndarray, assignment: np.ndarray) -> None:
+        """Add a window's activity, per global speaker, to the frames it covers."""
+        first = self._window_first_frame(window) - self._score_base
+        end = first + FRAMES_PER_WINDOW
+        if end > len(self._coverage):
+            grow = end - len(self._coverage)
+            self._scores = np.concatenate([self._scores, np.zeros((grow, MAX_SPEAKERS), np.float32)])
+            self._coverage = np.concatenate([self._coverage, np.zeros(grow, np.float32)])
+        lo = max(first, 0)  # frames before the stream's start are padding
+        self._coverage[lo:end] += 1
+        for local, speaker in enumerate(assignment):
+            if speaker >= 0:
+                self._scores[lo:end, speaker] += activity[lo - first :, local]
+
+    def _decide(self, until: int) -> list[SpeakerEvent]:
+        """Decide audio frames up to `until` (exclusive) and return the events now safe to emit."""
+        config = self.config
+        on_frames = max(1, round(config.min_duration_on / FRAME_STEP))
+        off_frames = max(1, round(config.min_duration_off / FRAME_STEP))
+        if until > self._decided:
+            rows = slice(self._decided - self._score_base, until - self._score_base)
+            coverage = np.maximum(self._coverage[rows], 1)
+            speaking = self._scores[rows] / coverage[:, None] >= config.onset
+            for speaker, track in enumerate(self._tracks):
+                if speaker >= len(self._centroids) and not track.open and track.run_start is None:
+                    continue
+                for i, talking in enumerate(speaking[:, speaker]):
+                    self._step_track(speaker, track, self._decided + i, bool(talking), on_frames, off_frames)
+            self._decided = until
+            drop = until - self._score_base
+            self._scores, self._coverage = self._scores[drop:], self._coverage[drop:]
+            self._score_base = until
+        # An event before this time can no longer be preceded by one still to come.
+        safe = _frame_start(self._decided - max(on_frames, off_frames) + 1)
+        return self._release(safe)
+
+    def _step_track(
+        self, speaker: int, track: _Track, frame: int, talking: bool, on_frames: int, off_frames: int
+    ) -> None:
+        """One decided frame of one speaker: open a turn once speech lasts `on_frames`, close it once
+        silence lasts `off_frames`."""
+        if not track.open:
+            if not talking:
+                track.run_start = None
+                return
+            if track.run_start is None:
+                track.run_start = frame
+            if frame - track.run_start + 1 >= on_frames:
+                self._queue(START, _frame_start(track.run_start), speaker)
+                track.open, track.run_start = True, None
+            return
+        if talking:
+            track.gap_start = None
+            return
+        if track.gap_start is None:
+            track.gap_start = frame
+        if frame - track.gap_start + 1 >= off_frames:
+            self._queue(END, _frame_start(track.gap_start), speaker)
+            track.open, track.gap_start = False, None
+
+    def _queue(self, kind: str, time: float, speaker: int) -> None:
+        timestamp = round(min(max(time, 0.0), self.duration), 3)
+        # Ends before starts at one timestamp: a speaker's turn closes before the next opens.
+        self._pending.append((timestamp, 0 if kind == END else 1, speaker))
+
+    def _release(self, safe: float) -> list[SpeakerEvent]:
+        """The pending events before `safe` (seconds), in time order; speakers are named in
+        the order they first speak."""
+        self._pending.sort()
+        safe = round(safe, 3)  # any event still to come is at `safe` or later, once rounded too
+        ready = [item for item in self._pending if item[0] < safe]
+        self._pending = self._pending[len(ready) :]
+        events = []
+        for timestamp, order, speaker in ready:
+            track = self._tracks[speaker]
+            if track.label is None:
+                track.label = f"SPEAKER_{self._labels:02d}"
+                self._labels += 1
+            events.append(SpeakerEvent(END if order == 0 else START, timestamp, track.label))
+        return events
+
+
+def turns_from_events(events: list[SpeakerEvent], duration: float) -> list[Turn]:
+    """The turns a client rebuilds from the events: each start paired with the same speaker's next
+    end, an end without a start ignored, a start still open closed at `duration`."""
+    opened: dict[str, float] = {}
+    turns = []
+    for event in events:
+        if event.type == START:
+            opened.setdefault(event.speaker, event.timestamp)
+        elif event.speaker in opened:
+            turns.append(Turn(opened.pop(event.speaker), event.timestamp, event.speaker))
+    turns += [Turn(start, duration, speaker) for speaker, start in opened.items()]
+    return sorted(turns, key=lambda turn: (turn.start, turn.end))
