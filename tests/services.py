@@ -92,6 +92,7 @@ REDIS_DATABASES = {
     "shared": 3,
     "fleet": 4,
     "publish": 5,
+    "live_suite": 6,
     "chaosnetns": 12,
     "chaosredis": 13,
     "chaospg": 14,

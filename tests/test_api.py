@@ -293,14 +293,6 @@ def test_quota_of_audio_hours(server):
     assert "quota" in listing and key.webhook_secret not in listing and key.key not in listing
 
 
-@pytest.mark.parametrize("path", ["/v1/live"])
-def test_routes_not_served_yet_say_so(server, api, path):
-    answer = api.post(path, json={"url": "media://x"})
-    assert answer.status_code == 501
-    assert set(answer.json()) == {"requestId", "message"} and "not implemented" in answer.json()["message"]
-    assert httpx.post(f"{server.url}{path}", json={}).status_code == 401  # still behind the key
-
-
 def test_revoked_key_is_refused_at_once(server):
     key = create_key(server.data_dir, "revoked")
     with server.client(key) as api:

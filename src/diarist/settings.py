@@ -108,6 +108,18 @@ class Settings(BaseSettings):
     database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # a locked write waits this long, then 503
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
 
+    # Live streams (POST /v1/live and its WebSocket). Each runs in this replica's live engine process,
+    # on `live_threads` threads; a stream takes about a third of a core (docs/benchmarks.md).
+    live_max_streams: int = Field(default=4, ge=0)  # streams open at once on this replica; then 429; 0: live off
+    live_max_streams_per_key: int = Field(default=2, ge=1)  # streams one key has open at once
+    live_threads: int = Field(default_factory=lambda: max(1, usable_cores()), ge=1)
+    live_token_ttl_seconds: float = Field(default=60.0, gt=0)  # a stream's URL must be opened within this
+    live_idle_timeout: float = Field(default=30.0, gt=0)  # a connection that sends nothing this long is closed
+    live_max_hours: float = Field(default=24.0, gt=0)  # longest stream
+    live_send_queue: int = Field(default=1024, ge=1)  # events waiting for a client that does not read; then closed
+    # Browsers send an Origin: a socket from a page on another origin is refused unless listed here.
+    live_allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     # Scale-out (docs/deploy.md). local: worker processes beside the API; celery: the API publishes
     # each job to the broker and `diarist worker` processes, anywhere, run them.
     executor: Literal["local", "celery"] = "local"
@@ -147,7 +159,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be one of: {', '.join(DEVICES)}")
         return value
 
-    @field_validator("allowed_hosts", "trusted_proxies", mode="before")
+    @field_validator("allowed_hosts", "trusted_proxies", "live_allowed_origins", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         return [h.strip() for h in value.split(",") if h.strip()] if isinstance(value, str) else value

@@ -25,6 +25,9 @@ DEFAULT_ASR_MODEL = "whisper-base"
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_DEVICE = "auto"
 
+# Seconds between a live stream's audio and its events that a client may ask for (POST /v1/live).
+LIVE_LATENCY_RANGE = (0.5, 5.0)
+
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
 
 

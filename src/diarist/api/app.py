@@ -20,15 +20,18 @@ from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
 from diarist.api.ratelimits import RedisRateLimiter, make_limiters
 from diarist.api.routes import health, ops, router
+from diarist.api.routes.live import replica_name
 from diarist.api.routes.web import install_web
 from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.background import Periodic
 from diarist.jobs.executors import Executor, make_executor
+from diarist.jobs.live import LiveEngine
 from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store
+from diarist.jobs.tables import utcnow
 from diarist.jobs.webhooks import WebhookDispatcher
 from diarist.jobs.worker import net_policy
 from diarist.private_files import FILE_MODE, PRIVATE_UMASK, private_dir, warn_if_open
@@ -36,6 +39,8 @@ from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
 API_POOL_SIZE = 10  # PostgreSQL connections of an API process: requests, webhooks, retention, scrapes
+LIVE_REAPER_SECONDS = 15.0  # how often streams whose replica stopped refreshing them are ended
+LIVE_STALE_AFTER = timedelta(seconds=60)  # a running stream refreshes its record every 5 s
 PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
 
 
@@ -81,19 +86,28 @@ def _lifespan(settings: Settings, store: Store, media: MediaStore, executor: Exe
             store, services.policy, settings.webhook_timeout, settings.webhook_retry_delays, settings.webhook_threads
         )
         janitor = _retention(settings, store, media)
+        # Streams this replica ran before it restarted are over; those of a replica gone for good, the reaper ends.
+        store.fail_stale_streams(utcnow(), replica=replica_name(services))
+        live_reaper = Periodic(
+            "live-reaper", LIVE_REAPER_SECONDS, lambda: store.fail_stale_streams(utcnow() - LIVE_STALE_AFTER)
+        )
         app.state.health_reports = {
             **executor.reports(),
             "webhooks": dispatcher.report,
             "retention": janitor.report,
+            "liveReaper": live_reaper.report,
         }
         if isinstance(services.limiter, RedisRateLimiter):
             app.state.health_reports["rateLimits"] = services.limiter.report
         executor.start()
         dispatcher.start()
         janitor.start()
+        live_reaper.start()
         try:
             yield
         finally:
+            live_reaper.stop()
+            services.live.stop()
             executor.stop()
             dispatcher.stop()
             janitor.stop()
@@ -128,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
         policy=net_policy(settings),
         limiter=limiter,
         failures=failures,
+        live=LiveEngine(settings.live_threads, settings.device),
     )
     app.state.health_reports = {}
     app.add_middleware(RequestIdMiddleware)

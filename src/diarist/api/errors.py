@@ -64,6 +64,8 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # a socket's refusals carry an id in their body
+            scope.setdefault("state", {})["request_id"] = str(uuid.uuid4())
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -8,13 +8,18 @@
   ends the request with a 408.
 - An answer sent before the body was read closes the connection, so the server does not read the rest.
 - Every response to an admitted key carries the key's rate-limit headers, errors included.
+- WebSockets: only a live stream's socket path is served (its token is its permission, checked by
+  the route); any other is refused at the handshake with a 404 in the API's error shape.
 - Errors raised here, and crashes, are answered with the app's exception handlers and not raised
   further: Starlette's ServerErrorMiddleware raises a crash again, and uvicorn then drops the connection.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import re
 import time
 
 import anyio
@@ -25,7 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diarist.api.auth import KEY_STATE, admit
-from diarist.api.errors import ApiProblem
+from diarist.api.errors import ApiProblem, error_body
 from diarist.api.services import Services
 from diarist.settings import Settings
 
@@ -33,6 +38,20 @@ log = logging.getLogger("diarist.api")
 KEYED_PATHS = ("/v1/", "/v2/")
 UPLOAD_PATH = "/v1/media/upload/"  # the one body that is a file, not JSON; the route enforces max_input_bytes
 PRESIGNED_PATHS = (UPLOAD_PATH, "/v1/media/download/")  # the signed URL is the permission
+LIVE_SOCKET = re.compile(r"/v1/live/[^/]+/socket")  # the only WebSocket path
+
+
+async def refuse_socket(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer in the API's error shape."""
+    if (await receive())["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    body = json.dumps(error_body(scope.get("state", {}).get("request_id", ""), message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def needs_key(path: str) -> bool:
@@ -99,6 +118,12 @@ class EdgeGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            if LIVE_SOCKET.fullmatch(scope["path"]):
+                await self._guard_socket(scope, receive, send)
+            else:
+                await refuse_socket(scope, receive, send, 404, "Not found")
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -109,6 +134,25 @@ class EdgeGuard:
             await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:
             await self._fail(scope, exchange, exc)
+
+    async def _guard_socket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A crash before the handshake is answered as a 500; after it, the socket closes with 1011."""
+        accepted = False
+
+        async def sending(message: Message) -> None:
+            nonlocal accepted
+            accepted = accepted or message["type"] in ("websocket.accept", "websocket.http.response.start")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:
+            log.exception("live socket %s failed", scope["path"])
+            if not accepted:
+                await refuse_socket(scope, receive, send, 500, "Internal server error")
+            else:
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 1011})
 
     async def _admit(self, scope: Scope, exchange: Exchange, services: Services) -> None:
         """Key and rate limits, then the declared body size; raises ApiProblem."""

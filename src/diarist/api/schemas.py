@@ -18,7 +18,13 @@ from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
 from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec, camel
 from diarist.jobs.tables import STATUSES
-from diarist.vocabulary import ASR_MODELS, DEFAULT_MODEL, DIARIZATION_MODELS, MAX_SPEAKERS
+from diarist.vocabulary import (
+    ASR_MODELS,
+    DEFAULT_MODEL,
+    DIARIZATION_MODELS,
+    LIVE_LATENCY_RANGE,
+    MAX_SPEAKERS,
+)
 from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS, label_problem
 
 AsrModel = Literal[ASR_MODELS]
@@ -405,3 +411,36 @@ class ValidationErrorResponse(BaseModel):
 class ApiError(BaseModel):
     requestId: str = Field(examples=["37a4c3a0-b034-4e8c-9ed9-76da6645544a"])
     message: str = Field(examples=["Error message"])
+
+
+class CreateStream(ApiModel):
+    """pyannoteAI's body is `{}`; the two fields are diarist's own, both optional."""
+
+    model_config = example({})
+    model: DiarizationModel | None = Field(
+        None, description="diarist: the diarization model of the stream (default: community-1, the lighter)"
+    )
+    latency: float | None = Field(
+        None,
+        ge=LIVE_LATENCY_RANGE[0],
+        le=LIVE_LATENCY_RANGE[1],
+        description="diarist: seconds between the audio and its events; longer is more accurate (default: the "
+        "server's)",
+    )
+
+
+class StreamCreated(BaseModel):
+    id: str = Field(description="The stream's id (a UUID).", examples=[JOB_ID_EXAMPLE])
+    url: str = Field(
+        description="The WebSocket URL to send the audio to, with its single-use token; it must be opened within "
+        "a minute.",
+        examples=["wss://diarist.example.com/v1/live/3c8a89d4-3d27-4d5c-8ac0-9f8e4a8d5b1e/socket?token=..."],
+    )
+
+
+class Stream(BaseModel):
+    id: str = Field(description="The stream's id (a UUID).", examples=[JOB_ID_EXAMPLE])
+    status: Literal["created", "running", "done", "error"]
+    startedAt: datetime | None = Field(description="When its socket opened")
+    completedAt: datetime | None = Field(description="When it ended")
+    input: dict[str, Any] = Field(default_factory=dict)

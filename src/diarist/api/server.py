@@ -159,7 +159,8 @@ def serve(settings: Settings) -> None:
         access_log=settings.access_log,
         loop="uvloop",
         http=partial(GuardedHttpProtocol, limits=limits),  # type: ignore[arg-type]
-        ws="none",
+        ws="websockets-sansio",  # the live streams' sockets (api/routes/live.py)
+        ws_max_size=65536,  # a live frame is 6400 bytes; nothing a client sends needs more
         timeout_keep_alive=settings.keep_alive_timeout,
         # uvicorn would trust X-Forwarded-For from 127.0.0.1, the address every local client has.
         proxy_headers=bool(settings.trusted_proxies),

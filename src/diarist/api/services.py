@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 
 from diarist.api.auth import Limiter, RateLimiter
+from diarist.jobs.live import LiveEngine
 from diarist.jobs.media import MediaStore, UploadsInFlight
 from diarist.jobs.queue import JobQueue
 from diarist.jobs.store import Store
@@ -24,6 +25,8 @@ class Services:
     limiter: Limiter = field(default_factory=RateLimiter)  # per API key
     failures: Limiter = field(default_factory=RateLimiter)  # requests without a valid key, per client address
     uploads: UploadsInFlight = field(default_factory=UploadsInFlight)
+    live: LiveEngine = field(default_factory=lambda: LiveEngine(threads=1))  # this replica's live streams
+    live_options: dict[str, dict] = field(default_factory=dict)  # a created stream's model and latency, until it opens
     # Signs the upload and download URLs; read from the database at startup, once it is migrated.
     secret: bytes = b""
 

@@ -1,9 +1,9 @@
-"""Command line: ``diarist diarize | voiceprint | identify | models | serve | worker | migrate | keys``.
+"""Command line: ``diarist diarize | voiceprint | identify | live | models | serve | worker | migrate | keys``.
 
 `parser` builds the arguments of every command; `diarize` runs the commands that run the models
 (diarize, identify, voiceprint, models) on one engine, with `files` reading the inputs and writing
 each output as it is done and `progress` showing how far a file is; `server` runs the service's
-commands (serve, worker, migrate, keys).
+commands (serve, worker, migrate, keys); `live` plays a file as a live stream, here or to a server.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diarist.cli.diarize import run_diarize, run_identify, run_models, run_voiceprint
 from diarist.cli.files import MEDIA_EXTENSIONS
+from diarist.cli.live import run_live
 from diarist.cli.server import run_keys, run_migrate, run_serve, run_worker
 from diarist.exports import FORMATS
 from diarist.vocabulary import (
@@ -16,6 +17,7 @@ from diarist.vocabulary import (
     DEFAULT_MODEL,
     DEVICES,
     DIARIZATION_MODELS,
+    LIVE_LATENCY_RANGE,
 )
 from diarist.voiceprints import MAX_SECONDS, MAX_VOICEPRINTS
 
@@ -30,6 +32,13 @@ VOICEPRINT_EXAMPLES = """\
 examples:
   diarist voiceprint alice.wav -o alice.vp           10-30 s of Alice alone is best
   diarist voiceprint bob.m4a                         the voiceprint string on stdout
+"""
+LIVE_EXAMPLES = """\
+examples:
+  diarist live meeting.wav                            events as they come, the engine in this process
+  diarist live meeting.wav --format rttm --fast       the turns at the end, as fast as the engine goes
+  ffmpeg -i rtsp://cam/stream -f f32le -ar 16000 -ac 1 - | diarist live -
+  diarist live call.wav --server http://127.0.0.1:8000 --api-key $KEY
 """
 IDENTIFY_EXAMPLES = """\
 examples:
@@ -54,6 +63,17 @@ def _labelled(text: str) -> tuple[str, Path]:
     if not equals or not path:
         raise argparse.ArgumentTypeError(f"expected NAME=FILE.vp, got {text!r}")
     return label, Path(path)
+
+
+def _latency(text: str) -> float:
+    low, high = LIVE_LATENCY_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected {low:g} to {high:g} seconds, got {value:g}")
+    return value
 
 
 def _confidence(text: str) -> float:
@@ -92,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_diarize(commands)
     _add_voiceprint(commands)
     _add_identify(commands)
+    _add_live(commands)
     _add_models(commands)
     _add_serve(commands)
     _add_worker(commands)
@@ -171,6 +192,36 @@ def _add_identify(commands: argparse._SubParsersAction) -> None:
         identify,
         "json (default): the pyannoteAI identify job output; rttm; srt, vtt, txt: the turns with their speakers' names",
     )
+
+
+def _add_live(commands: argparse._SubParsersAction) -> None:
+    """`diarist live`: a file or standard input as a live stream, its speaker events as they come."""
+    live = _subcommand(commands, "live", "diarize a file or standard input live, at real time", LIVE_EXAMPLES)
+    live.set_defaults(run=run_live)
+    live.add_argument(
+        "source", metavar="FILE", help="an audio or video file, or - for raw pcm_f32le, 16 kHz, mono on stdin"
+    )
+    live.add_argument(
+        "--model", choices=DIARIZATION_MODELS, help="diarization model (default community-1: the lighter)"
+    )
+    live.add_argument(
+        "--latency",
+        type=_latency,
+        metavar="S",
+        help=f"seconds between the audio and its events, {LIVE_LATENCY_RANGE[0]:g}-{LIVE_LATENCY_RANGE[1]:g}; "
+        "longer is more accurate (default: the engine's)",
+    )
+    live.add_argument(
+        "--format",
+        default="events",
+        choices=("events", "rttm"),
+        help="events (default): one JSON event per line as it comes; rttm: the turns when the stream ends",
+    )
+    live.add_argument("--fast", action="store_true", help="do not wait for real time (local engine only)")
+    live.add_argument("--server", metavar="URL", help="stream to this server's POST /v1/live instead")
+    live.add_argument("--api-key", metavar="KEY", help="the server's API key (default $DIARIST_API_KEY)")
+    live.add_argument("--threads", type=_positive, metavar="N", help="CPU threads of the local engine")
+    _device_option(live, DEFAULT_DEVICE, "where the local engine runs")
 
 
 def _add_models(commands: argparse._SubParsersAction) -> None:

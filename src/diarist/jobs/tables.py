@@ -150,3 +150,26 @@ class WebhookDelivery(Base):
     delivered: Mapped[bool] = mapped_column(default=False)
     last_reason: Mapped[str | None] = mapped_column(String(30))
     last_status: Mapped[int | None] = mapped_column(Integer)
+
+
+# A live stream's statuses, as pyannoteAI names them: its URL handed out, its socket open, ended.
+STREAM_CREATED, STREAM_RUNNING, STREAM_DONE, STREAM_ERROR = "created", "running", "done", "error"
+
+
+class LiveStream(Base):
+    """A live stream (POST /v1/live): its single-use token until its socket opens, then its progress."""
+
+    __tablename__ = "live_streams"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(10))
+    token_hash: Mapped[str | None] = mapped_column(String(64))  # sha256 hex; None once used
+    token_expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # refreshed by the replica that runs it
+    replica: Mapped[str | None] = mapped_column(String(200))  # the replica holding its socket
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # audio streamed, counted on the key's quota
+    error: Mapped[str | None] = mapped_column(Text)

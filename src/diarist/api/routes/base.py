@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi import Path as PathParameter
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
@@ -38,6 +38,8 @@ OPERATION_IDS = {
     "get_speakers": "getSpeakerNames",
     "put_speakers": "setSpeakerNames",
     "export_job": "exportJob",
+    "create_stream": "createStream",
+    "get_stream": "getStream",
 }
 NO_JOB: dict[int | str, dict[str, Any]] = {404: {"model": ApiError, "description": "No such job"}}
 
@@ -86,6 +88,11 @@ def read_media_url(url: str, errors: list[tuple[str, str]]) -> str | None:
     except ValueError as e:
         errors.append(("url", f"Invalid media URL: {e}"))
         return None
+
+
+def public_base(request: Request, svc: Services) -> str:
+    """The server's address as its clients reach it: `public_url`, else the request's own."""
+    return (svc.settings.public_url or str(request.base_url)).rstrip("/")
 
 
 def own_job(svc: Services, key: ApiKey, job_id: str) -> Job:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import Query, Request
+from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from diarist.api.errors import ApiProblem, InvalidRequest
@@ -255,17 +255,3 @@ def list_jobs_v1(
 ) -> JSONResponse:
     jobs = svc.store.list_jobs(key.id, status, take, skip=skip)
     return JSONResponse({"items": [list_item(j) for j in jobs], "total": svc.store.count_jobs(key.id, status)})
-
-
-# pyannoteAI routes diarist does not serve yet: a clear 501 rather than a bare 404, so an SDK user
-# learns the server is reachable and the feature is missing. Kept out of the OpenAPI document.
-NOT_YET = {"/v1/live": "Live streaming"}
-
-
-def not_implemented(request: Request, key: Key) -> None:
-    feature = NOT_YET[request.url.path]
-    raise ApiProblem(501, f"{feature} ({request.url.path}) is not implemented by this diarist server yet.")
-
-
-for _path in NOT_YET:
-    router.add_api_route(_path, not_implemented, methods=["POST"], include_in_schema=False)

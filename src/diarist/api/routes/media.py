@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from diarist.api.errors import ApiProblem, InvalidRequest
-from diarist.api.routes.base import Key, Svc, read_media_url, router
+from diarist.api.routes.base import Key, Svc, public_base, read_media_url, router
 from diarist.api.schemas import ApiError, MediaRequest, MediaResponse, ValidationErrorResponse
 from diarist.api.services import Services
 from diarist.jobs.intake import UploadTooLargeError, check_upload_size, storage_quota, store_upload
@@ -25,10 +25,6 @@ def _media_key(url: str) -> str:
     return name
 
 
-def _base_url(request: Request, svc: Services) -> str:
-    return (svc.settings.public_url or str(request.base_url)).rstrip("/")
-
-
 def _signed_target(svc: Services, action: str, token: str, refusal: str) -> tuple[str, str]:
     """(key id, object key) of a pre-signed URL's token, if it is valid and its key still live; else 403."""
     target = read_token(svc.secret, action, token)
@@ -41,7 +37,7 @@ def _signed_target(svc: Services, action: str, token: str, refusal: str) -> tupl
 @router.post("/v1/media/input", status_code=201, response_model=MediaResponse, summary="Get upload URL")
 def media_input(body: MediaRequest, request: Request, key: Key, svc: Svc) -> MediaResponse:
     token = make_token(svc.secret, "put", key.id, _media_key(body.url), svc.settings.upload_url_ttl_seconds)
-    return MediaResponse(url=f"{_base_url(request, svc)}/v1/media/upload/{token}")
+    return MediaResponse(url=f"{public_base(request, svc)}/v1/media/upload/{token}")
 
 
 @router.post(
@@ -56,7 +52,7 @@ def media_output(body: MediaRequest, request: Request, key: Key, svc: Svc) -> Me
     if svc.store.get_media(key.id, name) is None:
         raise ApiProblem(404, f"Media {body.url} not found.")
     token = make_token(svc.secret, "get", key.id, name, svc.settings.upload_url_ttl_seconds)
-    return MediaResponse(url=f"{_base_url(request, svc)}/v1/media/download/{token}")
+    return MediaResponse(url=f"{public_base(request, svc)}/v1/media/download/{token}")
 
 
 @router.put(

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diarist.api.routes.health import database_check
 from diarist.errors import DiaristError
+from diarist.jobs.live import LiveEngine
 from diarist.jobs.stats import job_stats
 from diarist.jobs.store import Store, head_revision, known_revision
 from diarist.jobs.tables import FAILED, SUCCEEDED
@@ -196,6 +197,23 @@ class RequestMetrics:
             self.histogram.labels(*labels).observe(time.perf_counter() - start)
 
 
+class LiveMetrics(Collector):
+    """This replica's open live streams and how far each lags behind its audio."""
+
+    def __init__(self, live: LiveEngine):
+        self.live = live
+
+    def collect(self) -> Iterator[Metric]:
+        open_streams = self.live.open_streams
+        yield GaugeMetricFamily("diarist_live_streams", "Live streams open on this replica.", value=open_streams)
+        lags = self.live.lags()
+        yield GaugeMetricFamily(
+            "diarist_live_max_lag_seconds",
+            "The largest lag of this replica's live streams: audio received and not yet decided (0: none open).",
+            value=max(lags, default=0.0),
+        )
+
+
 def install_metrics(app: FastAPI, store: Store, settings: Settings) -> None:
     """Give `app` its own registry (request latency and job metrics) and the middleware that times requests."""
     registry = CollectorRegistry()
@@ -207,5 +225,6 @@ def install_metrics(app: FastAPI, store: Store, settings: Settings) -> None:
         registry=registry,
     )
     registry.register(JobMetrics(store, settings))
+    registry.register(LiveMetrics(app.state.services.live))
     app.state.metrics = registry
     app.add_middleware(RequestMetrics, histogram=latency)

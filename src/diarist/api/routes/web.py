@@ -24,10 +24,10 @@ VENDOR = "/static/vendor/swagger-ui"
 
 # The page runs only its own scripts: a speaker name or a file name that holds markup can never
 # run as code, even if a future change rendered one as HTML. Audio and uploads may go to the
-# server's public_url, which can be another origin than the page's.
+# server's public_url, which can be another origin than the page's; so may the live view's socket.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; media-src 'self' http: https:; connect-src 'self' http: https:; "
+    "img-src 'self' data:; media-src 'self' http: https:; connect-src 'self' http: https: ws: wss:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",

@@ -3,11 +3,12 @@
 // This one signs in and out and wires the page's controls to the modules that do the work:
 // api.js (the client and the key), vocabulary.js (the names the server defines), upload.js,
 // jobs.js (the job list), result.js with lanes.js, transcript.js, speakers.js and player.js (the
-// result view), exports.js.
+// result view), exports.js, live.js (the live view, with its audio worklet live-worklet.js).
 
 import { forgetKey, onUnauthorized, signedIn, useKey } from "./api.js";
 import { download } from "./exports.js";
 import { pollJobs, showJobs, stopPolling } from "./jobs.js";
+import { startLive, stopLive } from "./live.js";
 import { $, guarded, showError } from "./page.js";
 import { onKey, setZoom } from "./player.js";
 import { closeResult, openResult, shownResult } from "./result.js";
@@ -28,6 +29,7 @@ async function signIn(event) {
 }
 
 function signOut(message) {
+  stopLive();
   forgetKey();
   stopPolling();
   closeResult();
@@ -84,6 +86,8 @@ function start() {
     event.target.value = "";
   };
   wireDrop();
+  $("#live-start").onclick = guarded(startLive);
+  $("#live-stop").onclick = () => stopLive();
   $("#exports").onclick = (event) =>
     event.target.dataset.format && guarded(download)(shownResult(), event.target.dataset.format);
   window.onhashchange = () => {

@@ -1,0 +1,273 @@
+"""Live streams: `POST /v1/live` hands out a socket URL, `GET /v1/live/{id}` reads a stream, and the
+WebSocket carries the audio in and the speaker events out (pyannoteAI's protocol, docs/api.md).
+
+The socket's rules, in the order a client meets them:
+- its URL's token opens it once, within `live_token_ttl_seconds`, while the key is live; a browser's
+  Origin must be the server's own (or listed in `live_allowed_origins`);
+- binary frames of exactly 6400 bytes (100 ms of pcm_f32le, 16 kHz, mono); another size gets an
+  `error` event and is dropped;
+- no faster than real time: audio more than 5 s ahead of the clock closes the stream;
+- `{"type": "end_of_stream"}` flushes the last events and closes with 1000 (status `done`); a
+  client that goes away, stays silent for `live_idle_timeout`, exceeds the quota or the 24 h limit,
+  or does not read its events ends the stream as `error`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import secrets
+import socket
+import time
+from typing import Annotated, Any
+
+from fastapi import Path as PathParameter
+from fastapi import Query, Request, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from diarist.api.errors import ApiProblem, error_body
+from diarist.api.routes.base import Key, Svc, public_base, router
+from diarist.api.schemas import ApiError, CreateStream, Stream, StreamCreated
+from diarist.api.services import Services
+from diarist.jobs.live import FRAME_BYTES, FRAME_SECONDS, LiveSession
+from diarist.jobs.store import LiveCapError
+from diarist.jobs.tables import STREAM_DONE, STREAM_ERROR, LiveStream
+
+MAX_AHEAD_SECONDS = 5.0  # audio a client may send ahead of the clock (pyannoteAI's buffer)
+TOUCH_SECONDS = 5.0  # how often a running stream's record is refreshed (`fail_stale_streams` reads it)
+FINISH_TIMEOUT = 60.0  # seconds the engine has to decide the rest of a stream after end_of_stream
+StreamId = Annotated[str, PathParameter(description="The id that POST /v1/live answered")]
+
+
+def replica_name(svc: Services) -> str:
+    """This replica, as the streams it runs record it: stable across its restarts."""
+    return f"{socket.gethostname()}:{svc.settings.port}"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def stream_json(stream: LiveStream) -> dict[str, Any]:
+    """A stream as `GET /v1/live/{id}` answers it."""
+    return Stream(
+        id=stream.id, status=stream.status, startedAt=stream.started_at, completedAt=stream.completed_at
+    ).model_dump(mode="json")
+
+
+@router.post(
+    "/v1/live",
+    response_model=StreamCreated,
+    summary="Create a new live stream",
+    description="Returns the WebSocket URL to stream audio to; its token opens it once, within a minute.",
+    responses={429: {"model": ApiError, "description": "Too many live streams open for this key or server"}},
+)
+def create_stream(request: Request, key: Key, svc: Svc, body: CreateStream | None = None) -> JSONResponse:
+    settings = svc.settings
+    if settings.live_max_streams == 0:
+        raise ApiProblem(501, "Live streaming is turned off on this server (live_max_streams is 0).")
+    token = secrets.token_urlsafe(32)
+    try:
+        stream = svc.store.create_stream(
+            key.id,
+            _token_hash(token),
+            settings.live_token_ttl_seconds,
+            replica_name(svc),
+            settings.live_max_streams_per_key,
+            settings.live_max_streams,
+        )
+    except LiveCapError as e:
+        raise ApiProblem(429, str(e), {"Retry-After": "10"}) from None
+    svc.live_options[stream.id] = (body or CreateStream()).model_dump(exclude_none=True)
+    base = public_base(request, svc)
+    socket_base = "wss" + base[len("https") :] if base.startswith("https") else "ws" + base[len("http") :]
+    return JSONResponse({"id": stream.id, "url": f"{socket_base}/v1/live/{stream.id}/socket?token={token}"})
+
+
+@router.get(
+    "/v1/live/{stream_id}",
+    response_model=Stream,
+    summary="Get a live stream by ID",
+    responses={404: {"model": ApiError, "description": "No such stream"}},
+)
+def get_stream(stream_id: StreamId, key: Key, svc: Svc) -> JSONResponse:
+    stream = svc.store.get_stream(stream_id, key.id)
+    if stream is None:
+        raise ApiProblem(404, f"Stream {stream_id} not found.")
+    return JSONResponse(stream_json(stream))
+
+
+async def _deny(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse the handshake with an HTTP answer in the API's error shape."""
+    rid = websocket.scope.get("state", {}).get("request_id", "")
+    await websocket.send_denial_response(JSONResponse(error_body(rid, message), status_code=status))
+
+
+def _origin_allowed(websocket: WebSocket, svc: Services) -> bool:
+    """No Origin (not a browser), the server's own, or one the operator listed."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True
+    host = websocket.headers.get("host", "")
+    own = {f"http://{host}", f"https://{host}"}
+    if svc.settings.public_url:
+        own.add(svc.settings.public_url.rstrip("/"))
+    return origin in own or origin in svc.settings.live_allowed_origins
+
+
+class _Ended(Exception):
+    """The stream ends now, with this status and (for errors) the message the client is sent."""
+
+    def __init__(self, status: str, message: str | None = None, code: int = 1000):
+        super().__init__(message or status)
+        self.status, self.message, self.code = status, message, code
+
+
+@router.websocket("/v1/live/{stream_id}/socket")
+async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str, Query()] = "") -> None:
+    svc: Services = websocket.app.state.services
+    if not _origin_allowed(websocket, svc):
+        await _deny(websocket, 403, "This stream cannot be opened from a page on another origin.")
+        return
+    if svc.live.open_streams >= svc.settings.live_max_streams:
+        await _deny(websocket, 429, "This server has as many live streams open as it can run.")
+        return
+    stream = await run_in_threadpool(svc.store.claim_stream, stream_id, _token_hash(token), replica_name(svc))
+    if stream is None:
+        await _deny(websocket, 403, "This stream's URL is not valid: it was used already, has expired or is wrong.")
+        return
+    key = await run_in_threadpool(svc.store.get_key, stream.key_id)
+    if key is None or key.revoked_at is not None:
+        await run_in_threadpool(svc.store.end_stream, stream_id, STREAM_ERROR, 0.0, "The API key was revoked.")
+        await _deny(websocket, 401, "The API key of this stream was revoked.")
+        return
+    options = svc.live_options.pop(stream_id, {})
+    quota = None if key.quota_seconds is None else key.quota_seconds - key.used_seconds - key.reserved_seconds
+    await websocket.accept()
+    session = await svc.live.open(stream_id, options.get("model"), options.get("latency"))
+    try:
+        status, message = await _run(websocket, session, svc, quota)
+    finally:
+        session.close()
+    await run_in_threadpool(svc.store.end_stream, stream_id, status, session.sent_seconds, message)
+
+
+async def _run(
+    websocket: WebSocket, session: LiveSession, svc: Services, quota: float | None
+) -> tuple[str, str | None]:
+    """Carry one stream until it ends; its final status and error message."""
+    settings = svc.settings
+    outbox: asyncio.Queue = asyncio.Queue(maxsize=settings.live_send_queue)
+    receiver = asyncio.create_task(
+        _receive_audio(websocket, session, settings.live_idle_timeout, settings.live_max_hours, quota)
+    )
+    pump = asyncio.create_task(_pump_events(session, outbox))
+    helpers = [asyncio.create_task(_send_events(websocket, outbox)), asyncio.create_task(_touch(session, svc))]
+    try:
+        await asyncio.wait({receiver, pump}, return_when=asyncio.FIRST_COMPLETED)
+        if pump.done():  # the engine failed, or the client stopped reading its events
+            pump.result()
+        receiver.result()  # raises _Ended unless the client sent end_of_stream
+        session.end()
+        try:
+            await asyncio.wait_for(pump, FINISH_TIMEOUT)
+        except TimeoutError:
+            raise _Ended(STREAM_ERROR, "The live engine did not finish the stream in time.", 1011) from None
+        await _flush(outbox)
+        await _close(websocket, 1000)
+        return STREAM_DONE, None
+    except _Ended as e:
+        if e.message is not None and websocket.client_state == WebSocketState.CONNECTED:
+            with contextlib.suppress(asyncio.QueueFull):
+                outbox.put_nowait({"type": "error", "message": e.message})
+            await _flush(outbox)
+        await _close(websocket, e.code)
+        return e.status, e.message
+    finally:
+        for task in (receiver, pump, *helpers):
+            task.cancel()
+
+
+async def _flush(outbox: asyncio.Queue) -> None:
+    """Give the events still queued a moment to reach the client."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(outbox.join(), 5.0)
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    if websocket.application_state == WebSocketState.CONNECTED:
+        with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
+            await websocket.close(code)
+
+
+async def _receive_audio(
+    websocket: WebSocket, session: LiveSession, idle: float, max_hours: float, quota: float | None
+) -> None:
+    """Forward the client's frames until end_of_stream; raises _Ended for every other way out."""
+    started = time.monotonic()
+    while True:
+        try:
+            message = await asyncio.wait_for(websocket.receive(), idle)
+        except TimeoutError:
+            raise _Ended(STREAM_ERROR, f"No audio for {idle:g} s: the stream was closed.", 1001) from None
+        if message["type"] == "websocket.disconnect":
+            raise _Ended(STREAM_ERROR, "The client went away before end_of_stream.")
+        if message.get("bytes") is not None:
+            frame = message["bytes"]
+            if len(frame) != FRAME_BYTES:
+                await session.replies.put(("reject", "Invalid chunk size"))
+                continue
+            if session.sent_seconds + FRAME_SECONDS > time.monotonic() - started + MAX_AHEAD_SECONDS:
+                raise _Ended(STREAM_ERROR, "Audio is arriving faster than real time: send 100 ms every 100 ms.", 1008)
+            if session.sent_seconds >= max_hours * 3600:
+                raise _Ended(STREAM_ERROR, f"The stream reached its limit of {max_hours:g} hours.", 1008)
+            if quota is not None and session.sent_seconds >= quota:
+                raise _Ended(STREAM_ERROR, "This key's audio quota is used up.", 1008)
+            session.feed(frame)
+            continue
+        try:
+            command = json.loads(message.get("text") or "")
+        except ValueError:
+            command = None
+        if isinstance(command, dict) and command.get("type") == "end_of_stream":
+            return
+        await session.replies.put(("reject", 'Unknown message: send audio frames or {"type": "end_of_stream"}'))
+
+
+async def _pump_events(session: LiveSession, outbox: asyncio.Queue) -> None:
+    """Move the engine's replies to the client's queue until the stream's last events; a client that
+    lets `live_send_queue` events pile up unread is ended."""
+    while True:
+        kind, *rest = await session.replies.get()
+        if kind == "error":
+            raise _Ended(STREAM_ERROR, rest[0], 1011)
+        if kind == "reject":
+            events = [{"type": "error", "message": rest[0]}]
+        else:
+            events = [{"type": e["type"], "data": e["data"]} for e in rest[0]]
+        for event in events:
+            try:
+                outbox.put_nowait(event)
+            except asyncio.QueueFull:
+                raise _Ended(STREAM_ERROR, None, 1008) from None
+        if kind == "ended":
+            return
+
+
+async def _send_events(websocket: WebSocket, outbox: asyncio.Queue) -> None:
+    while True:
+        event = await outbox.get()
+        try:
+            await websocket.send_text(json.dumps(event))
+        finally:
+            outbox.task_done()
+
+
+async def _touch(session: LiveSession, svc: Services) -> None:
+    while True:
+        await asyncio.sleep(TOUCH_SECONDS)
+        await run_in_threadpool(svc.store.touch_stream, session.stream_id, session.sent_seconds)

@@ -1,0 +1,117 @@
+// The live view: the microphone streamed to POST /v1/live's socket, speaker lanes that grow as the
+// events arrive. The same protocol as any client: 100 ms frames of 16 kHz float32, then end_of_stream.
+
+import { api } from "./api.js";
+import { $, formatTime } from "./page.js";
+
+const PIXELS_PER_SECOND = 12;
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+let live = null; // the running stream: its socket, audio graph, lanes and clock
+
+function status(text) {
+  $("#live-status").textContent = text;
+}
+
+/** The lane of `speaker`, made at its first event. */
+function laneOf(speaker) {
+  let lane = live.lanes.get(speaker);
+  if (lane) return lane;
+  const row = document.createElement("div");
+  row.className = "lane live-lane";
+  row.dataset.speaker = speaker;
+  const label = document.createElement("span");
+  label.className = "lane-name";
+  label.textContent = speaker;
+  const color = COLORS[live.lanes.size % COLORS.length];
+  label.style.color = color;
+  const track = document.createElement("div");
+  track.className = "track live-track";
+  row.append(label, track);
+  $("#live-lanes").append(row);
+  lane = { track, color, open: null };
+  live.lanes.set(speaker, lane);
+  return lane;
+}
+
+function onEvent(event) {
+  if (event.type === "error") {
+    status(`Server: ${event.message}`);
+    return;
+  }
+  const { speaker, timestamp } = event.data;
+  const lane = laneOf(speaker);
+  if (event.type === "diarization_speaker_start") {
+    const block = document.createElement("div");
+    block.className = "turn";
+    block.style.left = `${timestamp * PIXELS_PER_SECOND}px`;
+    block.style.background = lane.color;
+    block.dataset.start = timestamp;
+    lane.track.append(block);
+    lane.open = block;
+  } else if (lane.open) {
+    lane.open.style.width = `${(timestamp - Number(lane.open.dataset.start)) * PIXELS_PER_SECOND}px`;
+    lane.open.title = `${speaker} ${formatTime(Number(lane.open.dataset.start))}–${formatTime(timestamp)}`;
+    lane.open = null;
+  }
+}
+
+/** Open turns grow to the time of the audio sent so far, so a lane moves while its speaker talks. */
+function grow() {
+  if (!live) return;
+  const now = live.frames / 10;
+  for (const lane of live.lanes.values()) {
+    if (lane.open) lane.open.style.width = `${(now - Number(lane.open.dataset.start)) * PIXELS_PER_SECOND}px`;
+  }
+  status(`Streaming: ${formatTime(now)}`);
+  live.timer = setTimeout(grow, 250);
+}
+
+/** Ask for the microphone and a stream, and send one to the other until Stop. */
+export async function startLive() {
+  if (live) return;
+  const media = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  const { url } = await api("/v1/live", { method: "POST", body: {} });
+  const context = new AudioContext();
+  await context.audioWorklet.addModule("/static/live-worklet.js");
+  const source = context.createMediaStreamSource(media);
+  const node = new AudioWorkletNode(context, "pcm-16k");
+  const mute = context.createGain(); // the graph must reach the speakers for the worklet to run; silently
+  mute.gain.value = 0;
+  source.connect(node).connect(mute).connect(context.destination);
+  const socket = new WebSocket(url);
+  socket.binaryType = "arraybuffer";
+  live = { socket, context, media, lanes: new Map(), frames: 0, timer: null };
+  $("#live-lanes").replaceChildren();
+  $("#live-start").disabled = true;
+  $("#live-stop").disabled = false;
+  node.port.onmessage = (message) => {
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.send(message.data);
+      live.frames += 1;
+    }
+  };
+  socket.onmessage = (message) => onEvent(JSON.parse(message.data));
+  socket.onclose = (close) => finish(close.code === 1000 ? "Done." : `Closed (${close.code}).`);
+  socket.onopen = () => grow();
+}
+
+/** End the stream: the server sends its last events and closes. */
+export function stopLive() {
+  if (!live) return;
+  live.media.getTracks().forEach((track) => track.stop());
+  if (live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify({ type: "end_of_stream" }));
+  status("Finishing…");
+}
+
+function finish(message) {
+  if (!live) return;
+  clearTimeout(live.timer);
+  live.media.getTracks().forEach((track) => track.stop());
+  live.context.close();
+  live = null;
+  $("#live-start").disabled = false;
+  $("#live-stop").disabled = true;
+  status(message);
+}
