@@ -77,3 +77,19 @@ def to_rttm(turns: list[Turn], uri: str = "audio") -> str:
 
 def _rttm_field(text: str) -> str:
     return "_".join(text.split()) or "_"
+
+
+def rebuild_turns(events: list[dict], duration: float) -> list[Turn]:
+    """The turns a live client rebuilds from its `diarization_speaker_start` / `_end` events (as JSON):
+    each start paired with the same speaker's next end, an end without a start ignored, a start still
+    open closed at `duration`."""
+    opened: dict[str, float] = {}
+    turns = []
+    for event in events:
+        speaker, timestamp = event["data"]["speaker"], event["data"]["timestamp"]
+        if event["type"] == "diarization_speaker_start":
+            opened.setdefault(speaker, timestamp)
+        elif event["type"] == "diarization_speaker_end" and speaker in opened:
+            turns.append(Turn(opened.pop(speaker), timestamp, speaker))
+    turns += [Turn(start, duration, speaker) for speaker, start in opened.items()]
+    return sorted(turns, key=lambda turn: (turn.start, turn.end))

@@ -110,7 +110,8 @@ class Settings(BaseSettings):
 
     # Live streams (POST /v1/live and its WebSocket). Each runs in this replica's live engine process,
     # on `live_threads` threads; a stream takes about a third of a core (docs/benchmarks.md).
-    live_max_streams: int = Field(default=4, ge=0)  # streams open at once on this replica; then 429; 0: live off
+    # Streams open at once on this replica, then 429 (0: live off): 16 held real time on 2 cores (benchmarks.md).
+    live_max_streams: int = Field(default_factory=lambda: 4 * usable_cores(), ge=0)
     live_max_streams_per_key: int = Field(default=2, ge=1)  # streams one key has open at once
     live_threads: int = Field(default_factory=lambda: max(1, usable_cores()), ge=1)
     live_token_ttl_seconds: float = Field(default=60.0, gt=0)  # a stream's URL must be opened within this

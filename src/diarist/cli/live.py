@@ -21,10 +21,9 @@ from typing import TextIO
 import numpy as np
 
 from diarist.errors import DiaristError
-from diarist.result import Turn
+from diarist.result import rebuild_turns
 
 FRAME = 1600  # samples: 100 ms at 16 kHz, the protocol's frame
-START, END = "diarization_speaker_start", "diarization_speaker_end"
 
 
 def _frames(source: str) -> Iterator[np.ndarray]:
@@ -75,21 +74,6 @@ class Printer:
                 f"SPEAKER {self.uri} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> {turn.speaker} <NA> <NA>",
                 file=self.out,
             )
-
-
-def rebuild_turns(events: list[dict], duration: float) -> list[Turn]:
-    """Turns as a client rebuilds them: each start paired with its speaker's next end, an end without a
-    start ignored, starts still open closed at `duration`."""
-    opened: dict[str, float] = {}
-    turns = []
-    for event in events:
-        speaker, timestamp = event["data"]["speaker"], event["data"]["timestamp"]
-        if event["type"] == START:
-            opened.setdefault(speaker, timestamp)
-        elif event["type"] == END and speaker in opened:
-            turns.append(Turn(opened.pop(speaker), timestamp, speaker))
-    turns += [Turn(start, duration, speaker) for speaker, start in opened.items()]
-    return sorted(turns, key=lambda turn: (turn.start, turn.end))
 
 
 def _run_local(frames: Iterator[np.ndarray], args: argparse.Namespace, printer: Printer) -> float:

@@ -31,7 +31,7 @@ from diarist.nets.pyannet import (
 from diarist.pipeline.config import CONFIGS
 from diarist.pipeline.embedding import FEATURE_CHANNELS, FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.segmentation import FRAMES_PER_WINDOW, frame_count, segment_windows
-from diarist.result import Turn
+from diarist.result import Turn, rebuild_turns
 
 START, END = "diarization_speaker_start", "diarization_speaker_end"
 FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
@@ -396,14 +396,5 @@ class StreamingDiarizer:
 
 
 def turns_from_events(events: list[SpeakerEvent], duration: float) -> list[Turn]:
-    """The turns a client rebuilds from the events: each start paired with the same speaker's next
-    end, an end without a start ignored, a start still open closed at `duration`."""
-    opened: dict[str, float] = {}
-    turns = []
-    for event in events:
-        if event.type == START:
-            opened.setdefault(event.speaker, event.timestamp)
-        elif event.speaker in opened:
-            turns.append(Turn(opened.pop(event.speaker), event.timestamp, event.speaker))
-    turns += [Turn(start, duration, speaker) for speaker, start in opened.items()]
-    return sorted(turns, key=lambda turn: (turn.start, turn.end))
+    """The turns a client rebuilds from these events (`result.rebuild_turns`)."""
+    return rebuild_turns([event.to_json() for event in events], duration)

@@ -1,0 +1,209 @@
+"""How many real-time live streams one machine holds: event delay, lag, memory and the HTTP API's latency.
+
+    cd bench && ../.venv/bin/python live_capacity.py [--streams 1 2 4 8] [--seconds 60] [--latency 2]
+
+It starts its own `diarist serve` (no job workers) on a free loopback port with a fresh data dir, and
+for each count N opens N live streams at once through `POST /v1/live` and the WebSocket. Each
+stream plays the 30 s dev sample (looped to `--seconds`) in 100 ms frames at real time, from its
+own thread, then sends end_of_stream. Meanwhile one client calls `GET /v1/test` every 50 ms.
+
+Per N it prints:
+- event delay: for each `diarization_speaker_start`, the time from when the audio at its timestamp
+  was sent to when the event arrived; p50 / p95 / max over every stream's events. A stream that
+  falls behind real time shows as a delay that grows with the stream's length.
+- the largest lag `/metrics` reported (audio received and not yet decided), sampled every second;
+- the finish delay: end_of_stream to the socket's close, the slowest stream;
+- streams that ended otherwise than with close code 1000;
+- peak RSS of the server and of its live engine process, and the engine's RSS per stream;
+- `GET /v1/test` p50 / p99 in ms.
+
+The load generator shares the machine with the server: its threads only pace frames and read events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from api_load import Server, auth, create_key, percentile
+from common import DEV, machine
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from diarist.audio import load_audio
+
+FRAME = 1600
+
+
+@dataclass
+class StreamRun:
+    delays: list[float] = field(default_factory=list)
+    finish: float = 0.0
+    close_code: int | None = None
+
+
+def play(url: str, audio: np.ndarray, run: StreamRun) -> None:
+    """One client: frames at real time from a thread, events read here until the server closes."""
+    frames = [audio[i : i + FRAME].astype("<f4").tobytes() for i in range(0, len(audio) - FRAME + 1, FRAME)]
+    with connect(url, open_timeout=60, max_size=2**20) as socket:
+        start = time.monotonic()
+        ended = [0.0]
+
+        def send() -> None:
+            try:
+                for i, frame in enumerate(frames):
+                    time.sleep(max(0.0, start + i * 0.1 - time.monotonic()))
+                    socket.send(frame)
+                ended[0] = time.monotonic()
+                socket.send(json.dumps({"type": "end_of_stream"}))
+            except ConnectionClosed:
+                pass
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        try:
+            for message in socket:
+                event = json.loads(message)
+                if event["type"] == "diarization_speaker_start":
+                    # The frame holding the audio at `timestamp` went out at start + timestamp (paced).
+                    run.delays.append(time.monotonic() - (start + event["data"]["timestamp"]))
+        except ConnectionClosed:
+            pass
+        run.finish = time.monotonic() - ended[0] if ended[0] else float("nan")
+        run.close_code = socket.close_code
+        sender.join(timeout=5)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`, whichever of its threads started them."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def engine_pid(server_pid: int) -> int | None:
+    """The live engine process: the server's child running diarist.jobs.live (multiprocessing spawn)."""
+    for child in children(server_pid):
+        command = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"multiprocessing" in command and b"resource_tracker" not in command:
+            return child
+    return None
+
+
+def measure(server: Server, key: str, audio: np.ndarray, streams: int, latency: float) -> dict:
+    with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=30) as client:
+        urls = []
+        for _ in range(streams):
+            answer = client.post("/v1/live", json={"latency": latency})
+            answer.raise_for_status()
+            urls.append(answer.json()["url"])
+    runs = [StreamRun() for _ in urls]
+    threads = [threading.Thread(target=play, args=(url, audio, run)) for url, run in zip(urls, runs, strict=True)]
+    stop = threading.Event()
+    api_ms: list[float] = []
+    lags: list[float] = []
+    peaks = {"server": 0.0, "engine": 0.0}
+
+    def watch() -> None:
+        with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=30) as client:
+            last_scrape = 0.0
+            while not stop.is_set():
+                start = time.perf_counter()
+                client.get("/v1/test").raise_for_status()
+                api_ms.append((time.perf_counter() - start) * 1000)
+                if time.monotonic() - last_scrape >= 1.0:
+                    last_scrape = time.monotonic()
+                    text = httpx.get(f"{server.base_url}/metrics").text
+                    found = re.search(r"^diarist_live_max_lag_seconds (\S+)$", text, re.M)
+                    lags.append(float(found.group(1)) if found else 0.0)
+                    peaks["server"] = max(peaks["server"], rss_mb(server.process.pid))
+                    engine = engine_pid(server.process.pid)
+                    if engine:
+                        peaks["engine"] = max(peaks["engine"], rss_mb(engine))
+                time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop.set()
+    watcher.join()
+    delays = sorted(d for run in runs for d in run.delays)
+    api_ms.sort()
+    return {
+        "streams": streams,
+        "events": len(delays),
+        "delay p50": percentile(delays, 0.5) if delays else float("nan"),
+        "delay p95": percentile(delays, 0.95) if delays else float("nan"),
+        "delay max": delays[-1] if delays else float("nan"),
+        "max lag": max(lags, default=0.0),
+        "finish max": max(run.finish for run in runs),
+        "bad closes": sum(run.close_code != 1000 for run in runs),
+        "server MB": peaks["server"],
+        "engine MB": peaks["engine"],
+        "api p50": percentile(api_ms, 0.5),
+        "api p99": percentile(api_ms, 0.99),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--latency", type=float, default=2.0)
+    args = parser.parse_args()
+    sample = load_audio(DEV / "pyannote-sample.wav")
+    audio = np.tile(sample, int(np.ceil(args.seconds * 16000 / len(sample))))[: int(args.seconds * 16000)]
+    data_dir = Path(tempfile.mkdtemp(prefix="diarist-live-capacity-"))
+    most = max(args.streams)
+    os.environ["DIARIST_LIVE_MAX_STREAMS"] = str(most)
+    os.environ["DIARIST_LIVE_MAX_STREAMS_PER_KEY"] = str(most)
+    server = Server.start(data_dir, workers=0, threads=None)
+    try:
+        key = create_key(data_dir, "capacity")
+        server.wait_ready(key)
+        print(f"{machine()}; {args.seconds:g} s per stream; latency {args.latency:g} s\n")
+        columns = [
+            "streams", "events", "delay p50", "delay p95", "delay max", "max lag", "finish max", "bad closes",
+            "server MB", "engine MB", "api p50", "api p99",
+        ]  # fmt: skip
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
+        for streams in args.streams:
+            row = measure(server, key, audio, streams, args.latency)
+            cells = (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
+            print("| " + " | ".join(cells) + " |")
+    finally:
+        server.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
