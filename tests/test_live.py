@@ -16,7 +16,7 @@ import pytest
 import scipy.io.wavfile
 import websocket
 
-from .live import Fleet, LiveServer, create_key, run_cli
+from .live import Fleet, LiveServer, create_key, run_cli, wait_for
 from .stream_client import FRAME, Received, connect, create_stream, frames_of, read_until_closed, stream
 
 pytestmark = pytest.mark.slow
@@ -285,3 +285,36 @@ def test_the_command_line_says_what_it_cannot_do(tmp_path):
     fast = _cli("-", "--fast", "--server", "http://127.0.0.1:9", stdin=b"")
     assert fast.returncode == 1 and b"--fast is for the local engine" in fast.stderr
     assert _cli("-", "--latency", "9").returncode == 2
+
+
+def test_kept_audio_is_diarized_offline_when_the_stream_ends(tmp_path, two_voices):
+    server = LiveServer(tmp_path / "kept", env=ENV, workers=1).start()
+    try:
+        key = create_key(server.data_dir, "kept")
+        with server.client(key) as client:
+            created = create_stream(client, {"keepAudio": True, "model": "community-1"})
+            assert stream(connect(created["url"]), frames_of(two_voices)).close_code == 1000
+            deadline = time.monotonic() + 20
+            while "jobId" not in (record := status_of(client, created["id"], "done")):
+                assert time.monotonic() < deadline, record
+                time.sleep(0.2)
+            job = wait_for(client, record["jobId"])
+            assert job["status"] == "succeeded", job
+            assert len({turn["speaker"] for turn in job["output"]["diarization"]}) == 2
+            # The kept audio is the stream's, whole: the job's input is an upload of this key.
+            assert job["output"]["diarization"][-1]["end"] <= len(frames_of(two_voices)) * 0.1 + 0.05
+            plain = create_stream(client)
+            assert stream(connect(plain["url"]), frames_of(two_voices[: 16000 * 2])).close_code == 1000
+            assert "jobId" not in status_of(client, plain["id"], "done")
+    finally:
+        server.stop()
+
+
+def test_a_webhook_is_only_for_kept_audio(owner):
+    _, client = owner
+    refused = client.post("/v1/live", json={"webhook": "https://example.com/hook"})
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["field"] == "webhook" and "keepAudio" in refused.json()["errors"][0]["message"]
+    internal = client.post("/v1/live", json={"keepAudio": True, "webhook": "http://127.0.0.1:9/hook"})
+    assert internal.status_code == 400 and internal.json()["errors"][0]["field"] == "webhook"
+    assert client.post("/v1/live", json={"latency": 9}).status_code == 400

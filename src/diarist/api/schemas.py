@@ -428,6 +428,16 @@ class CreateStream(ApiModel):
         "server's)",
     )
 
+    keepAudio: Flag = Field(
+        False,
+        description="diarist: keep the stream's audio (as media://live-<id>.wav) and, when it ends, diarize it "
+        "offline as an ordinary job with the same model (default precision-2): live events during the "
+        "meeting, the best diarization after it. The stream's record names the job (jobId).",
+    )
+    webhook: str | None = Field(
+        None, description="diarist: with keepAudio, the offline job's webhook, as for POST /v1/diarize"
+    )
+
 
 class StreamCreated(BaseModel):
     id: str = Field(description="The stream's id (a UUID).", examples=[JOB_ID_EXAMPLE])
@@ -444,3 +454,4 @@ class Stream(BaseModel):
     startedAt: datetime | None = Field(description="When its socket opened")
     completedAt: datetime | None = Field(description="When it ended")
     input: dict[str, Any] = Field(default_factory=dict)
+    jobId: str | None = absent("diarist: the offline diarization of the kept audio (keepAudio), once the stream ended")

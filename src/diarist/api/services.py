@@ -26,7 +26,6 @@ class Services:
     failures: Limiter = field(default_factory=RateLimiter)  # requests without a valid key, per client address
     uploads: UploadsInFlight = field(default_factory=UploadsInFlight)
     live: LiveEngine = field(default_factory=lambda: LiveEngine(threads=1))  # this replica's live streams
-    live_options: dict[str, dict] = field(default_factory=dict)  # a created stream's model and latency, until it opens
     # Signs the upload and download URLs; read from the database at startup, once it is migrated.
     secret: bytes = b""
 

@@ -1,4 +1,5 @@
-"""Taking work in: a job's submit and an upload's storing, with their checks that are not HTTP.
+"""Taking work in: a job's submit and an upload's storing (a live stream's recording too), with their
+checks that are not HTTP.
 
 The routes translate HTTP into these calls and their errors back into HTTP; these functions know
 the store, the media folder, the queue and the job kinds, and nothing of requests or responses.
@@ -6,9 +7,11 @@ the store, the media folder, the queue and the job kinds, and nothing of request
 
 from __future__ import annotations
 
+import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import numpy as np
 from anyio import to_thread
 
 from diarist.audio import duration_seconds
@@ -121,3 +124,57 @@ async def _receive(chunks: AsyncIterator[bytes], path: Path, check: Callable[[in
             check(size)
             await to_thread.run_sync(f.write, chunk)
     return size
+
+
+class StreamRecording:
+    """A live stream's audio, written as it arrives: a 16-bit, 16 kHz WAV beside its final media place."""
+
+    def __init__(self, media: MediaStore, key_id: str, stream_id: str):
+        self.media, self.key_id = media, key_id
+        self.name = f"live-{stream_id}.wav"  # its media:// name
+        self.part = media.partial_path(key_id, self.name)
+        self._file = open_private(self.part)
+        self._wav = wave.open(self._file, "wb")  # noqa: SIM115 -- open for the whole stream, closed by close()
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(16000)
+        self.seconds = 0.0
+
+    def write(self, frame: bytes) -> None:
+        """Append a frame of pcm_f32le."""
+        samples = np.clip(np.frombuffer(frame, dtype="<f4"), -1.0, 1.0)
+        self._wav.writeframes((samples * 32767).astype("<i2").tobytes())
+        self.seconds += len(samples) / 16000
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._wav.close()  # writes the header's sizes
+            self._file.close()
+
+    def discard(self) -> None:
+        self.close()
+        self.part.unlink(missing_ok=True)
+
+
+def submit_recording(
+    store: Store,
+    queue: JobQueue,
+    key: ApiKey,
+    recording: StreamRecording,
+    spec: JobSpec,
+    quota: int,
+    origin: str | None,
+) -> Job:
+    """Keep a stream's recording as an upload and queue `spec` on it (its url the recording's media://).
+
+    StorageQuotaError, QuotaExceededError and the other errors of `submit` when it cannot be; the
+    recording is removed then.
+    """
+    recording.close()
+    try:
+        with disk_full_errors("The server's disk is full; the stream's audio was not kept."):
+            store.record_upload(key.id, recording.name, recording.part.stat().st_size, quota, origin)
+            recording.part.replace(recording.media.path(key.id, recording.name))
+    finally:
+        recording.part.unlink(missing_ok=True)
+    return submit(store, recording.media, queue, key, spec, recording.name)

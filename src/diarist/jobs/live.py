@@ -120,6 +120,7 @@ class LiveSession:
     sent_seconds: float = 0.0
     lag: float = 0.0  # audio sent but not yet decided: the engine's own lag plus what waits in the pipe
     done_seconds: float = 0.0
+    recording: Any = None  # a StreamRecording when the stream's audio is kept (keepAudio)
 
     def feed(self, frame: bytes) -> None:
         self.sent_seconds += len(frame) / FRAME_BYTES * FRAME_SECONDS

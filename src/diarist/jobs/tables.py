@@ -173,3 +173,5 @@ class LiveStream(Base):
     replica: Mapped[str | None] = mapped_column(String(200))  # the replica holding its socket
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # audio streamed, counted on the key's quota
     error: Mapped[str | None] = mapped_column(Text)
+    options: Mapped[dict] = mapped_column(JSON)  # the POST /v1/live body: model, latency, keepAudio, webhook
+    job_id: Mapped[str | None] = mapped_column(String(36))  # the offline diarization of its kept audio

@@ -19,6 +19,7 @@ from diarist.exports import default_names
 from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import object_key
 from diarist.jobs.tables import ApiKey, Job
+from diarist.net import UrlRefused, check_url
 
 # pyannoteAI's operationIds, so generated clients name methods as theirs do; ours for diarist's extensions.
 OPERATION_IDS = {
@@ -88,6 +89,15 @@ def read_media_url(url: str, errors: list[tuple[str, str]]) -> str | None:
     except ValueError as e:
         errors.append(("url", f"Invalid media URL: {e}"))
         return None
+
+
+def check_field_url(field: str, url: str, svc: Services) -> list[tuple[str, str]]:
+    """The request field's URL refused by the server's fetch policy (SSRF), as a 400's entry; [] if allowed."""
+    try:
+        check_url(url, svc.policy)
+    except UrlRefused as e:
+        return [(field, str(e))]
+    return []
 
 
 def public_base(request: Request, svc: Services) -> str:

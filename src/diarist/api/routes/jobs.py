@@ -9,7 +9,17 @@ from fastapi import Query
 from fastapi.responses import JSONResponse
 
 from diarist.api.errors import ApiProblem, InvalidRequest
-from diarist.api.routes.base import NO_JOB, JobId, Key, Svc, own_job, read_media_url, router, speaker_names
+from diarist.api.routes.base import (
+    NO_JOB,
+    JobId,
+    Key,
+    Svc,
+    check_field_url,
+    own_job,
+    read_media_url,
+    router,
+    speaker_names,
+)
 from diarist.api.schemas import (
     ApiError,
     DiarizeRequest,
@@ -32,7 +42,7 @@ from diarist.jobs.payloads import job_json, list_item
 from diarist.jobs.spec import camel
 from diarist.jobs.store import QuotaExceededError
 from diarist.jobs.tables import CANCELED, CREATED, SUCCEEDED, ApiKey
-from diarist.net import UrlRefused, check_url, redact_url
+from diarist.net import redact_url
 from diarist.vocabulary import DEFAULT_MODEL, TRANSCRIBING_MODELS, count_conflicts
 from diarist.voiceprints import VoiceprintError, decode
 
@@ -57,23 +67,15 @@ def _check_speakers(body: SpeakerOptions) -> list[tuple[str, str]]:
     return errors
 
 
-def _check_url(field: str, url: str, svc: Services) -> list[tuple[str, str]]:
-    try:
-        check_url(url, svc.policy)
-    except UrlRefused as e:
-        return [(field, str(e))]
-    return []
-
-
 def _check_input(body: JobRequest, svc: Services, errors: list[tuple[str, str]]) -> str | None:
     """Raise the request's errors, with its URLs' own, as one 400; the media:// input's object key, if any."""
     name = None
     if body.url.startswith("media://"):
         name = read_media_url(body.url, errors)
     else:
-        errors += _check_url("url", body.url, svc)
+        errors += check_field_url("url", body.url, svc)
     if body.webhook is not None:
-        errors += _check_url("webhook", body.webhook, svc)
+        errors += check_field_url("webhook", body.webhook, svc)
     if errors:
         raise InvalidRequest(errors)
     return name

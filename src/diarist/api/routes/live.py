@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import secrets
 import socket
 import time
@@ -29,14 +30,19 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from diarist.api.errors import ApiProblem, error_body
-from diarist.api.routes.base import Key, Svc, public_base, router
+from diarist.api.errors import ApiProblem, InvalidRequest, error_body
+from diarist.api.routes.base import Key, Svc, check_field_url, public_base, router
 from diarist.api.schemas import ApiError, CreateStream, Stream, StreamCreated
 from diarist.api.services import Services
+from diarist.errors import DiaristError
+from diarist.jobs.intake import StreamRecording, storage_quota, submit_recording
 from diarist.jobs.live import FRAME_BYTES, FRAME_SECONDS, LiveSession
+from diarist.jobs.spec import DiarizeSpec
 from diarist.jobs.store import LiveCapError
-from diarist.jobs.tables import STREAM_DONE, STREAM_ERROR, LiveStream
+from diarist.jobs.tables import STREAM_DONE, STREAM_ERROR, ApiKey, LiveStream
+from diarist.vocabulary import DEFAULT_MODEL
 
+log = logging.getLogger("diarist.api")
 MAX_AHEAD_SECONDS = 5.0  # audio a client may send ahead of the clock (pyannoteAI's buffer)
 TOUCH_SECONDS = 5.0  # how often a running stream's record is refreshed (`fail_stale_streams` reads it)
 FINISH_TIMEOUT = 60.0  # seconds the engine has to decide the rest of a stream after end_of_stream
@@ -54,9 +60,16 @@ def _token_hash(token: str) -> str:
 
 def stream_json(stream: LiveStream) -> dict[str, Any]:
     """A stream as `GET /v1/live/{id}` answers it."""
-    return Stream(
-        id=stream.id, status=stream.status, startedAt=stream.started_at, completedAt=stream.completed_at
+    answer = Stream(
+        id=stream.id,
+        status=stream.status,
+        startedAt=stream.started_at,
+        completedAt=stream.completed_at,
+        jobId=stream.job_id,
     ).model_dump(mode="json")
+    if stream.job_id is None:  # a diarist extension: absent rather than null
+        del answer["jobId"]
+    return answer
 
 
 @router.post(
@@ -70,10 +83,18 @@ def create_stream(request: Request, key: Key, svc: Svc, body: CreateStream | Non
     settings = svc.settings
     if settings.live_max_streams == 0:
         raise ApiProblem(501, "Live streaming is turned off on this server (live_max_streams is 0).")
+    body = body or CreateStream()
+    if body.webhook is not None:
+        errors = check_field_url("webhook", body.webhook, svc)
+        if not body.keepAudio:
+            errors.append(("webhook", "Only with keepAudio: it reports the end of the offline job on the kept audio"))
+        if errors:
+            raise InvalidRequest(errors)
     token = secrets.token_urlsafe(32)
     try:
         stream = svc.store.create_stream(
             key.id,
+            body.model_dump(exclude_none=True, exclude_defaults=True),
             _token_hash(token),
             settings.live_token_ttl_seconds,
             replica_name(svc),
@@ -82,7 +103,6 @@ def create_stream(request: Request, key: Key, svc: Svc, body: CreateStream | Non
         )
     except LiveCapError as e:
         raise ApiProblem(429, str(e), {"Retry-After": "10"}) from None
-    svc.live_options[stream.id] = (body or CreateStream()).model_dump(exclude_none=True)
     base = public_base(request, svc)
     socket_base = "wss" + base[len("https") :] if base.startswith("https") else "ws" + base[len("http") :]
     return JSONResponse({"id": stream.id, "url": f"{socket_base}/v1/live/{stream.id}/socket?token={token}"})
@@ -145,15 +165,36 @@ async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str
         await run_in_threadpool(svc.store.end_stream, stream_id, STREAM_ERROR, 0.0, "The API key was revoked.")
         await _deny(websocket, 401, "The API key of this stream was revoked.")
         return
-    options = svc.live_options.pop(stream_id, {})
+    options = stream.options
     quota = None if key.quota_seconds is None else key.quota_seconds - key.used_seconds - key.reserved_seconds
+    recording = StreamRecording(svc.media, key.id, stream_id) if options.get("keepAudio") else None
     await websocket.accept()
     session = await svc.live.open(stream_id, options.get("model"), options.get("latency"))
+    session.recording = recording
     try:
         status, message = await _run(websocket, session, svc, quota)
     finally:
         session.close()
     await run_in_threadpool(svc.store.end_stream, stream_id, status, session.sent_seconds, message)
+    if recording is not None:
+        await run_in_threadpool(_diarize_recording, svc, key, stream_id, recording, options)
+
+
+def _diarize_recording(svc: Services, key: ApiKey, stream_id: str, recording: StreamRecording, options: dict) -> None:
+    """Queue the offline diarization of a stream's kept audio (none for under a second of it)."""
+    if recording.seconds < 1.0:
+        recording.discard()
+        return
+    spec = DiarizeSpec(
+        url=f"media://{recording.name}", model=options.get("model", DEFAULT_MODEL), webhook=options.get("webhook")
+    )
+    quota = storage_quota(svc.store, key.id, svc.settings.max_storage_bytes_per_key)
+    try:
+        job = submit_recording(svc.store, svc.queue, key, recording, spec, quota, svc.settings.own_internal_url)
+    except DiaristError as e:  # the key's storage or audio quota, a full disk: the live events stand
+        log.warning("stream %s: its audio was not diarized offline: %s", stream_id, e)
+        return
+    svc.store.set_stream_job(stream_id, job.id)
 
 
 async def _run(
@@ -228,6 +269,8 @@ async def _receive_audio(
             if quota is not None and session.sent_seconds >= quota:
                 raise _Ended(STREAM_ERROR, "This key's audio quota is used up.", 1008)
             session.feed(frame)
+            if session.recording is not None:
+                session.recording.write(frame)
             continue
         try:
             command = json.loads(message.get("text") or "")

@@ -38,10 +38,10 @@ class LiveMixin(Core):
     """The store's records of live streams."""
 
     def create_stream(
-        self, key_id: str, token_hash: str, ttl: float, replica: str, per_key: int, per_replica: int
+        self, key_id: str, options: dict, token_hash: str, ttl: float, replica: str, per_key: int, per_replica: int
     ) -> LiveStream:
-        """A new stream whose socket opens with the token of `token_hash` within `ttl` seconds; LiveCapError
-        when the key already has `per_key` open, or `replica` has `per_replica`."""
+        """A new stream with the request's `options`, whose socket opens with the token of `token_hash` within
+        `ttl` seconds; LiveCapError when the key already has `per_key` open, or `replica` has `per_replica`."""
         now = utcnow()
         with self.writing() as session:
             for column, value, cap, who in (
@@ -63,6 +63,7 @@ class LiveMixin(Core):
                 created_at=now,
                 replica=replica,
                 seconds=0.0,
+                options=options,
             )
             session.add(stream)
         return stream
@@ -110,6 +111,11 @@ class LiveMixin(Core):
                 update(ApiKey).where(ApiKey.id == stream.key_id).values(used_seconds=ApiKey.used_seconds + seconds)
             )
             return True
+
+    def set_stream_job(self, stream_id: str, job_id: str) -> None:
+        """The job that diarizes the stream's kept audio."""
+        with self.writing() as session:
+            session.execute(update(LiveStream).where(LiveStream.id == stream_id).values(job_id=job_id))
 
     def fail_stale_streams(self, seen_before: datetime, replica: str | None = None) -> list[str]:
         """End as errors the running streams whose replica stopped refreshing them (or, given `replica`, all of

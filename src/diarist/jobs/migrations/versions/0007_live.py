@@ -30,6 +30,8 @@ def upgrade() -> None:
         sa.Column("replica", sa.String(200)),
         sa.Column("seconds", sa.Float, nullable=False),
         sa.Column("error", sa.Text),
+        sa.Column("options", sa.JSON, nullable=False),
+        sa.Column("job_id", sa.String(36)),
     )
 
 
