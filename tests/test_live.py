@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -228,6 +229,20 @@ def test_metrics_count_open_streams(live_server, owner):
     assert "diarist_live_streams 0.0" in httpx.get(f"{live_server.url}/metrics").text
 
 
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (started from any of its threads), but multiprocessing's tracker."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"resource_tracker" not in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_a_stream_whose_server_was_killed_ends_as_an_error(tmp_path, sample_audio):
     server = LiveServer(tmp_path / "killed", env=ENV, workers=0).start()
     key = create_key(server.data_dir, "killed")
@@ -236,7 +251,13 @@ def test_a_stream_whose_server_was_killed_ends_as_an_error(tmp_path, sample_audi
     socket = connect(created["url"])
     for frame in frames_of(sample_audio[: 16000 * 2]):
         socket.send_binary(frame)
+    engine = _children(server.process.pid)
+    assert engine, "the live engine process runs beside the server"
     server.kill()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in engine):  # it notices its server is gone, and exits
+        assert time.monotonic() < deadline, "the live engine outlived its server"
+        time.sleep(0.2)
     restarted = LiveServer(server.data_dir, env=ENV, workers=0, port=server.port).start()
     try:
         with restarted.client(key) as client:
