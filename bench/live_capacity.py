@@ -23,13 +23,13 @@ The load generator shares the machine with the server: its threads only pace fra
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +37,9 @@ import httpx
 import numpy as np
 from api_load import Server, auth, create_key, percentile
 from common import DEV, machine
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
 
 from diarist.audio import load_audio
+from diarist.cli.live import paced, stream_frames
 
 FRAME = 1600
 
@@ -53,35 +52,22 @@ class StreamRun:
 
 
 def play(url: str, audio: np.ndarray, run: StreamRun) -> None:
-    """One client: frames at real time from a thread, events read here until the server closes."""
-    frames = [audio[i : i + FRAME].astype("<f4").tobytes() for i in range(0, len(audio) - FRAME + 1, FRAME)]
-    with connect(url, open_timeout=60, max_size=2**20) as socket:
-        start = time.monotonic()
-        ended = [0.0]
+    """One client, as `diarist live --server` streams: frames at real time, events heard as they come."""
+    frames = [audio[i : i + FRAME] for i in range(0, len(audio) - FRAME + 1, FRAME)]
+    start = time.monotonic()
+    ended = [0.0]
 
-        def send() -> None:
-            try:
-                for i, frame in enumerate(frames):
-                    time.sleep(max(0.0, start + i * 0.1 - time.monotonic()))
-                    socket.send(frame)
-                ended[0] = time.monotonic()
-                socket.send(json.dumps({"type": "end_of_stream"}))
-            except ConnectionClosed:
-                pass
+    def timed() -> Iterator[np.ndarray]:
+        yield from paced(iter(frames), fast=False)
+        ended[0] = time.monotonic()
 
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        try:
-            for message in socket:
-                event = json.loads(message)
-                if event["type"] == "diarization_speaker_start":
-                    # The frame holding the audio at `timestamp` went out at start + timestamp (paced).
-                    run.delays.append(time.monotonic() - (start + event["data"]["timestamp"]))
-        except ConnectionClosed:
-            pass
-        run.finish = time.monotonic() - ended[0] if ended[0] else float("nan")
-        run.close_code = socket.close_code
-        sender.join(timeout=5)
+    def hear(event: dict) -> None:
+        if event["type"] == "diarization_speaker_start":
+            # The frame holding the audio at `timestamp` went out at start + timestamp (paced).
+            run.delays.append(time.monotonic() - (start + event["data"]["timestamp"]))
+
+    _, run.close_code = stream_frames(url, timed(), hear)
+    run.finish = time.monotonic() - ended[0] if ended[0] else float("nan")
 
 
 def rss_mb(pid: int) -> float:

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TextIO
 
 import numpy as np
@@ -46,7 +46,7 @@ def _frames(source: str) -> Iterator[np.ndarray]:
         yield np.pad(pending, (0, FRAME - len(pending)))
 
 
-def _paced(frames: Iterator[np.ndarray], fast: bool) -> Iterator[np.ndarray]:
+def paced(frames: Iterator[np.ndarray], fast: bool) -> Iterator[np.ndarray]:
     start = time.monotonic()
     for i, frame in enumerate(frames):
         if not fast:
@@ -94,7 +94,7 @@ def _run_local(frames: Iterator[np.ndarray], args: argparse.Namespace, printer: 
     return diarizer.duration
 
 
-def _create_stream(server: str, key: str, body: dict) -> str:
+def create_stream(server: str, key: str, body: dict) -> str:
     """The socket URL of a new stream on `server`."""
     request = urllib.request.Request(
         f"{server.rstrip('/')}/v1/live",
@@ -115,26 +115,24 @@ def _create_stream(server: str, key: str, body: dict) -> str:
         raise DiaristError(f"cannot reach {server}: {e.reason}") from None
 
 
-def _run_remote(frames: Iterator[np.ndarray], args: argparse.Namespace, printer: Printer) -> float:
+def stream_frames(url: str, frames: Iterable[np.ndarray], on_event: Callable[[dict], None]) -> tuple[int, int | None]:
+    """Send `frames` (each 1600 float32 samples, paced by the caller) to a live stream's socket `url`,
+    then end_of_stream, from a thread, while `on_event` hears every event (errors too) until the server
+    closes. Returns the frames sent and the close code."""
     import threading
 
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
 
-    key = args.api_key or os.environ.get("DIARIST_API_KEY") or os.environ.get("PYANNOTEAI_API_KEY")
-    if not key:
-        raise DiaristError("--server needs an API key: --api-key KEY, or $DIARIST_API_KEY")
-    body = {name: value for name, value in (("model", args.model), ("latency", args.latency)) if value}
-    url = _create_stream(args.server, key, body)
-    sent = [0]
-    errors: list[str] = []
+    sent = 0
     with connect(url, open_timeout=30, max_size=2**20) as socket:
 
         def send() -> None:
+            nonlocal sent
             try:
                 for frame in frames:
                     socket.send(frame.astype("<f4").tobytes())
-                    sent[0] += 1
+                    sent += 1
                 socket.send(json.dumps({"type": "end_of_stream"}))
             except ConnectionClosed:
                 pass
@@ -143,18 +141,31 @@ def _run_remote(frames: Iterator[np.ndarray], args: argparse.Namespace, printer:
         sender.start()
         try:
             for message in socket:
-                event = json.loads(message)
-                if event.get("type") == "error":
-                    errors.append(event.get("message", ""))
-                    print(f"diarist: server: {event.get('message')}", file=sys.stderr)
-                else:
-                    printer(event)
+                on_event(json.loads(message))
         except ConnectionClosed:
             pass
-        code = socket.close_code
+        sender.join(timeout=5)
+        return sent, socket.close_code
+
+
+def _run_remote(frames: Iterator[np.ndarray], args: argparse.Namespace, printer: Printer) -> float:
+    key = args.api_key or os.environ.get("DIARIST_API_KEY") or os.environ.get("PYANNOTEAI_API_KEY")
+    if not key:
+        raise DiaristError("--server needs an API key: --api-key KEY, or $DIARIST_API_KEY")
+    body = {name: value for name, value in (("model", args.model), ("latency", args.latency)) if value}
+    errors: list[str] = []
+
+    def hear(event: dict) -> None:
+        if event.get("type") == "error":
+            errors.append(event.get("message", ""))
+            print(f"diarist: server: {event.get('message')}", file=sys.stderr)
+        else:
+            printer(event)
+
+    sent, code = stream_frames(create_stream(args.server, key, body), frames, hear)
     if code not in (1000, None) and errors:
         raise DiaristError(f"the stream ended with code {code}: {errors[-1]}")
-    return sent[0] * 0.1
+    return sent * 0.1
 
 
 def run_live(args: argparse.Namespace) -> int:
@@ -162,7 +173,7 @@ def run_live(args: argparse.Namespace) -> int:
         raise ValueError("--fast is for the local engine: a server closes a stream sent faster than real time")
     uri = "stdin" if args.source == "-" else os.path.splitext(os.path.basename(args.source))[0]
     printer = Printer(sys.stdout, args.format, uri)
-    frames = _paced(_frames(args.source), args.fast)
+    frames = paced(_frames(args.source), args.fast)
     duration = _run_remote(frames, args, printer) if args.server else _run_local(frames, args, printer)
     printer.finish(duration)
     return 0
