@@ -144,9 +144,9 @@ def test_health_is_public_and_lists_its_checks(server):
     assert body["status"] == "ok"
     assert all(check["ok"] for check in body["checks"].values())
     if server.fleet:  # no local workers (`diarist worker` processes elsewhere); rate limits in the broker's Redis
-        assert set(body["checks"]) == {"database", "reaper", "webhooks", "retention", "rateLimits"}
+        assert set(body["checks"]) == {"database", "reaper", "webhooks", "retention", "liveReaper", "rateLimits"}
     else:
-        assert set(body["checks"]) == {"database", "workers", "reaper", "webhooks", "retention"}
+        assert set(body["checks"]) == {"database", "workers", "reaper", "webhooks", "retention", "liveReaper"}
         assert body["checks"]["workers"]["workers"] == 1
 
 

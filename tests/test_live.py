@@ -20,7 +20,6 @@ import websocket
 from .live import Fleet, LiveServer, create_key, run_cli, wait_for
 from .stream_client import FRAME, Received, connect, create_stream, frames_of, read_until_closed, stream
 
-pytestmark = pytest.mark.slow
 IDLE_TIMEOUT = 3.0
 ENV = {
     "DIARIST_LIVE_IDLE_TIMEOUT": str(IDLE_TIMEOUT),
@@ -66,6 +65,7 @@ def status_of(client: httpx.Client, stream_id: str, wanted: str | None = None, t
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_a_stream_from_creation_to_its_last_event(live_server, owner, two_voices):
     key, client = owner
     created = create_stream(client)
@@ -154,6 +154,7 @@ def test_audio_faster_than_real_time_closes_the_stream(live_server, owner):
     assert status_of(client, created["id"], "error")["status"] == "error"
 
 
+@pytest.mark.slow
 def test_a_silent_client_is_closed_after_the_idle_timeout(live_server, owner):
     _, client = owner
     created = create_stream(client)
@@ -165,6 +166,7 @@ def test_a_silent_client_is_closed_after_the_idle_timeout(live_server, owner):
     assert status_of(client, created["id"], "error")["status"] == "error"
 
 
+@pytest.mark.slow
 def test_a_client_gone_mid_stream_ends_it(live_server, owner, two_voices):
     _, client = owner
     created = create_stream(client)
@@ -187,6 +189,7 @@ def test_a_revoked_key_cannot_open_its_stream(live_server):
     assert refused.value.status_code == 401
 
 
+@pytest.mark.slow
 def test_open_streams_are_capped_per_key_and_per_server(tmp_path):
     caps = {"DIARIST_LIVE_MAX_STREAMS": "2", "DIARIST_LIVE_MAX_STREAMS_PER_KEY": "1"}
     server = LiveServer(tmp_path / "caps", env=ENV | caps, workers=0).start()
@@ -243,6 +246,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_a_stream_whose_server_was_killed_ends_as_an_error(tmp_path, sample_audio):
     server = LiveServer(tmp_path / "killed", env=ENV, workers=0).start()
     key = create_key(server.data_dir, "killed")
@@ -277,6 +281,7 @@ def _cli(*args: str, stdin: bytes | None = None, env: dict | None = None) -> sub
     )
 
 
+@pytest.mark.slow
 def test_the_command_line_streams_a_file_to_a_server(live_server, owner, two_voices, tmp_path):
     key, _ = owner
     wav = tmp_path / "two.wav"
@@ -290,6 +295,7 @@ def test_the_command_line_streams_a_file_to_a_server(live_server, owner, two_voi
     assert refused.returncode == 1 and b"refused the stream (401)" in refused.stderr
 
 
+@pytest.mark.slow
 def test_the_command_line_runs_the_engine_itself_on_standard_input(two_voices):
     done = _cli("-", "--fast", "--format", "rttm", stdin=two_voices.astype("<f4").tobytes())
     assert done.returncode == 0, done.stderr.decode()
@@ -308,6 +314,7 @@ def test_the_command_line_says_what_it_cannot_do(tmp_path):
     assert _cli("-", "--latency", "9").returncode == 2
 
 
+@pytest.mark.slow
 def test_kept_audio_is_diarized_offline_when_the_stream_ends(tmp_path, two_voices):
     server = LiveServer(tmp_path / "kept", env=ENV, workers=1).start()
     try:

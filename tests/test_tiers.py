@@ -15,7 +15,7 @@ from . import services
 
 ROOT = Path(__file__).parents[1]
 FLEET_MODULES = {"tests/test_fleet.py", "tests/test_fleet_chaos.py", "tests/test_postgres.py"}
-BROWSER_MODULES = {"tests/test_web.py"}
+BROWSER_MODULES = {"tests/test_web.py", "tests/test_web_live.py"}
 TIERED = {"slow", "fleet", "browser"}  # the fast tier is `-m "not slow and not fleet and not browser"`
 
 # Collects the whole suite with pytest's own API in a fresh interpreter and writes each test's marks
