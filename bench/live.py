@@ -1,9 +1,11 @@
 """The live streaming engine against the offline pipeline: DER, speakers found and speed per latency.
 
     python bench/live.py [--model community-1] [--latency 0.5 1 2 5] [--threads 1] [--files N]
-                         [--set name=value ...] [--no-offline]
+                         [--set name=value ...] [--no-offline] [--longform SEED]
 
-Input: the 21 recordings of `bench/data/dev` and `bench/data/wide` that have a reference.
+Input: the 21 recordings of `bench/data/dev` and `bench/data/wide` that have a reference; with
+`--longform SEED`, instead the 20-minute recording of `longform.py` (the dev clips three times each,
+shuffled by SEED, the same voices coming back: the speakers must stay stable for 20 minutes).
 Each file is played through `StreamingDiarizer` in 100 ms frames (1600 samples), as the service
 receives them, and the events are turned back into turns as a client does
 (`streaming.turns_from_events`). Printed per latency: pooled DER (no collar, overlap scored) with
@@ -21,6 +23,7 @@ from dataclasses import fields, replace
 
 import torch
 from common import der_metric, eval_files, load_rttm, machine, percentages, to_annotation
+from longform import long_recording
 
 import diarist
 from diarist.audio import load_audio
@@ -63,15 +66,20 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=None, help="only the first N files (quick looks)")
     parser.add_argument("--set", nargs="*", default=[], help="StreamingConfig overrides, name=value")
     parser.add_argument("--no-offline", action="store_true")
+    parser.add_argument("--longform", type=int, metavar="SEED", help="the 20-minute long-form recording instead")
     args = parser.parse_args()
     config = replace(StreamingConfig(), **parse_set(args.set))
     engine = Engine(device="cpu", threads=args.threads)
     engine.load()
-    files = eval_files()[: args.files]
-    audio = {wav.stem: load_audio(wav) for wav in files}
-    references = {wav.stem: load_rttm(wav.with_suffix(".rttm")) for wav in files}
+    if args.longform is not None:
+        long_audio, long_reference = long_recording(3, args.longform)
+        audio, references = {"longform": long_audio}, {"longform": long_reference}
+    else:
+        files = eval_files()[: args.files]
+        audio = {wav.stem: load_audio(wav) for wav in files}
+        references = {wav.stem: load_rttm(wav.with_suffix(".rttm")) for wav in files}
     seconds = sum(len(a) for a in audio.values()) / 16000
-    print(f"{len(files)} files, {seconds:.0f} s of audio; {machine()}; {args.threads} torch thread(s)")
+    print(f"{len(audio)} files, {seconds:.0f} s of audio; {machine()}; {args.threads} torch thread(s)")
     print(f"config: {config}")
 
     def score(name: str, hypotheses: dict, spent: float | None) -> None:

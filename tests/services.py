@@ -93,6 +93,7 @@ REDIS_DATABASES = {
     "fleet": 4,
     "publish": 5,
     "live_suite": 6,
+    "live_replicas": 7,
     "chaosnetns": 12,
     "chaosredis": 13,
     "chaospg": 14,

@@ -346,3 +346,43 @@ def test_a_webhook_is_only_for_kept_audio(owner):
     internal = client.post("/v1/live", json={"keepAudio": True, "webhook": "http://127.0.0.1:9/hook"})
     assert internal.status_code == 400 and internal.json()["errors"][0]["field"] == "webhook"
     assert client.post("/v1/live", json={"latency": 9}).status_code == 400
+
+
+@pytest.mark.slow
+def test_a_key_revoked_mid_stream_ends_it(live_server, two_voices):
+    key = create_key(live_server.data_dir, "revoked-mid-stream")
+    with live_server.client(key) as client:
+        created = create_stream(client)
+    socket = connect(created["url"])
+    for frame in frames_of(two_voices)[:10]:
+        socket.send_binary(frame)
+        time.sleep(0.1)
+    run_cli("keys", "revoke", key.key.split("_")[1], data_dir=live_server.data_dir)
+    received = stream(socket, frames_of(two_voices)[10:])  # the rest at real time: 13 s, past a check
+    assert received.close_code == 1008 and any("revoked" in e for e in received.errors)
+
+
+@pytest.mark.fleet
+@pytest.mark.slow
+def test_the_replica_holding_the_socket_runs_the_stream_and_any_replica_answers_for_it(tmp_path, two_voices):
+    from .services import drop_database, postgres_url, redis_url
+
+    fleet = Fleet(postgres_url("live_replicas"), redis_url("live_replicas"))
+    first = LiveServer(tmp_path / "first", env=ENV, fleet=fleet).start()
+    second = LiveServer(tmp_path / "second", env=ENV, fleet=fleet).start()
+    try:
+        key = create_key(first.data_dir, "replicas")
+        with first.client(key) as on_first, second.client(key) as on_second:
+            created = create_stream(on_first)
+            assert created["url"].startswith(first.url.replace("http", "ws"))  # the socket is the first's
+            socket = connect(created["url"])
+            socket.send_binary(frames_of(two_voices)[0])
+            assert status_of(on_second, created["id"], "running")["status"] == "running"
+            assert stream(socket, frames_of(two_voices)[1:30]).close_code == 1000
+            assert status_of(on_second, created["id"], "done")["status"] == "done"
+            metrics = httpx.get(f"{second.url}/metrics").text
+            assert "diarist_live_streams 0.0" in metrics  # the second replica ran nothing
+    finally:
+        first.stop()
+        second.stop()
+        drop_database(fleet.database_url)

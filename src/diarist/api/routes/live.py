@@ -44,7 +44,7 @@ from diarist.vocabulary import DEFAULT_MODEL
 
 log = logging.getLogger("diarist.api")
 MAX_AHEAD_SECONDS = 5.0  # audio a client may send ahead of the clock (pyannoteAI's buffer)
-TOUCH_SECONDS = 5.0  # how often a running stream's record is refreshed (`fail_stale_streams` reads it)
+TOUCH_SECONDS = 5.0  # how often a running stream's record is refreshed and its key checked
 FINISH_TIMEOUT = 60.0  # seconds the engine has to decide the rest of a stream after end_of_stream
 StreamId = Annotated[str, PathParameter(description="The id that POST /v1/live answered")]
 
@@ -172,7 +172,7 @@ async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str
     session = await svc.live.open(stream_id, options.get("model"), options.get("latency"))
     session.recording = recording
     try:
-        status, message = await _run(websocket, session, svc, quota)
+        status, message = await _run(websocket, session, svc, key.id, quota)
     finally:
         session.close()
     await run_in_threadpool(svc.store.end_stream, stream_id, status, session.sent_seconds, message)
@@ -198,7 +198,7 @@ def _diarize_recording(svc: Services, key: ApiKey, stream_id: str, recording: St
 
 
 async def _run(
-    websocket: WebSocket, session: LiveSession, svc: Services, quota: float | None
+    websocket: WebSocket, session: LiveSession, svc: Services, key_id: str, quota: float | None
 ) -> tuple[str, str | None]:
     """Carry one stream until it ends; its final status and error message."""
     settings = svc.settings
@@ -207,11 +207,13 @@ async def _run(
         _receive_audio(websocket, session, settings.live_idle_timeout, settings.live_max_hours, quota)
     )
     pump = asyncio.create_task(_pump_events(session, outbox))
-    helpers = [asyncio.create_task(_send_events(websocket, outbox)), asyncio.create_task(_touch(session, svc))]
+    keeper = asyncio.create_task(_keep_alive(session, svc, key_id))
+    helpers = [asyncio.create_task(_send_events(websocket, outbox)), keeper]
     try:
-        await asyncio.wait({receiver, pump}, return_when=asyncio.FIRST_COMPLETED)
-        if pump.done():  # the engine failed, or the client stopped reading its events
-            pump.result()
+        await asyncio.wait({receiver, pump, keeper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (pump, keeper):  # the engine failed, the client stopped reading, the key was revoked
+            if task.done():
+                task.result()
         receiver.result()  # raises _Ended unless the client sent end_of_stream
         session.end()
         try:
@@ -310,7 +312,12 @@ async def _send_events(websocket: WebSocket, outbox: asyncio.Queue) -> None:
             outbox.task_done()
 
 
-async def _touch(session: LiveSession, svc: Services) -> None:
+async def _keep_alive(session: LiveSession, svc: Services, key_id: str) -> None:
+    """Refresh the stream's record (so no reaper ends it) while its key stays live; raises _Ended once
+    the key is revoked."""
     while True:
         await asyncio.sleep(TOUCH_SECONDS)
         await run_in_threadpool(svc.store.touch_stream, session.stream_id, session.sent_seconds)
+        key = await run_in_threadpool(svc.store.get_key, key_id)
+        if key is None or key.revoked_at is not None:
+            raise _Ended(STREAM_ERROR, "The API key of this stream was revoked.", 1008)
