@@ -1,6 +1,9 @@
-"""The page's live view in a real Chromium whose microphone is a WAV of two people taking turns."""
+"""The page's live view in a real Chromium: its microphone a WAV of two people taking turns, then the
+same WAV played as a file at real time."""
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is missing: run scripts/setup")
 
 
-def test_the_live_view_draws_lanes_as_the_microphone_speaks(tmp_path, sample_audio):
+def test_the_live_view_draws_lanes_from_the_microphone_and_from_a_file(tmp_path, sample_audio):
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed (/usr/bin/chromium): `scripts/setup --browser` installs it")
     microphone = tmp_path / "microphone.wav"  # Chromium's fake capture plays it in a loop
@@ -25,6 +28,7 @@ def test_the_live_view_draws_lanes_as_the_microphone_speaks(tmp_path, sample_aud
         "--use-fake-device-for-media-stream",
         "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-audio-capture={microphone}",
+        "--autoplay-policy=no-user-gesture-required",  # the file plays from a file chooser Playwright fills
     ]
     try:
         with sync_api.sync_playwright() as playwright:
@@ -44,6 +48,15 @@ def test_the_live_view_draws_lanes_as_the_microphone_speaks(tmp_path, sample_aud
             page.click("#live-stop")
             wait_until(page, "document.querySelector('#live-status').textContent === 'Done.'", timeout=60)
             assert not page.is_disabled("#live-start")
+            # A file played at real time: its lanes grow, and its end ends the stream.
+            page.set_input_files("#live-file", str(microphone))
+            wait_until(page, "document.querySelector('#live-status').textContent.startsWith('Streaming')")
+            started = time.monotonic()
+            wait_until(page, "document.querySelectorAll('#live-lanes .live-lane').length >= 2", timeout=90)
+            wait_until(page, "document.querySelector('#live-status').textContent === 'Done.'", timeout=90)
+            assert time.monotonic() - started > len(excerpt) / 16000 - 2  # played at its own pace
+            ends = page.evaluate("[...document.querySelectorAll('#live-lanes .turn')].map(b => b.offsetLeft)")
+            assert max(ends) / 12 <= len(excerpt) / 16000 + 1  # 12 px per second: no turn past the file's end
             context.close()
             assert errors == [], f"the page threw: {errors}"
     finally:

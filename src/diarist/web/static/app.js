@@ -8,7 +8,7 @@
 import { forgetKey, onUnauthorized, signedIn, useKey } from "./api.js";
 import { download } from "./exports.js";
 import { pollJobs, showJobs, stopPolling } from "./jobs.js";
-import { startLive, stopLive } from "./live.js";
+import { startFile, startMicrophone, stopLive } from "./live.js";
 import { $, guarded, showError } from "./page.js";
 import { onKey, setZoom } from "./player.js";
 import { closeResult, openResult, shownResult } from "./result.js";
@@ -86,7 +86,12 @@ function start() {
     event.target.value = "";
   };
   wireDrop();
-  $("#live-start").onclick = guarded(startLive);
+  $("#live-start").onclick = guarded(startMicrophone);
+  $("#live-file").onchange = (event) => {
+    const [file] = event.target.files;
+    event.target.value = "";
+    if (file) guarded(startFile)(file);
+  };
   $("#live-stop").onclick = () => stopLive();
   $("#exports").onclick = (event) =>
     event.target.dataset.format && guarded(download)(shownResult(), event.target.dataset.format);

@@ -1,5 +1,5 @@
-// The live view: the microphone streamed to POST /v1/live's socket, speaker lanes that grow as the
-// events arrive. The same protocol as any client: 100 ms frames of 16 kHz float32, then end_of_stream.
+// The live view: the microphone (or a file played at real time) streamed to POST /v1/live's socket,
+// speaker lanes that grow as the events arrive. The same protocol as any client: 100 ms frames of 16 kHz float32, then end_of_stream.
 
 import { api } from "./api.js";
 import { $, formatTime } from "./page.js";
@@ -66,25 +66,23 @@ function grow() {
   live.timer = setTimeout(grow, 250);
 }
 
-/** Ask for the microphone and a stream, and send one to the other until Stop. */
-export async function startLive() {
+/** Stream what `connect(context)` makes (an audio node, once the socket is open) until Stop or its end. */
+async function start(connect, release) {
   if (live) return;
-  const media = await navigator.mediaDevices.getUserMedia({
-    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
-  });
   const { url } = await api("/v1/live", { method: "POST", body: {} });
   const context = new AudioContext();
   await context.audioWorklet.addModule("/static/live-worklet.js");
-  const source = context.createMediaStreamSource(media);
+  await context.resume(); // a context made outside a click may start suspended
   const node = new AudioWorkletNode(context, "pcm-16k");
   const mute = context.createGain(); // the graph must reach the speakers for the worklet to run; silently
   mute.gain.value = 0;
-  source.connect(node).connect(mute).connect(context.destination);
+  node.connect(mute).connect(context.destination);
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
-  live = { socket, context, media, lanes: new Map(), frames: 0, timer: null };
+  live = { socket, context, release, lanes: new Map(), frames: 0, timer: null };
   $("#live-lanes").replaceChildren();
   $("#live-start").disabled = true;
+  $("#live-file").disabled = true;
   $("#live-stop").disabled = false;
   node.port.onmessage = (message) => {
     if (socket.readyState === WebSocket.OPEN) {
@@ -94,13 +92,44 @@ export async function startLive() {
   };
   socket.onmessage = (message) => onEvent(JSON.parse(message.data));
   socket.onclose = (close) => finish(close.code === 1000 ? "Done." : `Closed (${close.code}).`);
-  socket.onopen = () => grow();
+  socket.onopen = async () => {
+    (await connect(context)).connect(node); // audio flows from now: its timestamps start at the socket's
+    grow();
+  };
+}
+
+/** Ask for the microphone, and stream it until Stop. */
+export async function startMicrophone() {
+  const media = await navigator.mediaDevices.getUserMedia({
+    audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+  });
+  await start(
+    (context) => context.createMediaStreamSource(media),
+    () => media.getTracks().forEach((track) => track.stop()),
+  );
+}
+
+/** Play `file` at real time, heard here and streamed, until it ends (or Stop). */
+export async function startFile(file) {
+  let source = null;
+  await start(
+    async (context) => {
+      source = context.createBufferSource();
+      source.buffer = await context.decodeAudioData(await file.arrayBuffer());
+      source.connect(context.destination);
+      source.onended = () => stopLive();
+      source.start();
+      return source;
+    },
+    () => source?.stop(),
+  );
 }
 
 /** End the stream: the server sends its last events and closes. */
 export function stopLive() {
-  if (!live) return;
-  live.media.getTracks().forEach((track) => track.stop());
+  if (!live || live.ending) return;
+  live.ending = true;
+  live.release();
   if (live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify({ type: "end_of_stream" }));
   status("Finishing…");
 }
@@ -108,10 +137,11 @@ export function stopLive() {
 function finish(message) {
   if (!live) return;
   clearTimeout(live.timer);
-  live.media.getTracks().forEach((track) => track.stop());
+  live.release();
   live.context.close();
   live = null;
   $("#live-start").disabled = false;
+  $("#live-file").disabled = false;
   $("#live-stop").disabled = true;
   status(message);
 }
