@@ -22,7 +22,7 @@ def test_the_live_view_draws_lanes_from_the_microphone_and_from_a_file(tmp_path,
     microphone = tmp_path / "microphone.wav"  # Chromium's fake capture plays it in a loop
     excerpt = sample_audio[int(6.5 * 16000) : int(20.5 * 16000)]
     scipy.io.wavfile.write(microphone, 16000, (excerpt * 32767).astype(np.int16))
-    server = LiveServer(tmp_path / "server", workers=0).start()
+    server = LiveServer(tmp_path / "server").start()  # a job worker, for the kept recording's diarization
     key = create_key(server.data_dir, "live-page")
     fake_microphone = [
         "--use-fake-device-for-media-stream",
@@ -57,6 +57,12 @@ def test_the_live_view_draws_lanes_from_the_microphone_and_from_a_file(tmp_path,
             assert time.monotonic() - started > len(excerpt) / 16000 - 2  # played at its own pace
             ends = page.evaluate("[...document.querySelectorAll('#live-lanes .turn')].map(b => b.offsetLeft)")
             assert max(ends) / 12 <= len(excerpt) / 16000 + 1  # 12 px per second: no turn past the file's end
+            # Kept: when the stream ends, the recording is diarized offline and its result opens.
+            page.check("#live-keep")
+            page.set_input_files("#live-file", str(microphone))
+            wait_until(page, "document.querySelector('#live-status').textContent.startsWith('Streaming')")
+            wait_until(page, "document.querySelector('#live-status').textContent.includes('open below')", 180)
+            assert page.locator("#lanes .lane").count() == 2 and page.is_visible("#result")
             context.close()
             assert errors == [], f"the page threw: {errors}"
     finally:

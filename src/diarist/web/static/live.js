@@ -69,7 +69,8 @@ function grow() {
 /** Stream what `connect(context)` makes (an audio node, once the socket is open) until Stop or its end. */
 async function start(connect, release) {
   if (live) return;
-  const { url } = await api("/v1/live", { method: "POST", body: {} });
+  const keep = $("#live-keep").checked;
+  const { id, url } = await api("/v1/live", { method: "POST", body: keep ? { keepAudio: true } : {} });
   const context = new AudioContext();
   await context.audioWorklet.addModule("/static/live-worklet.js");
   await context.resume(); // a context made outside a click may start suspended
@@ -79,7 +80,7 @@ async function start(connect, release) {
   node.connect(mute).connect(context.destination);
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
-  live = { socket, context, release, lanes: new Map(), frames: 0, timer: null };
+  live = { id, keep, socket, context, release, lanes: new Map(), frames: 0, timer: null };
   $("#live-lanes").replaceChildren();
   $("#live-start").disabled = true;
   $("#live-file").disabled = true;
@@ -136,6 +137,7 @@ export function stopLive() {
 
 function finish(message) {
   if (!live) return;
+  const { id, keep } = live;
   clearTimeout(live.timer);
   live.release();
   live.context.close();
@@ -144,4 +146,24 @@ function finish(message) {
   $("#live-file").disabled = false;
   $("#live-stop").disabled = true;
   status(message);
+  if (keep) offlineResult(id).catch((error) => status(`${message} ${error.message}`));
+}
+
+/** The kept recording's offline diarization: wait for its job, then open its result. */
+async function offlineResult(id) {
+  for (let wait = 0; wait < 1800; wait++) {
+    const stream = await api(`/v1/live/${id}`);
+    const job = stream.jobId ? await api(`/v1/jobs/${stream.jobId}`) : null;
+    if (job?.status === "succeeded") {
+      location.hash = `job=${stream.jobId}`;
+      status("Done. The recording's diarization is open below.");
+      return;
+    }
+    if (job && ["failed", "canceled"].includes(job.status)) {
+      status(`Done. The recording's diarization ${job.status}.`);
+      return;
+    }
+    status(job ? "Done. Diarizing the recording…" : "Done. Keeping the recording…");
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 }
