@@ -386,3 +386,17 @@ def test_the_replica_holding_the_socket_runs_the_stream_and_any_replica_answers_
         first.stop()
         second.stop()
         drop_database(fleet.database_url)
+
+
+def test_guessing_stream_urls_is_rate_limited_per_address(tmp_path):
+    server = LiveServer(tmp_path / "guess", env=ENV | {"DIARIST_AUTH_FAILURES_PER_MINUTE": "3"}, workers=0).start()
+    try:
+        socket_url = server.url.replace("http", "ws") + "/v1/live/00000000-0000-0000-0000-000000000000/socket"
+        codes = []
+        for guess in range(5):
+            with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+                connect(f"{socket_url}?token=guess{guess}")
+            codes.append(refused.value.status_code)
+        assert codes[:3] == [403, 403, 403] and codes[3:] == [429, 429]
+    finally:
+        server.stop()

@@ -156,8 +156,16 @@ async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str
     if svc.live.open_streams >= svc.settings.live_max_streams:
         await _deny(websocket, 429, "This server has as many live streams open as it can run.")
         return
+    # Tokens are guessed no faster than keys: refusals count on the address's failure limit.
+    client, per_client = websocket.client.host if websocket.client else "", svc.settings.auth_failures_per_minute
+    blocked = await run_in_threadpool(svc.failures.peek, client, per_client) if per_client > 0 else None
+    if blocked is not None and not blocked.allowed:
+        await _deny(websocket, 429, "Too many refused stream URLs from this address; try again later.")
+        return
     stream = await run_in_threadpool(svc.store.claim_stream, stream_id, _token_hash(token), replica_name(svc))
     if stream is None:
+        if per_client > 0:
+            await run_in_threadpool(svc.failures.check, client, per_client)
         await _deny(websocket, 403, "This stream's URL is not valid: it was used already, has expired or is wrong.")
         return
     key = await run_in_threadpool(svc.store.get_key, stream.key_id)
