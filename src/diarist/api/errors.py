@@ -10,7 +10,7 @@ import re
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -46,6 +46,16 @@ def request_id(request: Request) -> str:
 def error_body(rid: str, message: str) -> dict[str, str]:
     """`ApiError`: the shape of every error but 400."""
     return {"requestId": rid, "message": message}
+
+
+async def deny_socket(websocket: WebSocket, status: int, message: str) -> None:
+    """Refuse a WebSocket handshake with an HTTP answer in the API's error shape; a bare close where the
+    server cannot send one."""
+    if "websocket.http.response" not in websocket.scope.get("extensions", {}):
+        await websocket.close(1008)
+        return
+    rid = websocket.scope.get("state", {}).get("request_id", "")
+    await websocket.send_denial_response(JSONResponse(error_body(rid, message), status_code=status))
 
 
 def invalid_body(rid: str, errors: list[tuple[str, str]]) -> dict[str, Any]:

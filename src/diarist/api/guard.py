@@ -17,20 +17,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
 import time
 
 import anyio
-from fastapi import Request
+from fastapi import Request, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from diarist.api.auth import KEY_STATE, admit
-from diarist.api.errors import ApiProblem, error_body
+from diarist.api.errors import ApiProblem, deny_socket
 from diarist.api.services import Services
 from diarist.settings import Settings
 
@@ -39,19 +38,6 @@ KEYED_PATHS = ("/v1/", "/v2/")
 UPLOAD_PATH = "/v1/media/upload/"  # the one body that is a file, not JSON; the route enforces max_input_bytes
 PRESIGNED_PATHS = (UPLOAD_PATH, "/v1/media/download/")  # the signed URL is the permission
 LIVE_SOCKET = re.compile(r"/v1/live/[^/]+/socket")  # the only WebSocket path
-
-
-async def refuse_socket(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    """Refuse a WebSocket handshake with an HTTP answer in the API's error shape."""
-    if (await receive())["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" not in scope.get("extensions", {}):
-        await send({"type": "websocket.close", "code": 1008})
-        return
-    body = json.dumps(error_body(scope.get("state", {}).get("request_id", ""), message)).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def needs_key(path: str) -> bool:
@@ -122,7 +108,7 @@ class EdgeGuard:
             if LIVE_SOCKET.fullmatch(scope["path"]):
                 await self._guard_socket(scope, receive, send)
             else:
-                await refuse_socket(scope, receive, send, 404, "Not found")
+                await deny_socket(WebSocket(scope, receive, send), 404, "Not found")
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -149,7 +135,7 @@ class EdgeGuard:
         except Exception:
             log.exception("live socket %s failed", scope["path"])
             if not accepted:
-                await refuse_socket(scope, receive, send, 500, "Internal server error")
+                await deny_socket(WebSocket(scope, receive, send), 500, "Internal server error")
             else:
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1011})

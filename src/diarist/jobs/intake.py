@@ -106,24 +106,31 @@ async def store_upload(
     with disk_full_errors("The server's disk is full; the upload was not kept."):
         part = media.partial_path(key_id, name)
         try:
-            size = await _receive(chunks, part, check)
-            # Recorded first, with the quota checked again in the same transaction (parallel uploads).
-            # The origin tells workers on other machines where to fetch the file from.
-            await to_thread.run_sync(store.record_upload, key_id, name, size, quota, origin)
-            part.replace(media.path(key_id, name))
+            await _receive(chunks, part, check)
+            await to_thread.run_sync(_keep_upload, store, media, (key_id, name), part, quota, origin)
         finally:
             part.unlink(missing_ok=True)
 
 
-async def _receive(chunks: AsyncIterator[bytes], path: Path, check: Callable[[int], None]) -> int:
-    """Stream `chunks` into `path` (0600), calling `check` with the size so far; the size."""
+def _keep_upload(
+    store: Store, media: MediaStore, upload: tuple[str, str], part: Path, quota: int, origin: str | None
+) -> None:
+    """Make the written `part` the (key id, object key) `upload`: recorded first, with the storage quota
+    checked again in the same transaction (parallel uploads), then moved into place. The origin tells
+    workers on other machines where to fetch the file from."""
+    key_id, name = upload
+    store.record_upload(key_id, name, part.stat().st_size, quota, origin)
+    part.replace(media.path(key_id, name))
+
+
+async def _receive(chunks: AsyncIterator[bytes], path: Path, check: Callable[[int], None]) -> None:
+    """Stream `chunks` into `path` (0600), calling `check` with the size so far."""
     size = 0
     with open_private(path) as f:
         async for chunk in chunks:
             size += len(chunk)
             check(size)
             await to_thread.run_sync(f.write, chunk)
-    return size
 
 
 class StreamRecording:
@@ -173,8 +180,7 @@ def submit_recording(
     recording.close()
     try:
         with disk_full_errors("The server's disk is full; the stream's audio was not kept."):
-            store.record_upload(key.id, recording.name, recording.part.stat().st_size, quota, origin)
-            recording.part.replace(recording.media.path(key.id, recording.name))
+            _keep_upload(store, recording.media, (key.id, recording.name), recording.part, quota, origin)
     finally:
         recording.part.unlink(missing_ok=True)
     return submit(store, recording.media, queue, key, spec, recording.name)

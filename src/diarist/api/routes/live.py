@@ -30,7 +30,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from diarist.api.errors import ApiProblem, InvalidRequest, error_body
+from diarist.api.errors import ApiProblem, InvalidRequest, deny_socket
 from diarist.api.routes.base import Key, Svc, check_field_url, public_base, router
 from diarist.api.schemas import ApiError, CreateStream, Stream, StreamCreated
 from diarist.api.services import Services
@@ -121,12 +121,6 @@ def get_stream(stream_id: StreamId, key: Key, svc: Svc) -> JSONResponse:
     return JSONResponse(stream_json(stream))
 
 
-async def _deny(websocket: WebSocket, status: int, message: str) -> None:
-    """Refuse the handshake with an HTTP answer in the API's error shape."""
-    rid = websocket.scope.get("state", {}).get("request_id", "")
-    await websocket.send_denial_response(JSONResponse(error_body(rid, message), status_code=status))
-
-
 def _origin_allowed(websocket: WebSocket, svc: Services) -> bool:
     """No Origin (not a browser), the server's own, or one the operator listed."""
     origin = websocket.headers.get("origin")
@@ -151,27 +145,28 @@ class _Ended(Exception):
 async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str, Query()] = "") -> None:
     svc: Services = websocket.app.state.services
     if not _origin_allowed(websocket, svc):
-        await _deny(websocket, 403, "This stream cannot be opened from a page on another origin.")
+        await deny_socket(websocket, 403, "This stream cannot be opened from a page on another origin.")
         return
     if svc.live.open_streams >= svc.settings.live_max_streams:
-        await _deny(websocket, 429, "This server has as many live streams open as it can run.")
+        await deny_socket(websocket, 429, "This server has as many live streams open as it can run.")
         return
     # Tokens are guessed no faster than keys: refusals count on the address's failure limit.
     client, per_client = websocket.client.host if websocket.client else "", svc.settings.auth_failures_per_minute
     blocked = await run_in_threadpool(svc.failures.peek, client, per_client) if per_client > 0 else None
     if blocked is not None and not blocked.allowed:
-        await _deny(websocket, 429, "Too many refused stream URLs from this address; try again later.")
+        await deny_socket(websocket, 429, "Too many refused stream URLs from this address; try again later.")
         return
     stream = await run_in_threadpool(svc.store.claim_stream, stream_id, _token_hash(token), replica_name(svc))
     if stream is None:
         if per_client > 0:
             await run_in_threadpool(svc.failures.check, client, per_client)
-        await _deny(websocket, 403, "This stream's URL is not valid: it was used already, has expired or is wrong.")
+        refused = "This stream's URL is not valid: it was used already, has expired or is wrong."
+        await deny_socket(websocket, 403, refused)
         return
     key = await run_in_threadpool(svc.store.get_key, stream.key_id)
     if key is None or key.revoked_at is not None:
         await run_in_threadpool(svc.store.end_stream, stream_id, STREAM_ERROR, 0.0, "The API key was revoked.")
-        await _deny(websocket, 401, "The API key of this stream was revoked.")
+        await deny_socket(websocket, 401, "The API key of this stream was revoked.")
         return
     options = stream.options
     quota = None if key.quota_seconds is None else key.quota_seconds - key.used_seconds - key.reserved_seconds
@@ -298,10 +293,8 @@ async def _pump_events(session: LiveSession, outbox: asyncio.Queue) -> None:
         kind, *rest = await session.replies.get()
         if kind == "error":
             raise _Ended(STREAM_ERROR, rest[0], 1011)
-        if kind == "reject":
-            events = [{"type": "error", "message": rest[0]}]
-        else:
-            events = [{"type": e["type"], "data": e["data"]} for e in rest[0]]
+        # The engine's events are already in the protocol's shape (SpeakerEvent.to_json).
+        events = [{"type": "error", "message": rest[0]}] if kind == "reject" else rest[0]
         for event in events:
             try:
                 outbox.put_nowait(event)
