@@ -400,3 +400,13 @@ def test_guessing_stream_urls_is_rate_limited_per_address(tmp_path):
         assert codes[:3] == [403, 403, 403] and codes[3:] == [429, 429]
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_the_command_lines_rttm_names_a_file_with_a_space_in_one_field(two_voices, tmp_path):
+    wav = tmp_path / "my meeting.wav"
+    scipy.io.wavfile.write(wav, 16000, two_voices[: 16000 * 6])
+    done = _cli(str(wav), "--fast", "--format", "rttm")
+    assert done.returncode == 0, done.stderr.decode()
+    lines = [line.split() for line in done.stdout.decode().splitlines()]
+    assert lines and all(len(fields) == 10 and fields[1] == "my_meeting" for fields in lines)

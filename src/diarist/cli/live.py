@@ -21,7 +21,7 @@ from typing import TextIO
 import numpy as np
 
 from diarist.errors import DiaristError
-from diarist.result import rebuild_turns
+from diarist.result import rebuild_turns, to_rttm
 
 FRAME = 1600  # samples: 100 ms at 16 kHz, the protocol's frame
 
@@ -69,11 +69,7 @@ class Printer:
     def finish(self, duration: float) -> None:
         if self.fmt != "rttm":
             return
-        for turn in rebuild_turns(self.events, duration):
-            print(
-                f"SPEAKER {self.uri} 1 {turn.start:.3f} {turn.end - turn.start:.3f} <NA> <NA> {turn.speaker} <NA> <NA>",
-                file=self.out,
-            )
+        self.out.write(to_rttm(rebuild_turns(self.events, duration), self.uri))
 
 
 def _run_local(frames: Iterator[np.ndarray], args: argparse.Namespace, printer: Printer) -> float:
