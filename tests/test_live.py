@@ -410,3 +410,13 @@ def test_the_command_lines_rttm_names_a_file_with_a_space_in_one_field(two_voice
     assert done.returncode == 0, done.stderr.decode()
     lines = [line.split() for line in done.stdout.decode().splitlines()]
     assert lines and all(len(fields) == 10 and fields[1] == "my_meeting" for fields in lines)
+
+
+def test_a_frame_over_the_socket_limit_ends_the_stream(live_server, owner):
+    _, client = owner
+    created = create_stream(client)
+    socket = connect(created["url"])
+    socket.send_binary(b"\0" * 100_000)  # past the 64 KiB the server reads in one message
+    received = read_until_closed(socket, Received())
+    assert received.events == []
+    assert status_of(client, created["id"], "error")["status"] == "error"
