@@ -255,8 +255,10 @@ def test_a_stream_whose_server_was_killed_ends_as_an_error(tmp_path, sample_audi
     socket = connect(created["url"])
     for frame in frames_of(sample_audio[: 16000 * 2]):
         socket.send_binary(frame)
-    engine = _children(server.process.pid)
-    assert engine, "the live engine process runs beside the server"
+    deadline = time.monotonic() + 60  # the engine process starts with the first stream, and loads its models
+    while not (engine := _children(server.process.pid)):
+        assert time.monotonic() < deadline, "the live engine process runs beside the server"
+        time.sleep(0.2)
     server.kill()
     deadline = time.monotonic() + 15
     while any(Path(f"/proc/{pid}").exists() for pid in engine):  # it notices its server is gone, and exits
