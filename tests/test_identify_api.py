@@ -209,6 +209,13 @@ def test_bad_voiceprints_are_refused(api, enrolled, meeting_media, voiceprints, 
     assert words in errors[field], errors
 
 
+def test_a_voiceprint_of_another_size_is_refused_at_submit(api):
+    """Its vector could not be compared with the speakers' 192 values: a 400 on its field, not a failed job."""
+    body = {"url": "media://meeting.wav", "voiceprints": [{"label": "Ann", "voiceprint": encode(np.ones(100))}]}
+    errors = error_fields(api.post("/v1/identify", json=body))
+    assert "holds 100 values" in errors["voiceprints[0].voiceprint"], errors
+
+
 def test_bad_identify_options_are_refused(api, enrolled, meeting_media):
     good = [{"label": "Ann", "voiceprint": enrolled["Ann"]}]
     cases = [

@@ -68,8 +68,19 @@ def test_a_voiceprint_decodes_to_the_unit_vector_it_encodes():
         (lambda text: encode(RNG.normal(size=192), model="other"), "was made with another voice model (other)"),
         (lambda text: reencoded(text, lambda data: with_crc(data[:3] + b"\x02" + data[4:-4])), "format version 2"),
         (lambda text: encode(np.zeros(192)), "holds no voice"),
+        (lambda text: encode(RNG.normal(size=100)), "holds 100 values where this server's voice model makes 192"),
     ],
-    ids=["not-base64", "not-diarist", "truncated", "short-vector", "flipped-byte", "other-model", "version", "zero"],
+    ids=[
+        "not-base64",
+        "not-diarist",
+        "truncated",
+        "short-vector",
+        "flipped-byte",
+        "other-model",
+        "version",
+        "zero",
+        "other-size",
+    ],
 )
 def test_unusable_voiceprints_are_refused_saying_why(damage, message):
     with pytest.raises(VoiceprintError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 # The voice model: the CAM++ weights (by the start of their sha256, models.EMBEDDING) pooled as the
 # pipeline pools them. Change the suffix when the pooling changes, so old voiceprints are refused.
 VOICE_MODEL = "campplus-92f29b94/window-centroid-1"
+DIMENSION = 192  # the size of its embeddings: a vector of another size cannot be compared with them
 MAX_SECONDS = 30.0  # the reference's longest voiceprint audio
 MAX_BYTES = 100 * 1024**2  # and its largest file
 MAX_VOICEPRINTS = 50
@@ -95,6 +96,8 @@ def decode(text: str) -> np.ndarray:
     vector = np.frombuffer(body, dtype="<f2", offset=_HEADER.size + name_length + _DIM.size).astype(np.float64)
     if len(vector) != dim:
         raise VoiceprintError(DAMAGED)
+    if dim != DIMENSION:
+        raise VoiceprintError(f"holds {dim} values where this server's voice model makes {DIMENSION}")
     norm = np.linalg.norm(vector)
     if not np.isfinite(norm) or norm == 0:
         raise VoiceprintError("holds no voice (an empty vector)")
