@@ -58,11 +58,16 @@ async def deny_socket(websocket: WebSocket, status: int, message: str) -> None:
     await websocket.send_denial_response(JSONResponse(error_body(rid, message), status_code=status))
 
 
+def _encodable(text: str) -> str:
+    """`text` with each lone UTF-16 surrogate (JSON may escape one: "\\ud800") as U+FFFD: it has no UTF-8 form."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def invalid_body(rid: str, errors: list[tuple[str, str]]) -> dict[str, Any]:
-    """The 400 shape: one `{field, message}` per invalid field."""
+    """The 400 shape: one `{field, message}` per invalid field; fields and messages echo the request's text."""
     return {
         "message": "Invalid request",
-        "errors": [{"field": f, "message": m} for f, m in errors],
+        "errors": [{"field": _encodable(f), "message": _encodable(m)} for f, m in errors],
         "requestId": rid,
     }
 
