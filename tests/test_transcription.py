@@ -26,8 +26,8 @@ from diarist.transcription.asr import (
     tokens_to_words,
     transcribe,
 )
-from diarist.transcription.attribution import attribute_words, join_turns
-from diarist.transcription.formats import to_srt, to_text, to_vtt
+from diarist.transcription.attribution import Utterance, attribute_words, join_turns
+from diarist.transcription.formats import to_srt, to_text, to_vtt, write_vtt
 
 from .conftest import SAMPLE, reference_turns
 
@@ -139,6 +139,22 @@ def test_srt_and_vtt_parse(sample_transcript):
         timing, text = cue.split("\n")
         assert VTT_TIME.match(timing) and re.match(r"^<v SPEAKER_\d\d>\S", text)
     assert to_text(transcript.turns).count("\n") == len(transcript.turns)
+
+
+def test_vtt_escapes_names_and_words():
+    """A name or a word with markup or an arrow stays one voice span of one cue, shown as written."""
+    said = [
+        Utterance(0.0, 1.0, " a --> b", "R&D <team>"),
+        Utterance(1.0, 2.0, "", "A-->B"),
+        Utterance(2.0, 3.0, " x", "Ann>Lee"),
+    ]
+    cues = write_vtt(said).removeprefix("WEBVTT\n\n").strip().split("\n\n")
+    assert [cue.split("\n")[1] for cue in cues] == [
+        "<v R&amp;D &lt;team&gt;>a --&gt; b",
+        "<v A--&gt;B>A--&gt;B",
+        "<v Ann&gt;Lee>x",
+    ]
+    assert all(cue.count("-->") == 1 and VTT_TIME.match(cue.split("\n")[0]) for cue in cues)
 
 
 def test_attribution_rules():

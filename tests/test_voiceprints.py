@@ -100,6 +100,9 @@ def test_labels_follow_the_reference_rules():
         ([" \u3000 "], "cannot be blank"),
         (["Ann\r\nLee"], "control characters"),
         (["Ann\x7f"], "control characters"),
+        (["Ann\u2028Lee"], "line breaks"),  # Unicode's line separator
+        (["Ann\u2029Lee"], "line breaks"),  # and its paragraph separator
+        (["Ann\x85Lee"], "line breaks"),  # NEL
     ):
         with pytest.raises(ValueError, match=message):
             check_labels(labels)

@@ -106,11 +106,14 @@ def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):
     refused = api.put(path, json={"SPEAKER_07": "Zed", "SPEAKER_00": "x" * 101})
     assert refused.status_code == 400
     assert {e["field"] for e in refused.json()["errors"]} == {"SPEAKER_00"}  # the length check comes first
-    for bad in ("Ann\nLee", "Ann\tLee"):  # would split an RTTM line or a subtitle cue
+    for bad in ("Ann\nLee", "Ann\tLee", "Ann\u2028Lee", "Ann\u2029Lee"):  # would split an RTTM line or a cue
         refused = api.put(path, json={"SPEAKER_01": bad})
         assert "control characters" in refused.json()["errors"][0]["message"], refused.text
     unknown = api.put(path, json={"SPEAKER_07": "Zed"})
     assert unknown.status_code == 400 and unknown.json()["errors"][0]["field"] == "SPEAKER_07"
+    # JSON may escape half of a UTF-16 pair, which has no UTF-8 form: the 400 names it as U+FFFD.
+    lone = api.put(path, content=b'{"\\ud800": "x"}')
+    assert lone.status_code == 400 and lone.json()["errors"][0]["field"] == "\ufffd", lone.text
     assert api.put(path, json=["SPEAKER_00"]).status_code == 400
     assert api.get(path).json() == {"SPEAKER_00": "Alice"}  # nothing of a refused request is kept
     assert api.put(f"/v1/jobs/{failed}/speakers", json={"SPEAKER_00": "A"}).status_code == 409

@@ -28,6 +28,10 @@ DEFAULT_DEVICE = "auto"
 # Seconds between a live stream's audio and its events that a client may ask for (POST /v1/live).
 LIVE_LATENCY_RANGE = (0.5, 5.0)
 
+# Unicode categories a name cannot hold: control characters (with \n, \r, \t, U+0085) and separators of lines
+# and paragraphs.
+LINE_BREAKING = ("Cc", "Zl", "Zp")
+
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
 
 
@@ -49,9 +53,10 @@ def count_conflicts(
 
 def name_problem(name: str) -> str | None:
     """Why `name` cannot name a speaker in the outputs, or None when it can: a blank name shows as
-    nothing, and a line break or tab would split an RTTM line or a subtitle cue."""
+    nothing, and a line break or tab would split an RTTM line or a subtitle cue (Unicode's line and
+    paragraph separators, U+2028 and U+2029, break lines as well)."""
     if not name.strip():
         return "cannot be blank"
-    if any(unicodedata.category(c) == "Cc" for c in name):
+    if any(unicodedata.category(c) in LINE_BREAKING for c in name):
         return "cannot hold line breaks, tabs or other control characters"
     return None

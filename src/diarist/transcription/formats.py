@@ -51,12 +51,19 @@ def write_srt(items: Iterable[Utterance]) -> str:
     return "\n".join(blocks)
 
 
+def _vtt_text(text: str) -> str:
+    """`text` as WebVTT cue text or voice annotation: & < > escaped, so that a name or a word cannot end the
+    voice tag, open another, or hold the "-->" that ends a cue's payload."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def write_vtt(items: Iterable[Utterance]) -> str:
     """WebVTT with one cue per item, as they are given (`to_vtt` makes subtitle-sized cues of words)."""
     # WebVTT's voice span names the speaker, so players can style or filter by it; players show only
     # the span's text, so a turn without words shows the name.
     blocks = [
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {c.speaker}>{c.text.strip() or c.speaker}\n"
+        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n"
+        f"<v {_vtt_text(c.speaker)}>{_vtt_text(c.text.strip() or c.speaker)}\n"
         for c in items
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
