@@ -135,7 +135,9 @@ def test_malformed_and_non_object_bodies(api):
     assert "JSON" in error_fields(form)["body"]
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost", "[::1]"])
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "10.0.0.1", "169.254.169.254", "localhost", "[::1]", "[::ffff:0:169.254.169.254]"]
+)
 def test_internal_urls_are_refused(api, address):
     for field in ("url", "webhook"):
         body = {"url": "media://sample.wav", field: f"http://{address}/audio.wav"}

@@ -131,6 +131,10 @@ def closed_port() -> int:
         ("http://[64:ff9b:1::a00:1]/", "a local-use NAT64 address"),  # RFC 8215 form of 10.0.0.1
         ("http://[64:ff9b:1:ffff::8.8.8.8]/", "a local-use NAT64 address"),  # the whole /48, whatever it wraps
         ("http://[2002:a00:1::]/", "private"),  # 6to4 form of 10.0.0.1
+        ("http://[::ffff:0:127.0.0.1]/", "loopback"),  # IPv4-translated (::ffff:0:0:0/96) forms
+        ("http://[::ffff:0:a9fe:a9fe]/", "link-local"),
+        ("http://[::ffff:0:8.8.8.8]/", "a reserved address"),  # deprecated, as ::8.8.8.8 is
+        ("http://[::1:0:0:8.8.8.8]/", "a reserved address"),  # the rest of ::/8
         ("http://localhost:8000/", "localhost resolves to 127.0.0.1, a loopback address"),
         ("http://127.1/", "loopback"),  # short and decimal forms the resolver accepts
         ("http://2130706433/", "loopback"),

@@ -51,6 +51,7 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # unknowable; it only leads into someone's own network, so the whole range is refused.
 _LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT (RFC 2765), not the mapped ::ffff:0:0/96
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 # The authority's userinfo: everything up to its last "@", as urlsplit reads it (the authority ends at / ? #).
 _USERINFO = re.compile(r"^(\s*(?:[a-z][a-z0-9+.-]*:)?//)[^/?#]*@", re.IGNORECASE)
@@ -194,10 +195,10 @@ def _allowlist(entries: tuple[str, ...]) -> _Allowlist:
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for (mapped, compatible, NAT64 or 6to4), if any."""
+    """The IPv4 address an IPv6 address stands for (mapped, compatible, translated, NAT64 or 6to4), if any."""
     if ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
-    if ip in _NAT64 or ip in _IPV4_COMPATIBLE:
+    if ip in _NAT64 or ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.sixtofour
 
@@ -240,8 +241,10 @@ def _address_problem(ip: IPAddress) -> str | None:
             return problem
         if ip.ipv4_mapped is not None or ip in _NAT64:
             return None  # these reach exactly the (public) IPv4 address; is_global would wrongly refuse them
-        if ip in _IPV4_COMPATIBLE:
-            return "a reserved address"  # deprecated form, no legitimate use
+        if ip in _IPV4_COMPATIBLE or ip in _IPV4_TRANSLATED:
+            return "a reserved address"  # deprecated forms, no legitimate use
+    if ip.is_reserved:  # the rest of ::/8 and the other unassigned ranges, which is_global may call global
+        return "a reserved address"
     if ip.is_multicast:
         return "a multicast address"
     if ip.is_link_local:
