@@ -307,7 +307,12 @@ def test_openapi_and_docs(server):
     spec = httpx.get(f"{server.url}/openapi.json").json()
     for path in ("/v1/test", "/v1/diarize", "/v1/jobs/{jobId}", "/v2/jobs", "/v1/jobs", "/v1/media/input"):
         assert path in spec["paths"]
-    assert httpx.get(f"{server.url}/docs").status_code == 200
+    docs = httpx.get(f"{server.url}/docs")
+    assert docs.status_code == 200
+    # Its Authorize and Try-it-out buttons must not be clickjacked from a page of another origin.
+    assert docs.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in docs.headers["content-security-policy"]
+    assert httpx.get(f"{server.url}/redoc").status_code == 404  # not served: nothing else to guard
 
 
 def test_peer_host_is_allowed_only_by_setting(api, peer):
