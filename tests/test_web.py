@@ -8,6 +8,7 @@ Set DIARIST_WEB_SCREENSHOTS to a folder to save the screenshots docs/ shows (des
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -262,6 +263,33 @@ def test_a_name_with_markup_stays_text(page, web, web_key, finished):
     assert page.locator("#result img").count() == 0 and page.title() != "1"
     headers = page.request.get(f"{web.url}/").headers
     assert "script-src 'self'" in headers["content-security-policy"]
+
+
+def test_the_address_opens_job_ids_only(page, web, web_key):
+    """Any link can set #job=: a path there (another key's pre-signed download of a forged job) is not
+    fetched with the signed-in key, nor shown as a result."""
+    forged = {
+        "jobId": "00000000-0000-0000-0000-000000000000",
+        "status": "succeeded",
+        "kind": "diarize",
+        "url": "https://example.com/a.wav",
+        "output": {"diarization": [{"speaker": "SPEAKER_00", "start": 0, "end": 1}]},
+        "duration": 1,
+        "rate": 50,
+        "peaks": [0] * 50,
+    }
+    with web.client(create_key(web.data_dir, "other", "--rate-limit", "0")) as other:
+        upload(other, json.dumps(forged).encode(), "forged.json")
+        link = other.post("/v1/media/output", json={"url": "media://forged.json"}).json()["url"]
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(urlsplit(request.url).path))
+    sign_in(page, web, web_key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    page.goto(f"{web.url}/#job=../media/download/{link.rsplit('/', 1)[1]}%3F")
+    error = page.wait_for_selector("#error:not([hidden])", timeout=10_000)
+    assert "not a job id" in error.inner_text()
+    assert page.is_hidden("#result")
+    assert not any(path.startswith("/v1/media/download/") for path in fetched), fetched
 
 
 def test_non_audio_upload_shows_why_it_failed(page, web, web_key):

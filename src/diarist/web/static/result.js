@@ -12,6 +12,9 @@ import { drawSpeakers } from "./speakers.js";
 import { drawTranscript } from "./transcript.js";
 
 let shown = null; // the open job: {id, job, names, turns, bySpeaker, speakers, lines, duration, wave, ...}
+// A job id is a UUID. Ids come from the address too (#job=), which any link sets: anything else there, such
+// as "../media/download/<token>?", would make the page fetch another path with the user's key.
+const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The open result, or null. */
 export function shownResult() {
@@ -36,6 +39,7 @@ function speakerTurns(output) {
 export async function openResult(id) {
   closeResult();
   showError("");
+  if (!JOB_ID.test(id)) throw new Error(`The address names no job: ${id} is not a job id.`);
   const job = await api(`/v1/jobs/${id}?details=true`);
   if (job.status !== "succeeded") throw new Error(`Job ${id} is ${job.status}; only a finished job has a result.`);
   if (!job.output.diarization) throw new Error(`Job ${id} is a ${job.kind} job: it has no speaker turns to show.`);
