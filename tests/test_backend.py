@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from hashlib import sha256
@@ -108,6 +109,31 @@ def test_killed_worker_while_the_database_is_locked_then_everything_recovers(uma
         assert healthy.status_code == 200 and healthy.json()["status"] == "ok", healthy.text
     assert Store(server.database).get_job(job_id).attempts == 2
     assert "worker-supervisor failed" in server.log()
+
+
+def test_a_locked_database_answers_503_within_the_busy_timeout_however_many_wait(tmp_path):
+    """Requests queued behind each other for the lock share the busy timeout, not one each: every submit is a
+    503 within about the timeout, so a client retrying at twice it does not make a duplicate job."""
+    data_dir = tmp_path / "state"
+    key = create_key(data_dir, "locked", "--rate-limit", "0")
+    timeout, submits = 2.0, 5
+    live = LiveServer(data_dir, env={"DIARIST_DATABASE_BUSY_TIMEOUT_SECONDS": str(timeout)}, workers=0).start()
+    try:
+        with live.client(key) as api:
+            media = upload(api, SAMPLE, "s.wav")
+
+            def submit() -> tuple[int, float]:
+                start = time.monotonic()
+                answer = api.post("/v1/diarize", json={"url": media})
+                return answer.status_code, time.monotonic() - start
+
+            with held_lock(data_dir / "diarist.db"), ThreadPoolExecutor(submits) as pool:
+                answers = list(pool.map(lambda _: submit(), range(submits)))
+            assert [status for status, _ in answers] == [503] * submits, answers
+            assert max(seconds for _, seconds in answers) < timeout + 1.5, answers  # unfixed: 2, 4, 6, 8, 10 s
+            assert api.get("/v2/jobs").json()["items"] == []
+    finally:
+        live.stop()
 
 
 @pytest.mark.slow

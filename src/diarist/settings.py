@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     asr_models: Path | None = None  # operator-installed ASR models, one folder each; default <data_dir>/asr-models
 
     # Store and storage limits (backend hardening).
-    database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # a locked write waits this long, then 503
+    database_busy_timeout_seconds: float = Field(default=30.0, gt=0)  # a request's lock waits, in all; then 503
     max_storage_bytes_per_key: int = Field(default=10 * GIB, ge=0)  # uploads kept per key; keys may override
 
     # Live streams (POST /v1/live and its WebSocket). Each runs in this replica's live engine process;

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from diarist.api.auth import KEY_STATE, admit
 from diarist.api.errors import ApiProblem, deny_socket
 from diarist.api.services import Services
+from diarist.jobs.store import one_lock_wait
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
@@ -116,8 +117,11 @@ class EdgeGuard:
         services: Services = scope["app"].state.services
         exchange = Exchange(scope, receive, send, services.settings)
         try:
-            await self._admit(scope, exchange, services)
-            await self.app(scope, exchange.receive, exchange.send)
+            # However many writes the request makes, and however many writers it queues behind, it
+            # answers 503 after the busy timeout at most.
+            with one_lock_wait(services.settings.database_busy_timeout_seconds):
+                await self._admit(scope, exchange, services)
+                await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:
             await self._fail(scope, exchange, exc)
 

@@ -4,7 +4,15 @@ One module per topic (`keys`, `jobs`, `quota`, `leases`, `live`, `workers`, `med
 each a mixin that reads and writes through the session core (`core`); `Store` puts them together. Import from here.
 """
 
-from diarist.jobs.store.core import Core, alembic_config, database_errors, database_url, head_revision, known_revision
+from diarist.jobs.store.core import (
+    Core,
+    alembic_config,
+    database_errors,
+    database_url,
+    head_revision,
+    known_revision,
+    one_lock_wait,
+)
 from diarist.jobs.store.jobs import JobsMixin
 from diarist.jobs.store.keys import KeysMixin, NewKey
 from diarist.jobs.store.leases import LeasesMixin
@@ -26,6 +34,7 @@ __all__ = [
     "database_url",
     "head_revision",
     "known_revision",
+    "one_lock_wait",
     "storage_quota_message",
 ]
 

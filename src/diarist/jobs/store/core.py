@@ -5,10 +5,11 @@ Writes are single statements or short write-first transactions, which keeps SQLi
 
 from __future__ import annotations
 
-import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,36 @@ PG_TEMPORARY = {"53200", "53300", "55P03", "57014", "57P01", "57P02", "57P03", "
 MIGRATIONS = Path(__file__).parent.parent / "migrations"
 MIGRATION_LOCK = 0x6469617269737400  # pg_advisory_xact_lock key ("diarist\0"): one migrating process at a time
 CONNECT_TIMEOUT_SECONDS = 10  # an unreachable PostgreSQL answers 503 after this, not after the OS's minutes
+BUSY = "The job database is busy or unreachable; try again shortly."
+
+
+class LockWait:
+    """The seconds that writes may still spend waiting for SQLite's write lock."""
+
+    def __init__(self, seconds: float):
+        self.left = seconds
+
+    def spend(self, since: float) -> None:
+        """Count the wait that began at `since` (time.monotonic())."""
+        self.left = max(0.0, self.left - (time.monotonic() - since))
+
+
+# The wait of the request (or the write) under way: threads that run a request's code see its context.
+_lock_wait: ContextVar[LockWait | None] = ContextVar("lock_wait", default=None)
+
+
+@contextmanager
+def one_lock_wait(seconds: float) -> Iterator[None]:
+    """Within the block, the store's writes wait for the lock `seconds` in all, not `seconds` each.
+
+    An HTTP request runs in one: queued behind other writers, or writing several times, it still
+    answers 503 after the busy timeout at most, never after a multiple of it.
+    """
+    token = _lock_wait.set(LockWait(seconds))
+    try:
+        yield
+    finally:
+        _lock_wait.reset(token)
 
 
 @contextmanager
@@ -44,12 +75,12 @@ def database_errors() -> Iterator[None]:
     try:
         yield
     except PoolTimeoutError as e:  # every pooled connection is busy for longer than the pool timeout
-        raise StoreUnavailableError("The job database is busy or unreachable; try again shortly.") from e
+        raise StoreUnavailableError(BUSY) from e
     except (OperationalError, InterfaceError) as e:
         if _is_full(e.orig):
             raise StorageFullError("The server's disk is full.") from e
         if _is_temporary(e.orig):
-            raise StoreUnavailableError("The job database is busy or unreachable; try again shortly.") from e
+            raise StoreUnavailableError(BUSY) from e
         raise
 
 
@@ -74,13 +105,19 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        # Write transactions take the lock up front, so they wait for it instead of failing later.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        wait = _lock_wait.get()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={int((wait.left if wait else busy_timeout) * 1000)}")
+        # Write transactions take the lock up front, so they wait for it here instead of failing later.
+        start = time.monotonic()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write") else "BEGIN")
+        finally:
+            if wait is not None:
+                wait.spend(start)
 
 
 def database_url(url: str) -> str:
@@ -151,10 +188,11 @@ class Core:
 
     def __init__(self, url: str, busy_timeout: float = 30.0, pool_size: int = 5):
         self.engine = make_engine(url, busy_timeout, pool_size)
+        self.busy_timeout = busy_timeout
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
         self.sqlite = self.engine.dialect.name == "sqlite"
-        self._write_lock = threading.Lock() if self.sqlite else contextlib.nullcontext()
+        self._write_lock = threading.Lock()  # SQLite only
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
@@ -164,11 +202,35 @@ class Core:
 
     @contextmanager
     def writing(self) -> Iterator[Session]:
-        """A session whose transaction commits when the block ends, or rolls back on an error."""
+        """A session whose transaction commits when the block ends, or rolls back on an error.
+
+        On SQLite it waits for the write lock at most the busy timeout: its own, or what is left of
+        its request's (`one_lock_wait`); then StoreUnavailableError.
+        """
+        wait = _lock_wait.get() or LockWait(self.busy_timeout)
+        token = _lock_wait.set(wait)  # for the begin hook, which sets SQLite's own wait to what is left
+        try:
+            with database_errors(), self._queued(wait), self._write.begin() as session:
+                yield session
+        finally:
+            _lock_wait.reset(token)
+
+    @contextmanager
+    def _queued(self, wait: LockWait) -> Iterator[None]:
+        """On SQLite, this process's writers one at a time, each waiting its turn at most `wait.left`."""
+        if not self.sqlite:
+            yield
+            return
         # SQLite lets one writer in at a time and makes the others poll with growing sleeps; queueing
         # this process's writers on a lock first keeps their wait as short as the write itself.
-        with database_errors(), self._write_lock, self._write.begin() as session:
-            yield session
+        start = time.monotonic()
+        if not self._write_lock.acquire(timeout=wait.left):
+            raise StoreUnavailableError(BUSY)
+        wait.spend(start)
+        try:
+            yield
+        finally:
+            self._write_lock.release()
 
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the database answers a read."""
