@@ -347,3 +347,21 @@ def test_undecodable_bodies_are_400_with_errors(api, body, content_type):
     assert answer.json()["message"] == "Invalid request"
     assert [e["field"] for e in answer.json()["errors"]] == ["body"]
     assert answer.json()["requestId"] == answer.headers["x-request-id"]
+
+
+def test_the_access_log_hides_the_tokens_of_pre_signed_urls(tmp_path):
+    """A pre-signed URL is its own permission: the log of its request names the route, not the token."""
+    key = create_key(tmp_path / "state", "logged", "--rate-limit", "0")
+    live = LiveServer(tmp_path / "state", env={"DIARIST_ACCESS_LOG": "true"}, workers=0).start()
+    try:
+        with live.client(key) as api:
+            target = api.post("/v1/media/input", json={"url": "media://logged.wav"}).json()["url"]
+            assert httpx.put(target, content=b"audio").status_code == 200
+            link = api.post("/v1/media/output", json={"url": "media://logged.wav"}).json()["url"]
+            assert httpx.get(link).content == b"audio"
+    finally:
+        live.stop()
+    log = live.log()
+    for url in (target, link):
+        assert urlsplit(url).path.rsplit("/", 1)[1] not in log
+    assert '"PUT /v1/media/upload/*** HTTP/1.1" 200' in log and '"GET /v1/media/download/*** HTTP/1.1" 200' in log

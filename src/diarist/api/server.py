@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import resource
 import uuid
 from collections import Counter
@@ -25,6 +26,18 @@ from diarist.api.errors import REQUEST_ID_HEADER, error_body, invalid_body
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.api")
+# The secrets a request line can carry: a pre-signed media URL's token, a live socket's ?token=.
+_TOKENS = re.compile(r"(?P<kept>/v1/media/(?:upload|download)/|[?&]token=)[^/?&\s]+")
+
+
+class RedactTokens(logging.Filter):
+    """Hide the tokens in uvicorn's request lines (the access log, a socket's handshake): whoever reads
+    the log could otherwise fetch or overwrite another key's upload until its URL expires."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_TOKENS.sub(r"\g<kept>***", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 @dataclass
@@ -145,6 +158,8 @@ def serve(settings: Settings) -> None:
     open_files = raise_open_files_limit()
     if open_files != resource.RLIM_INFINITY and settings.max_connections > open_files - 100:
         log.warning("max_connections %d is near the open files limit %d", settings.max_connections, open_files)
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(RedactTokens())
     limits = ConnectionLimits(
         max_connections=settings.max_connections,
         max_per_address=settings.max_connections_per_ip,
