@@ -6,11 +6,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
-from .live import create_key, upload, wait_for
+from diarist.vocabulary import NAME_PATTERN, name_problem
+from diarist.voiceprints import encode
+
+from .live import create_key, error_fields, upload, wait_for
 
 # The operationIds of pyannoteAI's published OpenAPI; the last four are diarist's own.
 OPERATIONS = {
@@ -108,6 +113,89 @@ def test_media_url_pattern_agrees_with_the_server(spec, api, name):
     valid = re.search(rule["pattern"][:-1] + r"\Z", url) is not None and len(url) <= rule["maxLength"]
     answer = api.post("/v1/media/input", json={"url": url})
     assert answer.status_code == (201 if valid else 400), answer.text
+
+
+def allows(rule: dict, value: str) -> bool:
+    """Whether a string field's rule in the OpenAPI document allows `value`."""
+    branches = [branch for branch in rule.get("anyOf", []) if branch.get("type") != "null"]
+    if branches and not any(allows(branch, value) for branch in branches):
+        return False
+    pattern = rule.get("pattern", "")
+    # JSON Schema's `$` is the end of the text; in Python that is \Z.
+    return re.search(pattern.replace("$", r"\Z"), value) is not None and len(value) <= rule.get("maxLength", len(value))
+
+
+VOICEPRINT = encode(np.ones(192))
+HTTP_URLS = [
+    "http://93.184.216.34/a.wav",
+    "HTTPS://93.184.216.34:8443/a%20b.wav?x=1",
+    "https://user:secret@93.184.216.34/a.wav",
+    "example.com/a.wav",
+    "ftp://93.184.216.34/a.wav",
+    "http:///a.wav",
+    "http://93.184.216.34/a\tb.wav",
+    "media://a.wav",
+]
+MEDIA_URLS = ["media://meetings/call.wav", "media://" + "a" * 247, "media://" + "a" * 248, "media://a b"]
+NO_JOB = {"numSpeakers": 2, "minSpeakers": 2}  # refused by the route, after the fields' own checks
+UPLOADED = {"url": "media://a.wav", **NO_JOB}
+# (operation, component and property, the 400's field, a body whose None is the value, the values)
+FIELDS = [
+    ("/v1/diarize", "DiarizeRequest.url", "url", {"url": None, **NO_JOB}, HTTP_URLS + MEDIA_URLS),
+    ("/v1/diarize", "DiarizeRequest.webhook", "webhook", {**UPLOADED, "webhook": None}, HTTP_URLS),
+    # Only refused values: an allowed one would open a stream.
+    ("/v1/live", "CreateStream.webhook", "webhook", {"keepAudio": True, "webhook": None}, HTTP_URLS[3:]),
+    (
+        "/v1/identify",
+        "VoiceprintIn.label",
+        "voiceprints[0].label",
+        {**UPLOADED, "voiceprints": [{"label": None, "voiceprint": VOICEPRINT}]},
+        ["Ann", "José Núñez", "SPEAKERS_Team", "   ", "Ann\u2028Lee", "A\x85", "\u017fpeaker_1", "speaker_1"],
+    ),
+    (
+        "/v1/identify",
+        "VoiceprintIn.voiceprint",
+        "voiceprints[0].voiceprint",
+        {**UPLOADED, "voiceprints": [{"label": "Ann", "voiceprint": None}]},
+        [VOICEPRINT, f" {VOICEPRINT}\n", "not base64!", VOICEPRINT[:-7], ""],
+    ),
+]
+
+
+def filled(body: Any, value: str) -> Any:
+    """`body` with `value` where it holds None."""
+    if isinstance(body, dict):
+        return {k: value if v is None else filled(v, value) for k, v in body.items()}
+    if isinstance(body, list):
+        return [filled(item, value) for item in body]
+    return body
+
+
+@pytest.mark.parametrize(("path", "where", "field", "body", "values"), FIELDS, ids=[f[1] for f in FIELDS])
+def test_field_rules_agree_with_the_server(spec, api, path, where, field, body, values):
+    """A value the schema allows is not refused for its form, and one it refuses is refused."""
+    schema, name = where.split(".")
+    rule = component(spec, schema)["properties"][name]
+    for value in values:
+        refused = field in error_fields(api.post(path, json=filled(body, value)))
+        assert allows(rule, value) is not refused, (value, rule)
+
+
+def test_name_pattern_is_name_problem():
+    """The pattern of names in the OpenAPI document, on every character of the Basic Multilingual Plane."""
+    pattern = re.compile(NAME_PATTERN.replace("$", r"\Z"))
+    for code in range(0x10000):
+        if 0xD800 <= code < 0xE000:  # surrogates: no JSON string holds one alone that a request can carry
+            continue
+        for name in (chr(code), f"a{chr(code)}b"):
+            assert (pattern.search(name) is not None) is (name_problem(name) is None), hex(code)
+
+
+def test_speaker_names_rule_refuses_line_breaks(spec):
+    body = spec["paths"]["/v1/jobs/{jobId}/speakers"]["put"]["requestBody"]["content"]["application/json"]
+    rule = body["schema"]["additionalProperties"]
+    assert allows(rule, "Alice") and allows(rule, "")
+    assert not any(allows(rule, f"Ann{c}Lee") for c in "\n\t\x85\u2028\u2029")
 
 
 def test_405_lists_every_method_of_the_path(api):

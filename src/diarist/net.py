@@ -123,6 +123,11 @@ class _Target:
         return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
 
+# What _parse takes, as a JSON Schema (ECMA-262) pattern for the OpenAPI document: http or https, a host, no
+# control characters. (_parse also strips blanks around the URL, which the pattern does not allow.)
+HTTP_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#:@\x00-\x20\x7f][^\x00-\x1f\x7f]*$"
+
+
 def _parse(url: str) -> _Target:
     """Split url into the pieces we send, or raise UrlRefused."""
     url = url.strip() if isinstance(url, str) else ""

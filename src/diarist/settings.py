@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     worker_nice: int = Field(default=10, ge=0, le=19)  # workers yield the CPU to the API server
     # Where workers run the models: auto (the default: cuda where PyTorch sees a GPU, else cpu), cpu or cuda.
     device: str = DEFAULT_DEVICE
-    access_log: bool = False  # one log line per request; off: it costs the server a tenth of its CPU
+    access_log: bool = False  # one log line per request (URL tokens hidden); off: it costs a tenth of the CPU
 
     # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
     max_json_bytes: int = Field(default=1280 * 1024, ge=1)  # request bodies but uploads; fits 50 voiceprints

@@ -31,6 +31,11 @@ LIVE_LATENCY_RANGE = (0.5, 5.0)
 # Unicode categories a name cannot hold: control characters (with \n, \r, \t, U+0085) and separators of lines
 # and paragraphs.
 LINE_BREAKING = ("Cc", "Zl", "Zp")
+# The same rules as JSON Schema (ECMA-262) patterns, for the OpenAPI document: LINE_BREAKING's characters, and
+# the other characters str.strip() removes; a name is not only those.
+LINE_BREAKING_CHARACTERS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+BLANK_CHARACTERS = r" \xa0\u1680\u2000-\u200a\u202f\u205f\u3000"
+NAME_PATTERN = f"^(?=.*[^{BLANK_CHARACTERS}])[^{LINE_BREAKING_CHARACTERS}]*$"
 
 MAX_SPEAKERS = 100  # the reference sets no maximum; far more than any recording a diarization can separate
 

@@ -52,6 +52,10 @@ CALIBRATION_SLOPE = 13.08
 CALIBRATION_OFFSET = -4.78
 
 BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
+# What decode can read at all, as a JSON Schema (ECMA-262) pattern for the OpenAPI document: whole base64
+# groups, with ASCII blanks around them (str.strip() removes those, and more).
+_BLANKS, _SYMBOL = r"[\t\n\v\f\r ]*", "[A-Za-z0-9+/]"
+BASE64_PATTERN = f"^{_BLANKS}(?:{_SYMBOL}{{4}})*(?:{_SYMBOL}{{4}}|{_SYMBOL}{{3}}=|{_SYMBOL}{{2}}==){_BLANKS}$"
 DAMAGED = "is damaged or truncated: pass the whole string that the voiceprint job answered"
 _HEADER = struct.Struct("<3sBB")  # magic, format version, length of the model name
 _DIM = struct.Struct("<H")

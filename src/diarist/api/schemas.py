@@ -18,14 +18,23 @@ from diarist.jobs.kinds import KINDS
 from diarist.jobs.media import MAX_MEDIA_URL, MEDIA_URL
 from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec, camel
 from diarist.jobs.tables import STATUSES
+from diarist.net import HTTP_URL_PATTERN
 from diarist.vocabulary import (
     ASR_MODELS,
     DEFAULT_MODEL,
     DIARIZATION_MODELS,
+    LINE_BREAKING_CHARACTERS,
     LIVE_LATENCY_RANGE,
     MAX_SPEAKERS,
+    NAME_PATTERN,
 )
-from diarist.voiceprints import MAX_LABEL, MAX_VOICEPRINT_CHARS, MAX_VOICEPRINTS, label_problem
+from diarist.voiceprints import (
+    BASE64_PATTERN,
+    MAX_LABEL,
+    MAX_VOICEPRINT_CHARS,
+    MAX_VOICEPRINTS,
+    label_problem,
+)
 
 AsrModel = Literal[ASR_MODELS]
 JobStatus = Literal[STATUSES]
@@ -35,7 +44,14 @@ JobKindName = Literal[tuple(KINDS)]
 MAX_URL_LENGTH = 2048  # longer than any real audio or webhook URL, short enough to store and log
 # The server's own media:// check (jobs/media.py), anchored at both ends as JSON Schema needs.
 MEDIA_URL_PATTERN = "^" + MEDIA_URL.pattern.removeprefix("^").removesuffix("$") + "$"
+# The OpenAPI document states the rules the server checks itself (api/routes), so that a request the
+# schema allows is not refused for its form: a job's input is an http(s) or a media:// URL.
+INPUT_URL_RULE = {"anyOf": [{"pattern": HTTP_URL_PATTERN}, {"pattern": MEDIA_URL_PATTERN, "maxLength": MAX_MEDIA_URL}]}
+# A label does not start with SPEAKER_ in any case (str.upper() makes the long s, U+017F, an S), and follows
+# name_problem's rules.
+LABEL_PATTERN = r"^(?![Ss\u017f][Pp][Ee][Aa][Kk][Ee][Rr]_)" + NAME_PATTERN.removeprefix("^")
 JOB_ID_EXAMPLE = "3c8a89a5-dcc6-4edb-a75d-ffd64739674d"
+VOICEPRINT_EXAMPLE = "RFZQASJjYW1wcGx1cy05MmYyOWI5NC93aW5kb3ctY2VudHJvaWQtMS4uLg=="  # how one starts, in whole groups
 TIME_EXAMPLE = "2024-02-20T12:00:00.000Z"
 
 
@@ -102,12 +118,14 @@ class JobRequest(ApiModel):
         description="Where the audio is: a public, direct http(s) link to the file, or a media:// URL uploaded "
         "through /v1/media/input.",
         examples=["https://example.com/audio.wav", "media://meeting.wav"],
+        json_schema_extra=INPUT_URL_RULE,
     )
     webhook: str | None = Field(
         None,
         max_length=MAX_URL_LENGTH,
         description="URL that receives the job by POST once it ends (optional).",
         examples=["https://example.com/webhook"],
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
     )
     webhookStatusOnly: Flag = Field(
         False, description="When true, the webhook carries only jobId and status, not the output (for large outputs)."
@@ -194,12 +212,15 @@ class VoiceprintIn(ApiModel):
     label: str = Field(
         min_length=1,
         max_length=MAX_LABEL,
-        description="Name of the speaker; must not start with SPEAKER_ (the diarization's own labels).",
+        description="Name of the speaker; must not start with SPEAKER_ (the diarization's own labels), be blank, "
+        "or hold line breaks, tabs or other control characters.",
         examples=["John Doe"],
-        json_schema_extra={"pattern": "^(?![Ss][Pp][Ee][Aa][Kk][Ee][Rr]_)"},
+        json_schema_extra={"pattern": LABEL_PATTERN},
     )
     voiceprint: str = Field(
-        max_length=MAX_VOICEPRINT_CHARS, description="A voiceprint made by POST /v1/voiceprint on this server."
+        max_length=MAX_VOICEPRINT_CHARS,
+        description="A voiceprint made by POST /v1/voiceprint on this server.",
+        json_schema_extra={"pattern": BASE64_PATTERN},
     )
 
     @field_validator("label")
@@ -218,7 +239,7 @@ class IdentifyRequest(SpeakerOptions):
             "model": "precision-2",
             "numSpeakers": 2,
             "matching": {"exclusive": True, "threshold": 0},
-            "voiceprints": [{"label": "John Doe", "voiceprint": "RFZQASJjYW1wcGx1cy0..."}],
+            "voiceprints": [{"label": "John Doe", "voiceprint": VOICEPRINT_EXAMPLE}],
         }
     )
 
@@ -372,7 +393,13 @@ SpeakerNames = Annotated[
     Field(description="Name of each named speaker id of the job's output", examples=[SPEAKER_NAMES_EXAMPLE]),
 ]
 SpeakerRenames = Annotated[
-    dict[str, Annotated[str, Field(max_length=MAX_SPEAKER_NAME)] | None],
+    dict[
+        str,
+        Annotated[
+            str, Field(max_length=MAX_SPEAKER_NAME, json_schema_extra={"pattern": f"^[^{LINE_BREAKING_CHARACTERS}]*$"})
+        ]
+        | None,
+    ],
     Field(
         description=f"A name (1 to {MAX_SPEAKER_NAME} characters) for speaker ids of the job's output; null or "
         '"" removes one. Speakers left out keep theirs.',
@@ -435,7 +462,10 @@ class CreateStream(ApiModel):
         "meeting, the best diarization after it. The stream's record names the job (jobId).",
     )
     webhook: str | None = Field(
-        None, description="diarist: with keepAudio, the offline job's webhook, as for POST /v1/diarize"
+        None,
+        max_length=MAX_URL_LENGTH,
+        description="diarist: with keepAudio, the offline job's webhook, as for POST /v1/diarize",
+        json_schema_extra={"pattern": HTTP_URL_PATTERN},
     )
 
 
