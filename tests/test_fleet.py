@@ -173,6 +173,25 @@ def test_one_keys_slow_downloads_leave_a_fleet_worker_to_other_keys(cluster):
         slow.close()
 
 
+@pytest.mark.slow
+def test_a_keys_job_waiting_for_its_cap_starts_as_the_running_one_ends(tmp_path_factory):
+    """The reaper ticks once a minute here; the key's second job, refused by the idle worker while the
+    first ran (one job per key on two workers), is published by the worker that ended the first."""
+    cluster = start_cluster(tmp_path_factory, "handon", redis_url("handon"), workers=2, reaper_interval_seconds=60)
+    try:
+        key = new_key(cluster)
+        with cluster.server.client(key) as api:
+            media = [upload(api, SAMPLE, f"turn{i}.wav") for i in range(2)]
+            jobs = [api.post("/v1/diarize", json={"url": url, "model": "community-1"}).json()["jobId"] for url in media]
+        ended = [poll(partial(cluster.store.get_job, job_id), ended_job, 300) for job_id in jobs]
+        first, second = sorted(ended, key=lambda job: job.started_at)
+        assert (first.status, second.status) == ("succeeded", "succeeded")
+        assert second.started_at >= first.finished_at  # it waited for the first...
+        assert (second.started_at - first.finished_at).total_seconds() < 10  # ...not for the reaper
+    finally:
+        stop_cluster(cluster)
+
+
 @pytest.fixture(scope="module")
 def rabbit_cluster(tmp_path_factory) -> Iterator[Cluster]:
     require("rabbitmq")

@@ -6,7 +6,8 @@ truth, so the broker is never trusted for correctness:
 - a delivery claims its job by id (`Store.claim_job(worker, job_id)`); a job that is already
   running (leased by a live worker), ended or canceled is acknowledged and dropped, so duplicate
   or late deliveries are harmless; so is one of a job whose key runs its cap of jobs already
-  (`max_running_jobs_per_key`), which the reaper publishes again once the key has room;
+  (`max_running_jobs_per_key`): it is published again once the key has room, by the worker
+  whose job of that key ended, or else by the reaper;
 - the run holds a lease that a thread refreshes (`runner.Lease`), and every write carries its
   fencing token, the attempt number;
 - the reaper (every API process and every `diarist worker` main process) re-queues jobs whose
@@ -128,6 +129,19 @@ def make_celery(settings: Settings) -> Celery:
             return
         log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
         run_job(job, here.store, here.config, settings.heartbeat_seconds, here.engine)
+        hand_on(here.store)
+
+    def hand_on(store: Store) -> None:
+        """Publish at once the jobs that waited for a place under their key's cap, as the one just
+        ended made one: the reaper would, but only at its next tick, and a key's short jobs would
+        spend as long waiting as running."""
+        try:
+            due = store.claim_publishing(settings.republish_seconds, 0, cap=running_cap(store, settings))
+            send = publisher(app, store)
+            for waiting in due:
+                send(waiting)
+        except Exception as e:  # the reaper publishes them in any case
+            log.warning("could not publish the jobs waiting for their key's cap (%s: %s)", type(e).__name__, e)
 
     return app
 
