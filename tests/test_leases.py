@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import update
@@ -241,3 +244,25 @@ def test_publishing_sends_no_more_of_a_keys_jobs_than_it_has_room_for(store):
     store.claim_job("w", "a1", cap=2)
     assert [j.id for j in store.claim_publishing(-1, -1, cap=2)] == ["a2"]
     assert [j.id for j in store.claim_publishing(60, -1, cap=None)] == ["a3", "a4"]  # no cap: all
+
+
+def claim_at_once(together: threading.Barrier, worker: Store) -> Job | None:
+    """Claim a job of a key whose cap is one, as the other thread does the same."""
+    together.wait()
+    return worker.claim_job("w", cap=1)
+
+
+def test_two_workers_claiming_at_once_cannot_both_take_a_keys_last_place(store, database_url):
+    other = Store(database_url)  # a second worker: its own connections
+    try:
+        for attempt in range(20):
+            key_id = store.create_key(f"k{attempt}").record.id
+            for i in range(2):
+                queue(store, f"j{attempt}-{i}", webhook=False, key_id=key_id)
+            together = threading.Barrier(2)
+            with ThreadPoolExecutor(2) as pool:
+                claims = pool.map(partial(claim_at_once, together), (store, other))
+                claimed = [job for job in claims if job is not None]
+            assert len(claimed) == 1, attempt
+    finally:
+        other.close()

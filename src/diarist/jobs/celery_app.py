@@ -123,8 +123,8 @@ def make_celery(settings: Settings) -> Celery:
 
         job = here.store.patiently(f"claiming job {job_id}", claim)
         if job is None:
-            # Running elsewhere, ended or canceled; or waiting for a retry's pause or for its key's
-            # running jobs to end, and then the reaper publishes it again.
+            # Running elsewhere, ended or canceled; or waiting out a retry's pause, or for one of its
+            # key's running jobs to end: then it is published again (`hand_on`, or the reaper).
             log.info("job %s cannot be claimed now: delivery dropped", job_id)
             return
         log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
