@@ -77,6 +77,7 @@ class Fleet:
     lease_seconds: float = 3.0
     heartbeat_seconds: float = 1.0
     republish_seconds: float = 10.0
+    reaper_interval_seconds: float = 1.0
 
     def write_config(self, data_dir: Path) -> None:
         """`diarist.toml` in the data dir, so that `diarist keys` there also reaches the database."""
@@ -84,7 +85,7 @@ class Fleet:
         (data_dir / "diarist.toml").write_text(
             f'executor = "celery"\ndatabase_url = "{self.database_url}"\nbroker_url = "{self.broker_url}"\n'
             f"lease_seconds = {self.lease_seconds}\nheartbeat_seconds = {self.heartbeat_seconds}\n"
-            f"reaper_interval_seconds = 1.0\nrepublish_seconds = {self.republish_seconds}\n"
+            f"reaper_interval_seconds = {self.reaper_interval_seconds}\nrepublish_seconds = {self.republish_seconds}\n"
         )
 
 

@@ -94,6 +94,7 @@ REDIS_DATABASES = {
     "publish": 5,
     "live_suite": 6,
     "live_replicas": 7,
+    "handon": 8,
     "chaosnetns": 12,
     "chaosredis": 13,
     "chaospg": 14,

@@ -24,6 +24,7 @@ from diarist.jobs.tables import Job
 from .conftest import SAMPLE
 from .live import Fleet, Key, LiveServer, LiveWorker, create_key, upload, wait_for
 from .services import RABBITMQ, drop_database, postgres_url, redis_url, require
+from .test_fetch_cancel import Trickler, assert_one_key_cannot_fill_every_worker
 
 pytestmark = pytest.mark.fleet
 
@@ -89,6 +90,10 @@ def poll(read: Callable[[], Job], done: Callable[[Job], bool], timeout: float = 
     return job
 
 
+def ended_job(job: Job) -> bool:
+    return job.status not in ("pending", "running")
+
+
 def submit_long(cluster: Cluster, key: Key, long_audio, **body) -> tuple[str, Job]:
     """Queue the 5-minute job and wait until a worker is in the middle of it (progress reported)."""
     with cluster.server.client(key) as api:
@@ -138,6 +143,53 @@ def test_a_paused_worker_past_its_lease_cannot_overwrite_the_winner(cluster, lon
     after = cluster.store.get_job(job_id)
     assert (after.status, after.attempts, after.worker) == ("succeeded", 2, won.worker)
     assert (after.output, after.finished_at, after.updated_at) == (won.output, won.finished_at, won.updated_at)
+
+
+@pytest.mark.slow
+def test_restarting_the_api_replica_that_holds_the_uploads_fails_none_of_their_jobs(cluster):
+    """kill -9 of the only API replica while its uploads' jobs wait, back 25 s later (a rolling upgrade):
+    the workers find it gone, queue each job again for later, and every job succeeds once it is back."""
+    key = new_key(cluster)
+    with cluster.server.client(key) as api:
+        media = [upload(api, SAMPLE, f"restart{i}.wav") for i in range(3)]
+        jobs = [api.post("/v1/diarize", json={"url": url, "model": "community-1"}).json()["jobId"] for url in media]
+    # One job of the key runs at a time (two workers): the others fetch their upload while the replica is down.
+    poll(lambda: cluster.store.get_job(jobs[0]), lambda j: j.status == "running")
+    cluster.server.kill()
+    time.sleep(25)
+    cluster.server.start()
+    ended = [poll(partial(cluster.store.get_job, job_id), ended_job, 300) for job_id in jobs]
+    assert [(j.status, j.output.get("error")) for j in ended] == [("succeeded", None)] * 3
+    assert sum(j.retries for j in ended) >= 1  # the outage was met, and waited out
+    assert all(j.attempts - j.retries == 1 for j in ended)  # no worker died
+
+
+@pytest.mark.slow
+def test_one_keys_slow_downloads_leave_a_fleet_worker_to_other_keys(cluster):
+    slow = Trickler(max_bytes=120, chunk=16 * 1024)
+    try:
+        assert_one_key_cannot_fill_every_worker(cluster.server, slow)
+    finally:
+        slow.close()
+
+
+@pytest.mark.slow
+def test_a_keys_job_waiting_for_its_cap_starts_as_the_running_one_ends(tmp_path_factory):
+    """The reaper ticks once a minute here; the key's second job, refused by the idle worker while the
+    first ran (one job per key on two workers), is published by the worker that ended the first."""
+    cluster = start_cluster(tmp_path_factory, "handon", redis_url("handon"), workers=2, reaper_interval_seconds=60)
+    try:
+        key = new_key(cluster)
+        with cluster.server.client(key) as api:
+            media = [upload(api, SAMPLE, f"turn{i}.wav") for i in range(2)]
+            jobs = [api.post("/v1/diarize", json={"url": url, "model": "community-1"}).json()["jobId"] for url in media]
+        ended = [poll(partial(cluster.store.get_job, job_id), ended_job, 300) for job_id in jobs]
+        first, second = sorted(ended, key=lambda job: job.started_at)
+        assert (first.status, second.status) == ("succeeded", "succeeded")
+        assert second.started_at >= first.finished_at  # it waited for the first...
+        assert (second.started_at - first.finished_at).total_seconds() < 10  # ...not for the reaper
+    finally:
+        stop_cluster(cluster)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from diarist.jobs.media import make_token, read_token, signing_secret
-from diarist.jobs.runner import InputError, RunnerConfig, fetch_upload, origin_policy
+from diarist.jobs.runner import InputError, OriginUnavailable, RunnerConfig, fetch_upload, origin_policy
 from diarist.jobs.store import QuotaExceededError, Store
 from diarist.net import NetPolicy, TooLargeError, UrlRefused, check_url
 from diarist.settings import Settings
@@ -254,6 +254,9 @@ def test_origin_fetch_limits_errors_and_refusals(tmp_path, shared_db):
         forged = RunnerConfig(**{**config.__dict__, "secret": b"not the secret"})
         with pytest.raises(InputError, match="could not pass it on"):
             fetch_upload(a.url, key.id, "small.bin", dest, forged, lambda _fraction: None)
+        # A replica that does not answer (restarting) may answer later: the job is tried again, not failed.
+        with pytest.raises(OriginUnavailable, match="could not pass it on"):
+            fetch_upload(f"http://127.0.0.1:{free_port()}", key.id, "small.bin", dest, config, lambda _fraction: None)
 
         # The route itself: a forged or expired token is refused, the real one is served.
         served = httpx.get(f"{a.url}/v1/media/download/{make_token(secret, 'get', key.id, 'small.bin', 60)}")

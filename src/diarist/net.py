@@ -84,6 +84,8 @@ class NetPolicy:
     read_timeout: float = 30.0
     max_redirects: int = 5
     total_timeout: float | None = None  # for a whole download: a server that trickles bytes cannot hold it
+    min_rate: int = 0  # bytes/s a download must average over each `rate_window` seconds; 0: no minimum
+    rate_window: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -601,15 +603,32 @@ def _save(chunks: Iterable[bytes], dest: Path, max_bytes: int, on_bytes: Callabl
     return count
 
 
+def _paced(chunks: Iterable[bytes], min_rate: int, window: float) -> Iterator[bytes]:
+    """`chunks`, or FetchError once fewer than `min_rate` bytes/s arrived over a `window` seconds long.
+
+    The read timeout only catches a server that stops; one that sends a byte now and then would
+    hold the worker until the total timeout, an hour by default.
+    """
+    start, count = time.monotonic(), 0
+    for chunk in chunks:
+        count += len(chunk)
+        now = time.monotonic()
+        if now - start >= window:
+            if count < min_rate * (now - start):
+                raise FetchError(f"the download was slower than {min_rate} bytes/s")
+            start, count = now, 0
+        yield chunk
+
+
 def download(
     url: str, dest: Path, policy: NetPolicy, max_bytes: int, on_bytes: Callable[[int], None] | None = None
 ) -> int:
     """Stream a GET of url to dest (temp file next to dest, then rename) and return the byte count.
 
-    Refuses early when Content-Length exceeds max_bytes and stops once the body does. Follows up to
-    policy.max_redirects redirects, checking every hop. Raises UrlRefused or FetchError, or whatever on_bytes
-    raises: it is called with the count so far as bytes arrive, so a caller can give up on a slow download
-    (the connection is closed and nothing is left on disk).
+    Refuses early when Content-Length exceeds max_bytes and stops once the body does, or once it arrives
+    slower than policy.min_rate. Follows up to policy.max_redirects redirects, checking every hop. Raises
+    UrlRefused or FetchError, or whatever on_bytes raises: it is called with the count so far as bytes
+    arrive, so a caller can give up on a slow download (the connection is closed and nothing is left on disk).
     """
     dest = Path(dest)
     timeouts = {
@@ -630,7 +649,10 @@ def download(
             length = _content_length(resp.headers)
             if length is not None and length > max_bytes:
                 raise TooLargeError(f"file is larger than the {_size_text(max_bytes)} limit")
-            return _save(resp.iter_stream(), dest, max_bytes, on_bytes)
+            chunks = resp.iter_stream()
+            if policy.min_rate:
+                chunks = _paced(chunks, policy.min_rate, policy.rate_window)
+            return _save(chunks, dest, max_bytes, on_bytes)
     except _Failure as exc:
         raise FetchError(exc.message) from None
 

@@ -90,12 +90,20 @@ class Settings(BaseSettings):
     max_input_bytes: int = GIB  # largest input file, uploaded or fetched
     max_duration_hours: float = 24.0  # longest input audio
     max_attempts: int = 3  # a job whose worker died this many times fails instead of running again
+    # Jobs of one key running at once, across the fleet; the others wait, pending. Default: every
+    # live worker slot but one (at least one), so one key cannot fill every worker. 0: no limit.
+    max_running_jobs_per_key: int | None = Field(default=None, ge=0)
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # may be private/loopback
     fetch_connect_timeout: float = 10.0  # seconds to connect to an input URL's host
     fetch_read_timeout: float = 30.0  # longest wait for the next bytes of an input URL
     fetch_max_redirects: int = 5  # redirects followed when fetching an input URL
     fetch_total_timeout: float = 3600.0  # a whole download; 1 GiB in an hour needs only 300 kB/s
+    fetch_min_rate: int = Field(default=8 * 1024, ge=0)  # bytes/s a download must average over each window
+    fetch_rate_window: float = Field(default=30.0, gt=0)  # seconds
+    # Times a job goes back to the queue when the API replica holding its upload does not answer (it
+    # restarts), 5 s, 10 s, 20 s … at most 5 min later (about 15 min in all); then it fails.
+    origin_retries: int = Field(default=8, ge=0)
 
     webhook_timeout: float = 10.0  # seconds a webhook receiver has to answer
     # Seconds before each webhook attempt (comma-separated in the environment); then it is given up.

@@ -5,7 +5,9 @@ truth, so the broker is never trusted for correctness:
 
 - a delivery claims its job by id (`Store.claim_job(worker, job_id)`); a job that is already
   running (leased by a live worker), ended or canceled is acknowledged and dropped, so duplicate
-  or late deliveries are harmless;
+  or late deliveries are harmless; so is one of a job whose key runs its cap of jobs already
+  (`max_running_jobs_per_key`): it is published again once the key has room, by the worker
+  whose job of that key ended, or else by the reaper;
 - the run holds a lease that a thread refreshes (`runner.Lease`), and every write carries its
   fencing token, the attempt number;
 - the reaper (every API process and every `diarist worker` main process) re-queues jobs whose
@@ -52,7 +54,7 @@ from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.spec import DIARIZATION_QUEUE, QUEUES
 from diarist.jobs.store import Store
 from diarist.jobs.tables import Job
-from diarist.jobs.worker import TRANSIENT, WorkerStore, reaper, registration, runner_config
+from diarist.jobs.worker import TRANSIENT, WorkerStore, reaper, registration, runner_config, running_cap
 from diarist.settings import Settings
 
 log = logging.getLogger("diarist.jobs")
@@ -112,15 +114,34 @@ def make_celery(settings: Settings) -> Celery:
 
     @app.task(name=TASK, bind=True)
     def execute(task, job_id: str) -> None:
-        """Claim the job by id and run it; a delivery of a job that is not pending is dropped."""
+        """Claim the job by id and run it; a delivery of a job that cannot be claimed is dropped."""
         here = child()
         name = f"{task.request.hostname}:{os.getpid()}"
-        job = here.store.patiently(f"claiming job {job_id}", lambda: here.store.claim_job(name, job_id))
+
+        def claim() -> Job | None:
+            return here.store.claim_job(name, job_id, cap=running_cap(here.store, settings))
+
+        job = here.store.patiently(f"claiming job {job_id}", claim)
         if job is None:
-            log.info("job %s is not pending (running elsewhere, ended or canceled): delivery dropped", job_id)
+            # Running elsewhere, ended or canceled; or waiting out a retry's pause, or for one of its
+            # key's running jobs to end: then it is published again (`hand_on`, or the reaper).
+            log.info("job %s cannot be claimed now: delivery dropped", job_id)
             return
         log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
         run_job(job, here.store, here.config, settings.heartbeat_seconds, here.engine)
+        hand_on(here.store)
+
+    def hand_on(store: Store) -> None:
+        """Publish at once the jobs that waited for a place under their key's cap, as the one just
+        ended made one: the reaper would, but only at its next tick, and a key's short jobs would
+        spend as long waiting as running."""
+        try:
+            due = store.claim_publishing(settings.republish_seconds, 0, cap=running_cap(store, settings))
+            send = publisher(app, store)
+            for waiting in due:
+                send(waiting)
+        except Exception as e:  # the reaper publishes them in any case
+            log.warning("could not publish the jobs waiting for their key's cap (%s: %s)", type(e).__name__, e)
 
     return app
 

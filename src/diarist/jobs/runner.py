@@ -9,6 +9,8 @@ A `media://` input is read from this machine's media folder when the upload land
 embedded default: the server and its workers share one data dir). Otherwise the worker fetches it
 from the API replica that received it (`Media.origin`, that replica's `internal_url`) with a signed
 download URL good for a minute, into its own downloads folder: no disk is shared between machines.
+When that replica does not answer (it is restarting, as in a rolling upgrade), the job goes back to
+the queue for a later attempt (`Store.retry_job`), and fails only after `origin_retries` of them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ PROGRESS_INTERVAL = 1.0  # seconds between progress writes
 ORIGIN_TOKEN_SECONDS = 60  # a worker's download URL for an upload on another replica: it is used at once
 MISSING_UPLOAD = "it does not exist (uploads are deleted after a while)"
 ORIGIN_FAILED = "the server that received the upload could not pass it on (the worker's log says why)"
+RETRY_FIRST_SECONDS = 5.0  # the pause before a job whose upload's server did not answer is claimable again
+RETRY_MAX_SECONDS = 300.0  # it doubles with each retry up to this
 
 
 class JobAbandoned(Exception):
@@ -58,6 +62,16 @@ class JobAbandoned(Exception):
 
 class InputError(DiaristError):
     """The job's input could not be turned into a local audio file."""
+
+
+class OriginUnavailable(InputError):
+    """The API replica holding the job's upload did not answer, or answered with a server error: it
+    may be restarting, so the job is tried again later."""
+
+
+def retry_delay(retries: int) -> float:
+    """Seconds before a job that already had `retries` retries is claimable again: 5, 10, 20 … up to 300."""
+    return min(RETRY_FIRST_SECONDS * 2**retries, RETRY_MAX_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,7 @@ class RunnerConfig:
     max_duration_seconds: float
     asr_models: Path  # where an operator installs the transcription models that are not packaged
     secret: bytes = b""  # signs the URLs that fetch uploads from the replica holding them
+    origin_retries: int = 0  # times a job goes back to the queue when that replica does not answer
 
 
 def origin_policy(policy: NetPolicy, origin: str) -> NetPolicy:
@@ -90,8 +105,8 @@ def fetch_upload(
     """Download `media://<key>` of API key `key_id` from the replica at `origin` to `dest`; `on_bytes`
     hears the bytes so far, and may raise to stop.
 
-    InputError in the user's terms (a missing upload reads as it always did); the details, which
-    name internal addresses, go to the log.
+    InputError in the user's terms (a missing upload reads as it always did), OriginUnavailable when
+    the replica may answer later; the details, which name internal addresses, go to the log.
     """
     token = make_token(config.secret, "get", key_id, key, ORIGIN_TOKEN_SECONDS)
     url = f"{origin}/v1/media/download/{token}"
@@ -104,6 +119,8 @@ def fetch_upload(
         if e.status == 404:
             raise InputError(MISSING_UPLOAD) from None
         log.warning("could not fetch media://%s of key %s from %s: %s", key, key_id, origin, e)
+        if e.status is None or e.status >= 500:  # no answer, or a server error: not the upload's fault
+            raise OriginUnavailable(ORIGIN_FAILED) from e
         raise InputError(ORIGIN_FAILED) from e
     except UrlRefused as e:
         log.error("the upload origin %s is refused (%s): is its internal_url right?", origin, e)
@@ -265,6 +282,12 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
             finish(SUCCEEDED, outcome.output, audio_seconds=outcome.audio_seconds, peaks=outcome.peaks)
         except JobAbandoned:
             log.info("job %s (attempt %d) was canceled or taken over while running", job.id, token)
+        except OriginUnavailable as e:
+            delay = retry_delay(job.retries)
+            if store.retry_job(job.id, token, delay, config.origin_retries):
+                log.warning("job %s: its upload's server did not answer: queued again, in %g s", job.id, delay)
+            else:
+                finish(FAILED, {"error": input_error_message(spec.url, e)})
         except (AudioError, InputError, UrlRefused, FetchError) as e:
             log.info("job %s: could not load its audio: %s", job.id, e)
             finish(FAILED, {"error": input_error_message(spec.url, e)})

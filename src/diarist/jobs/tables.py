@@ -8,8 +8,23 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, Index, Integer, LargeBinary, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    literal,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 CREATED, PENDING, RUNNING = "created", "pending", "running"
 SUCCEEDED, FAILED, CANCELED = "succeeded", "failed", "canceled"
@@ -32,6 +47,35 @@ class UTCDateTime(TypeDecorator):
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)
+
+
+class db_now(FunctionElement):
+    """The database's UTC time, `seconds` later, in SQL: what leases are written and compared with.
+
+    Every host of a fleet reads this one clock, so a worker whose own clock is off cannot see
+    healthy leases as expired, nor make its own look older than they are.
+    """
+
+    type = UTCDateTime()
+    name = "db_now"
+    inherit_cache = True
+
+    def __init__(self, seconds: float = 0.0):
+        super().__init__(literal(float(seconds), Float()))
+
+
+@compiles(db_now, "sqlite")
+def _sqlite_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # The text SQLAlchemy stores SQLite datetimes as (microseconds), so that comparisons of strings hold.
+    seconds = compiler.process(element.clauses, **kw)
+    return f"strftime('%Y-%m-%d %H:%M:%f000', 'now', {seconds} || ' seconds')"
+
+
+@compiles(db_now, "postgresql")
+def _postgres_now(element: db_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # The columns are `timestamp without time zone` holding UTC.
+    seconds = compiler.process(element.clauses, **kw)
+    return f"(timezone('UTC', now()) + make_interval(secs => {seconds}))"
 
 
 class Base(DeclarativeBase):
@@ -84,6 +128,10 @@ class Job(Base):
     # `attempts` is the fencing token: every write of a run is conditional on it.
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to the Celery broker
+    # Attempts that ended in a passing fault (the replica holding the upload did not answer): the
+    # job went back to the queue, claimable again from `retry_at`. They are not worker deaths.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Names the user gave the output's speakers ({"SPEAKER_00": "Alice"}); None: none. Deleted with the output.
     speaker_names: Mapped[dict | None] = mapped_column(JSON(none_as_null=True))
 

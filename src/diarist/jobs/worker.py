@@ -13,7 +13,6 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from datetime import timedelta
 from multiprocessing.synchronize import Event
 from typing import Any, Protocol, TypeVar
 
@@ -22,7 +21,7 @@ from diarist.jobs.background import Periodic, backoff
 from diarist.jobs.media import MediaStore, signing_secret
 from diarist.jobs.runner import RunnerConfig, run_job
 from diarist.jobs.store import Store
-from diarist.jobs.tables import Job, utcnow
+from diarist.jobs.tables import Job
 from diarist.net import NetPolicy
 from diarist.settings import Settings
 
@@ -51,6 +50,7 @@ def runner_config(settings: Settings, secret: bytes) -> RunnerConfig:
         max_duration_seconds=settings.max_duration_hours * 3600,
         asr_models=settings.asr_models_dir,
         secret=secret,
+        origin_retries=settings.origin_retries,
     )
 
 
@@ -61,7 +61,19 @@ def net_policy(settings: Settings) -> NetPolicy:
         read_timeout=settings.fetch_read_timeout,
         max_redirects=settings.fetch_max_redirects,
         total_timeout=settings.fetch_total_timeout,
+        min_rate=settings.fetch_min_rate,
+        rate_window=settings.fetch_rate_window,
     )
+
+
+def running_cap(store: Store, settings: Settings) -> int | None:
+    """How many jobs of one key may run at once (`max_running_jobs_per_key`); None: no limit.
+
+    By default every live worker slot of the fleet but one, so that another key's job always finds one.
+    """
+    if settings.max_running_jobs_per_key is not None:
+        return settings.max_running_jobs_per_key or None
+    return max(1, store.worker_slots(settings.lease_seconds) - 1)
 
 
 class WorkerStore(Store):
@@ -101,6 +113,13 @@ class WorkerStore(Store):
             lambda: super(WorkerStore, self).reserve_audio(job_id, token, seconds),
         )
 
+    def retry_job(self, job_id: str, token: int, delay_seconds: float, max_retries: int) -> bool:
+        retried = self.patiently(
+            f"queueing job {job_id} again",
+            lambda: super(WorkerStore, self).retry_job(job_id, token, delay_seconds, max_retries),
+        )
+        return bool(retried)
+
     def report_progress(self, job_id: str, token: int, progress: int) -> bool:
         try:
             return super().report_progress(job_id, token, progress)
@@ -126,7 +145,7 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     presence.start()
     log.info("worker %s ready (%d threads on %s)", name, threads, engine.device)
     while not stop.is_set() and os.getppid() == parent:
-        job = store.patiently("claiming a job", lambda: store.claim_job(name))
+        job = store.patiently("claiming a job", lambda: store.claim_job(name, cap=running_cap(store, settings)))
         if job is not None:
             log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
             run_job(job, store, config, settings.heartbeat_seconds, engine)
@@ -149,7 +168,8 @@ def registration(store: Store, settings: Settings, name: str, kind: str, queues:
 
 def reaper(store: Store, settings: Settings, publish: Callable[[Job], None] | None = None) -> Periodic:
     """The loop that re-queues jobs whose lease expired; with `publish` (Celery), it also sends
-    re-queued jobs to the broker, and again those whose message may be lost or never went out."""
+    re-queued jobs to the broker, and again those whose message may be lost or never went out
+    (among them those back from a retry's pause, or refused while their key was at its cap)."""
 
     def tick() -> None:
         requeued = store.reap_expired(settings.lease_seconds, settings.max_attempts)
@@ -157,11 +177,11 @@ def reaper(store: Store, settings: Settings, publish: Callable[[Job], None] | No
             log.warning("re-queued %d jobs whose worker stopped answering: %s", len(requeued), ", ".join(requeued))
         if publish is None:
             return
-        now = utcnow()
         due = store.claim_publishing(
-            stale_before=now - timedelta(seconds=settings.republish_seconds),
-            unpublished_before=now - timedelta(seconds=settings.reaper_interval_seconds),
+            stale_seconds=settings.republish_seconds,
+            unpublished_seconds=settings.reaper_interval_seconds,
             job_ids=requeued,
+            cap=running_cap(store, settings),
         )
         for job in due:
             publish(job)

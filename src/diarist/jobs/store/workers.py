@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from diarist.jobs.store.core import Core
-from diarist.jobs.tables import Worker, utcnow
+from diarist.jobs.tables import Worker, db_now
 
 
 class WorkersMixin(Core):
     """The store's register of worker processes."""
 
     def worker_seen(self, name: str, kind: str, queues: str = "", concurrency: int = 1) -> None:
-        """Register a worker process, or refresh its `seen_at` while it lives."""
-        now = utcnow()
+        """Register a worker process, or refresh its `seen_at` while it lives (the database's clock)."""
         with self.writing() as session:
-            done = session.execute(update(Worker).where(Worker.name == name).values(seen_at=now))
+            done = session.execute(update(Worker).where(Worker.name == name).values(seen_at=db_now()))
             if done.rowcount == 0:
+                now = session.scalar(select(db_now()))
                 session.add(
                     Worker(name=name, kind=kind, queues=queues, concurrency=concurrency, started_at=now, seen_at=now)
                 )
@@ -35,6 +35,12 @@ class WorkersMixin(Core):
 
     def live_workers(self, seen_within: float) -> list[Worker]:
         """The workers seen in the last `seen_within` seconds."""
-        cutoff = utcnow() - timedelta(seconds=seen_within)
         with self.reading() as session:
-            return list(session.scalars(select(Worker).where(Worker.seen_at >= cutoff).order_by(Worker.name)))
+            live = select(Worker).where(Worker.seen_at >= db_now(-seen_within)).order_by(Worker.name)
+            return list(session.scalars(live))
+
+    def worker_slots(self, seen_within: float) -> int:
+        """How many jobs the workers seen in the last `seen_within` seconds run at once, all together."""
+        with self.reading() as session:
+            slots = select(func.sum(Worker.concurrency)).where(Worker.seen_at >= db_now(-seen_within))
+            return session.scalar(slots) or 0
