@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -12,9 +14,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from diarist.api.app import create_app
+from diarist.api.routes.health import Cached
 from diarist.api.routes.ops import broker_check
 from diarist.jobs.store import Store, head_revision
 from diarist.jobs.tables import FAILED, PENDING, STATUSES, SUCCEEDED, Job, Worker, utcnow
@@ -139,16 +142,112 @@ def test_metrics_on_the_live_server_follow_its_jobs(server, api, sample_media):
     job = api.post("/v1/diarize", json={"url": sample_media, "model": "community-1"}).json()
     assert wait_for(api, job["jobId"])["status"] == "succeeded"
     store = Store(server.database)
-    for _ in range(20):  # other tests' jobs may still be moving: compare a scrape between two equal reads
+    # The figures are read at most every ops_cache_seconds (10 s), and other tests' jobs may still be
+    # moving: wait for a scrape that equals two equal reads around it.
+    deadline = time.monotonic() + Settings().ops_cache_seconds + 20
+    while time.monotonic() < deadline:
         before = store_counts(store)
         scraped = samples(httpx.get(f"{server.url}/metrics").text)
-        if store_counts(store) == before:
+        counts = {s: scraped[("diarist_jobs", (("status", s),))] for s in STATUSES}
+        if counts == before == store_counts(store):
             break
+        time.sleep(0.5)
     store.close()
-    assert {s: scraped[("diarist_jobs", (("status", s),))] for s in STATUSES} == before
+    assert counts == before
     assert scraped[("diarist_job_duration_seconds_gcount", (("status", "succeeded"),))] >= 1
     assert scraped[("diarist_job_real_time_factor_gcount", ())] >= 1
     assert httpx.get(f"{server.url}/readyz").status_code == 200
+
+
+def recorded_statements(client: TestClient) -> list[str]:
+    """The SQL the app's store runs from now on, as it runs it."""
+    statements: list[str] = []
+    engine = client.app.state.services.store.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", lambda _c, _cur, statement, *_: statements.append(statement))
+    return statements
+
+
+def test_scrapes_cost_the_database_nothing_between_two_reads(tmp_path, store, database_url):
+    store.migrate()
+    key = store.create_key("k").record
+    store.create_job("a", key.id, "diarize", {"url": "media://x"}, status=PENDING)
+    client = app_client(tmp_path, database_url)
+    executed = recorded_statements(client)
+    assert samples(client.get("/metrics").text)[("diarist_queue_depth", ())] == 1
+    assert client.get("/health").json()["checks"]["database"]["ok"]
+    read = len(executed)
+    assert read > 0
+    for _ in range(50):  # scrapers, or anyone who reaches the address
+        assert client.get("/metrics").status_code == 200
+        assert client.get("/health").status_code == 200
+    assert executed[read:] == []
+
+
+def test_the_figures_are_read_again_after_ops_cache_seconds(tmp_path, store, database_url):
+    store.migrate()
+    key = store.create_key("k").record
+    store.create_job("a", key.id, "diarize", {"url": "media://x"}, status=PENDING)
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, workers=0, ops_cache_seconds=1.0)
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    assert samples(client.get("/metrics").text)[("diarist_queue_depth", ())] == 1
+    store.create_job("b", key.id, "diarize", {"url": "media://x"}, status=PENDING)
+    assert samples(client.get("/metrics").text)[("diarist_queue_depth", ())] == 1  # the last read's
+    time.sleep(1.1)
+    assert samples(client.get("/metrics").text)[("diarist_queue_depth", ())] == 2
+
+
+def test_callers_during_a_computation_get_the_last_value_without_waiting():
+    release, computing = threading.Event(), threading.Event()
+    computed: list[int] = []
+
+    def compute() -> int:
+        computing.set()
+        release.wait(10)
+        computed.append(len(computed) + 1)
+        return computed[-1]
+
+    cached = Cached(compute, seconds=0.0)  # always stale: every call wants a new value
+    release.set()
+    assert cached.get() == 1
+    release.clear()
+    computing.clear()
+    got: list[int] = []
+    slow = threading.Thread(target=lambda: got.append(cached.get()))
+    slow.start()
+    assert computing.wait(10)
+    started = time.monotonic()
+    assert cached.get() == 1  # the last value, not a second computation queued behind the first
+    assert time.monotonic() - started < 1
+    release.set()
+    slow.join(10)
+    assert got == [2] and computed == [1, 2]
+
+
+OPS_TOKEN = "ops-7b1f0c9e4a2d4e8fb3c6a5d2e1f09876"
+
+
+def test_an_ops_token_guards_the_metrics_and_the_checks(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", workers=0, ops_token=OPS_TOKEN, auth_failures_per_minute=3)
+    Store(settings.database).migrate()
+    client = TestClient(create_app(settings), raise_server_exceptions=False)
+    operator = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {OPS_TOKEN[:-1]}"}):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401 and set(refused.json()) == {"requestId", "message"}
+        assert "operator token" in refused.json()["message"] and "diarist_" not in refused.text
+    scraped = client.get("/metrics", headers=operator)
+    assert scraped.status_code == 200 and ("diarist_database_up", ()) in samples(scraped.text)
+    # Probes without a token keep their status code and their one word, and count on no limit.
+    for _ in range(5):
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/readyz").json() == {"status": "ready"}
+        assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/health", headers=operator).json()["checks"]["database"]["ok"]
+    assert client.get("/readyz", headers=operator).json()["checks"]["migrations"]["ok"]
+    # Wrong tokens count on the address's failure limit, as wrong API keys do: then even the right one waits.
+    assert client.get("/health", headers={"Authorization": "Bearer wrong"}).json() == {"status": "ok"}
+    blocked = client.get("/metrics", headers=operator)
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0
 
 
 def store_counts(store: Store) -> dict[str, int]:

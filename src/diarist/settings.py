@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from diarist.vocabulary import DEFAULT_DEVICE, DEVICES
@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Where workers run the models: auto (the default: cuda where PyTorch sees a GPU, else cpu), cpu or cuda.
     device: str = DEFAULT_DEVICE
     access_log: bool = False  # one log line per request (URL tokens hidden); off: it costs a tenth of the CPU
+    # Set: /metrics needs `Authorization: Bearer <it>`, and /health and /readyz show their checks only with it.
+    ops_token: SecretStr | None = None
+    # /metrics' job figures and /health's database check are read this often at most, whatever the scrapes.
+    ops_cache_seconds: float = Field(default=10.0, ge=0)
 
     # Transport limits against oversized, slow or abusive clients (docs/api.md, "Limits and timeouts").
     max_json_bytes: int = Field(default=1280 * 1024, ge=1)  # request bodies but uploads; fits 50 voiceprints

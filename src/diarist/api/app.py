@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> FastAPI:
         live=LiveEngine(settings.live_threads, settings.device),
     )
     app.state.health_reports = {}
+    app.state.database_check = health.Cached(partial(health.database_check, store), settings.ops_cache_seconds)
     app.add_middleware(RequestIdMiddleware)
     ops.install_metrics(app, store, settings)  # outermost: a request's time includes every middleware
     install_error_handlers(app)

@@ -128,6 +128,6 @@ def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, 
     return key, decision.headers()
 
 
-def current_key(request: Request) -> ApiKey:
+async def current_key(request: Request) -> ApiKey:
     """The caller's key, which the edge guard admitted before the route read anything."""
     return request.scope["state"][KEY_STATE]

@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import resource
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ class RedactTokens(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(_TOKENS.sub(r"\g<kept>***", a) if isinstance(a, str) else a for a in record.args)
         return True
+
+
+# How long a thread may hold the GIL while another waits for it (Python's default: 5 ms). Each of the
+# SQLite write's calls lets the GIL go; getting it back could take that long per call while the
+# process's one write lock was held, and every waiting submit, and the event loop, waited behind it.
+GIL_SWITCH_SECONDS = 0.001
 
 
 @dataclass
@@ -155,6 +162,7 @@ def raise_open_files_limit() -> int:
 
 def serve(settings: Settings) -> None:
     """Serve the API on `settings.host:settings.port` until interrupted."""
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     open_files = raise_open_files_limit()
     if open_files != resource.RLIM_INFINITY and settings.max_connections > open_files - 100:
         log.warning("max_connections %d is near the open files limit %d", settings.max_connections, open_files)

@@ -30,5 +30,5 @@ class Services:
     secret: bytes = b""
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     return request.app.state.services

@@ -56,7 +56,7 @@ def submit(store: Store, media: MediaStore, queue: JobQueue, key: ApiKey, spec: 
             f"The audio lasts {seconds:.1f} s; a {kind.name} takes at most {kind.max_input_seconds:g} s of one "
             "person speaking"
         )
-    return queue.submit(key.id, spec, seconds)
+    return queue.submit(key.id, spec, seconds, unlimited=key.quota_seconds is None)
 
 
 def known_seconds(media: MediaStore, key: ApiKey, name: str | None, always: bool = False) -> float:

@@ -20,13 +20,15 @@ class JobQueue:
     def __init__(self, store: Store, executor: Executor):
         self.store, self.executor = store, executor
 
-    def submit(self, key_id: str, spec: JobSpec, reserve_seconds: float = 0.0) -> Job:
-        """Queue the job `spec` asks for, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError).
+    def submit(self, key_id: str, spec: JobSpec, reserve_seconds: float = 0.0, unlimited: bool = False) -> Job:
+        """Queue the job `spec` asks for, holding `reserve_seconds` of audio on the key's quota (QuotaExceededError;
+        `unlimited`: the key has none).
 
         The row is committed before the job is published: a worker never gets an id it cannot find,
         and a publish that fails loses nothing (the job stays pending and the reaper publishes it).
         """
-        job = self.store.create_job(str(uuid.uuid4()), key_id, spec.kind, spec.to_json(), PENDING, reserve_seconds)
+        job_id = str(uuid.uuid4())
+        job = self.store.create_job(job_id, key_id, spec.kind, spec.to_json(), PENDING, reserve_seconds, unlimited)
         try:
             self.executor.publish(job)
         except Exception as e:  # the broker is down or unreachable: not the client's problem

@@ -1,9 +1,10 @@
 """Operations endpoints: `/healthz` (liveness), `/readyz` (readiness) and `/metrics` (Prometheus).
 
-Like `/health`, they need no key and stay outside the API's limits; operators keep them off the
-public address (docs/deploy.md). Bodies name the failing check, never an address or a secret.
-Job metrics are read from the database at each scrape, so every API process answers the same;
-only the request latency histogram is this process's own, as usual with Prometheus.
+Like `/health`, they need no API key and stay outside the API's limits; with `ops_token` set,
+`/metrics` and the checks of `/readyz` need that token (health.operator). Bodies name the failing
+check, never an address or a secret. Job metrics are read from the database, at most once per
+`ops_cache_seconds` whatever the number of scrapes, so every API process answers the same (as of
+that read); only the request latency histogram is this process's own, as usual with Prometheus.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from prometheus_client.metrics_core import GaugeHistogramMetricFamily, GaugeMetr
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diarist.api.routes.health import database_check
+from diarist.api.errors import ApiProblem
+from diarist.api.routes.health import Cached, database_check, operator
 from diarist.errors import DiaristError
 from diarist.jobs.live import LiveEngine
-from diarist.jobs.stats import job_stats
+from diarist.jobs.stats import JobStats, job_stats
 from diarist.jobs.store import Store, head_revision, known_revision
 from diarist.jobs.tables import FAILED, SUCCEEDED
 from diarist.settings import Settings
@@ -44,15 +46,22 @@ async def healthz() -> JSONResponse:
 
 @router.get("/readyz", include_in_schema=False)
 def readyz(request: Request) -> JSONResponse:
-    """200 when this process can take work: database answering at the code's schema, broker in celery mode."""
+    """200 when this process can take work: database answering at the code's schema, broker in celery mode.
+
+    Read at each call, as a probe must; the checks are in the body only for an `operator`.
+    """
     state = request.app.state
     checks = readiness(state.services.store, state.services.settings)
     ok = all(check["ok"] for check in checks.values())
-    return JSONResponse({"status": "ready" if ok else "unready", "checks": checks}, status_code=200 if ok else 503)
+    body = {"status": "ready" if ok else "unready"} | ({"checks": checks} if operator(request) else {})
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
+    """Prometheus text; 401 without the `ops_token` when one is set."""
+    if not operator(request):
+        raise ApiProblem(401, "The metrics need this server's operator token: send 'Authorization: Bearer <token>'.")
     return Response(generate_latest(request.app.state.metrics), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -102,17 +111,25 @@ def broker_check(url: str) -> dict[str, Any]:
 
 
 class JobMetrics(Collector):
-    """Job gauges and histograms, read from the database at each scrape."""
+    """Job gauges and histograms, read from the database at most once per `ops_cache_seconds`: each read
+    scans the window's ended jobs, which no scrape rate may multiply."""
 
     def __init__(self, store: Store, settings: Settings):
         self.store, self.settings = store, settings
+        self.stats = Cached(self._read, settings.ops_cache_seconds)
+
+    def _read(self) -> JobStats | None:
+        """The figures, or None when the database does not answer (remembered as long, so that an
+        unreachable database is not waited for at every scrape)."""
+        try:
+            return job_stats(self.store, timedelta(hours=self.settings.result_ttl_hours), self.settings.lease_seconds)
+        except DiaristError:
+            return None
 
     def collect(self) -> Iterator[Metric]:
-        up = GaugeMetricFamily("diarist_database_up", "1 when the job database answered this scrape.")
-        window = timedelta(hours=self.settings.result_ttl_hours)
-        try:
-            stats = job_stats(self.store, window, self.settings.lease_seconds)
-        except DiaristError:
+        up = GaugeMetricFamily("diarist_database_up", "1 when the job database answered its last read.")
+        stats = self.stats.get()
+        if stats is None:
             up.add_metric([], 0)
             yield up
             return

@@ -24,11 +24,13 @@ class JobsMixin(Core):
         request: dict,
         status: str = CREATED,
         reserve_seconds: float = 0.0,
+        unlimited: bool = False,
     ) -> Job:
         """Record a job; `status=PENDING` also queues it for the workers that claim from this store.
 
         `reserve_seconds` of audio are held on the key's quota until the job ends, in the same
         transaction: QuotaExceededError when they do not fit (nor when the quota is used up).
+        `unlimited`: the key has no quota (a key never gains one), so holding 0 s checks nothing.
         """
         now = utcnow()
         job = Job(
@@ -43,7 +45,9 @@ class JobsMixin(Core):
             updated_at=now,
         )
         with self.writing() as session:
-            reserve(session, key_id, reserve_seconds)
+            # A no-op UPDATE would still lengthen the transaction that holds SQLite's one write lock.
+            if reserve_seconds or not unlimited:
+                reserve(session, key_id, reserve_seconds)
             session.add(job)
         return job
 

@@ -28,11 +28,13 @@ def quota_message(key: ApiKey, seconds: float) -> str:
 
 def reserve(session: Session, key_id: str, seconds: float) -> None:
     """Hold `seconds` of audio on the key's quota; QuotaExceededError when they do not fit, or it is used up."""
-    # One conditional UPDATE: concurrent reservations are serialized by the database itself.
+    # One conditional UPDATE: concurrent reservations are serialized by the database itself. No key is
+    # loaded in the session to keep in step: the ORM's check of it was a third of the statement's time.
     held = ApiKey.used_seconds + ApiKey.reserved_seconds
     fits = or_(ApiKey.quota_seconds.is_(None), (held + seconds <= ApiKey.quota_seconds) & (held < ApiKey.quota_seconds))
     done = session.execute(
-        update(ApiKey).where(ApiKey.id == key_id, fits).values(reserved_seconds=ApiKey.reserved_seconds + seconds)
+        update(ApiKey).where(ApiKey.id == key_id, fits).values(reserved_seconds=ApiKey.reserved_seconds + seconds),
+        execution_options={"synchronize_session": False},
     )
     if done.rowcount != 1:
         key = session.get(ApiKey, key_id)
@@ -48,5 +50,6 @@ def settle(session: Session, job: Job, used_seconds: float = 0.0) -> None:
             .values(
                 reserved_seconds=ApiKey.reserved_seconds - job.reserved_seconds,
                 used_seconds=ApiKey.used_seconds + used_seconds,
-            )
+            ),
+            execution_options={"synchronize_session": False},
         )
