@@ -177,3 +177,28 @@ def test_empty_stream_and_argument_checks():
         diarizer.feed(np.zeros(10, dtype=np.float32))
     with pytest.raises(ValueError):
         StreamingDiarizer(model="nope", engine=engine())
+
+
+def test_a_voice_far_from_its_speaker_is_assigned_but_does_not_move_its_centroid():
+    diarizer = StreamingDiarizer(engine=engine())
+    config = diarizer.config
+    activity = np.zeros((589, 3), dtype=bool)
+    activity[:, 0] = True
+    clean = np.array([2.0, 0.0, 0.0])
+
+    def window(vector: np.ndarray) -> np.ndarray:
+        embeddings = np.zeros((3, 192), dtype=np.float32)
+        embeddings[0] = vector
+        return diarizer._assign(activity, embeddings, clean)
+
+    first, second = np.eye(192, dtype=np.float32)[:2]
+    assert window(first)[0] == 0  # the first voice makes speaker 0
+    # Within delta_new of speaker 0 but beyond delta_update: assigned to it, centroid unmoved.
+    distance = (config.delta_new + config.delta_update) / 2
+    far = (1 - distance) * first + np.sqrt(1 - (1 - distance) ** 2) * second
+    assert window(far)[0] == 0
+    assert np.allclose(diarizer._unit(0), first)
+    # A voice near speaker 0 moves it.
+    near = 0.95 * first + np.sqrt(1 - 0.95**2) * second
+    assert window(near)[0] == 0
+    assert diarizer._unit(0) @ second > 0.1
