@@ -145,7 +145,7 @@ def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment)
     assert done.returncode == 0
     assert done.stderr.startswith(f"diarist: warning: {two_voices}: 2 voices were heard"), done.stderr
     # The one who talks most in EN2009b is FEE083, whose voiceprint the clean file made.
-    assert decode(done.stdout) @ decode(text) > 0.5
+    assert decode(done.stdout).vector @ decode(text).vector > 0.5
 
 
 @pytest.mark.slow
@@ -206,7 +206,7 @@ def test_identify_refuses_bad_voiceprints_and_labels_before_running(enrollment, 
     good = enrollment["voiceprint"]
     (tmp_path / "notes.vp").write_text("not a voiceprint at all")
     (tmp_path / "cut.vp").write_text(good.read_text()[:200])
-    (tmp_path / "other.vp").write_text(encode(np.ones(192), model="other-model"))
+    (tmp_path / "other.vp").write_text(encode(np.ones(192), 10.0, model="other-model"))
     meeting = str(DEV / "ami-EN2009b-0-30.wav")
     for voiceprints, message in (
         ([f"Ann={tmp_path / 'notes.vp'}"], f"{tmp_path / 'notes.vp'}: the voiceprint of 'Ann' is not a voiceprint"),
