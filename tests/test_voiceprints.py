@@ -14,12 +14,10 @@ from diarist.result import Turn
 from diarist.voiceprints import (
     CALIBRATION_1,
     MAX_VOICEPRINT_CHARS,
-    MERGE_CONFIDENCE,
     VOICE_MODEL,
     Matching,
     Voice,
     VoiceprintError,
-    assign,
     confidence,
     decode,
     encode,
@@ -135,10 +133,10 @@ def test_confidence_rises_with_similarity_and_is_50_at_the_fitted_midpoint():
 
 
 # Two voiceprints X and Y, and two speakers both closest to X: A very close, B less so but nearer
-# X than Y, but not so close as to be the same person (confidence 85, under MERGE_CONFIDENCE).
-# Cosines: A-X 1.0, B-X 0.5, B-Y 0.4, A-Y 0. Version-1 voices, scored by the cosine calibration alone.
+# X than Y. Cosines: A-X 1.0, B-X 0.8, B-Y 0.6, A-Y 0. Version-1 voices, scored by the cosine
+# calibration alone.
 X, Y, Z = np.eye(192)[:3]
-SPEAKERS = {"SPEAKER_00": X, "SPEAKER_01": unit(0.5 * X + 0.4 * Y + np.sqrt(0.59) * Z)}
+SPEAKERS = {"SPEAKER_00": X, "SPEAKER_01": unit(0.8 * X + 0.6 * Y)}
 PRINTS = {"X": Voice(X, None), "Y": Voice(Y, None)}
 
 
@@ -147,10 +145,7 @@ def test_exclusive_matching_gives_a_voiceprint_to_one_speaker_only():
     assert scores["SPEAKER_01"]["X"] > scores["SPEAKER_01"]["Y"]  # B is closest to X too...
     assert matches == {"SPEAKER_00": "X", "SPEAKER_01": "Y"}  # ...but A has it: B takes its second choice
     # With one voiceprint, the closer speaker has it and the other none.
-    assert match_speakers(SPEAKERS, {"X": PRINTS["X"]}, Matching())[0] == {
-        "SPEAKER_00": "X",
-        "SPEAKER_01": None,
-    }
+    assert match_speakers(SPEAKERS, {"X": PRINTS["X"]}, Matching())[0] == {"SPEAKER_00": "X", "SPEAKER_01": None}
 
 
 def test_non_exclusive_matching_lets_both_speakers_take_their_best():
@@ -171,16 +166,6 @@ def test_no_match_below_the_threshold():
     assert matches == {"SPEAKER_00": None, "SPEAKER_01": None}
 
 
-def test_a_speaker_split_in_two_gets_one_name_when_both_halves_match_it_well():
-    # Rows: speakers; columns: voices. Speakers 0 and 1 are one person split by the diarization.
-    scores = np.array([[97, 3], [93, 40], [20, 60]])
-    assert assign(scores, Matching(threshold=50)) == [0, 0, 1]
-    # Below MERGE_CONFIDENCE the half left over stays unnamed: exclusive matching decides.
-    assert assign(np.array([[97, 3], [MERGE_CONFIDENCE - 1, 40]]), Matching(threshold=50)) == [0, None]
-    # Nor does merging name anyone below the threshold the request asked for.
-    assert assign(scores, Matching(threshold=95)) == [0, None, None]
-
-
 def test_speakers_with_one_name_have_one_list_of_turns():
     turns = [Turn(0.0, 2.0, "SPEAKER_00"), Turn(1.5, 3.0, "SPEAKER_02"), Turn(3.0, 4.0, "SPEAKER_01")]
     turns += [Turn(5.0, 6.0, "SPEAKER_02")]
@@ -192,6 +177,25 @@ def test_speakers_with_one_name_have_one_list_of_turns():
         (3.0, 4.0, "SPEAKER_01"),
         (5.0, 6.0, "Ann"),
     ]
+
+
+def test_identification_warns_of_voiceprints_from_little_speech_or_of_version_1():
+    turns = [Turn(0.0, 4.0, "SPEAKER_00")]
+    result = diarist.DiarizationResult(turns, turns, ["SPEAKER_00"], 4.0, embeddings={"SPEAKER_00": X})
+    output = result.to_dict()
+    voices = {"Ann": Voice(X, 12.0), "Bob": Voice(Y, 3.2), "Cy": Voice(Z, None)}
+    warning = voiceprints.identification(output, result, voices, Matching())["warning"]
+    assert "'Ann'" not in warning
+    assert "The voiceprint of 'Bob' comes from only 3.2 s of speech" in warning
+    assert "The voiceprint of 'Cy' is of format version 1" in warning
+    # The diarization's own warnings stay first; voiceprints from enough speech add none.
+    result.warnings.append("Heard little speech.")
+    both = voiceprints.identification(
+        result.to_dict(), result, {"Ann": voices["Ann"], "Bob": voices["Bob"]}, Matching()
+    )
+    assert both["warning"].startswith("Heard little speech. The voiceprint of 'Bob'")
+    only = voiceprints.identification(result.to_dict(), result, {"Ann": voices["Ann"]}, Matching())
+    assert only["warning"] == "Heard little speech."
 
 
 def test_a_version_1_voiceprint_is_read_and_scored_by_the_cosine_calibration_it_was_made_with():

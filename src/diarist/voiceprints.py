@@ -52,10 +52,7 @@ CALIBRATION_1 = (13.08, -4.78)
 # margin being over the recording's other speakers (`margins`): the fit of bench/voiceprints.py on pairs
 # that include same-recording and same-room impostors, each kind of pair weighing alike, cross-validated
 # by corpus (docs/benchmarks.md, issue 21).
-CALIBRATION = (7.06, 3.96, -3.19)
-# A speaker left without a voice by exclusive matching takes the voice of another speaker when it
-# matches it at this confidence or more: one person split by the diarization (docs/benchmarks.md).
-MERGE_CONFIDENCE = 90
+CALIBRATION = (8.24, 4.33, -3.29)
 
 BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
 # What decode can read at all, as a JSON Schema (ECMA-262) pattern for the OpenAPI document: whole base64
@@ -208,7 +205,8 @@ def margins(cosines: np.ndarray) -> np.ndarray:
     out = np.empty_like(cosines)
     for row in range(len(cosines)):
         others = np.delete(cosines, row, axis=0)
-        out[row] = cosines[row] - (others.max(axis=0) if len(others) else 0.0)
+        # Alone in its recording, a speaker has no one to stand out from: no evidence either way.
+        out[row] = cosines[row] - others.max(axis=0) if len(others) else 0.0
     return out
 
 
@@ -243,9 +241,8 @@ def assign(scores: np.ndarray, matching: Matching) -> list[int | None]:
     """The voice (column) each speaker (row of 0-100 confidences) is matched with, or None.
 
     Exclusive matching assigns voices to speakers so that the confidences add up to the most
-    (Hungarian assignment) among the pairs at or above the threshold, then gives a voice to the
-    speakers left without one that match it at `MERGE_CONFIDENCE` or more (one person the
-    diarization split); otherwise each speaker takes its best voice at or above the threshold.
+    (Hungarian assignment) among the pairs at or above the threshold; otherwise each speaker takes
+    its best voice at or above it.
     """
     # Here, not at the top: scipy.optimize takes half a second to import, and the command line
     # reads this module's limits for its help.
@@ -253,25 +250,12 @@ def assign(scores: np.ndarray, matching: Matching) -> list[int | None]:
 
     allowed = scores >= matching.threshold
     matches: list[int | None] = [None] * len(scores)
-    if not scores.size:
-        return matches
     if matching.exclusive:
         # Pairs below the threshold cost more than any allowed set of pairs gains: never chosen.
         cost = np.where(allowed, -scores, 100 * (len(scores) + 1))
         for row, column in zip(*linear_sum_assignment(cost), strict=True):
             if allowed[row, column]:
                 matches[row] = int(column)
-        # Diarization sometimes splits one person in two: a speaker left without a voice joins the
-        # speaker its best voice went to, when it matches that voice with high confidence as well.
-        taken = set(matches)
-        for row, best in enumerate(np.argmax(scores, axis=1)):
-            if (
-                matches[row] is None
-                and int(best) in taken
-                and allowed[row, best]
-                and scores[row, best] >= MERGE_CONFIDENCE
-            ):
-                matches[row] = int(best)
     else:
         for row in range(len(scores)):
             if allowed[row].any():
