@@ -200,6 +200,18 @@ def test_turns_without_words_show_their_speaker_in_every_text_format():
 
 
 @pytest.mark.slow
+def test_identify_warns_of_a_voiceprint_from_little_speech(enrollment, tmp_path):
+    from diarist.voiceprints import decode, encode
+
+    short = tmp_path / "short.vp"  # the same voice, as made from 3 s of speech
+    short.write_text(encode(decode(enrollment["voiceprint"].read_text()).vector, 3.0))
+    meeting = DEV / "ami-EN2009b-0-30.wav"
+    done = diarist_cli("identify", str(meeting), "--voiceprint", f"FEE083={short}", "--format", "rttm")
+    assert done.returncode == 0, done.stderr
+    expected = f"diarist: warning: {meeting}: The voiceprint of 'FEE083' comes from only 3.0 s of speech"
+    assert done.stderr.startswith(expected), done.stderr
+
+
 def test_identify_refuses_bad_voiceprints_and_labels_before_running(enrollment, tmp_path):
     from diarist.voiceprints import encode
 

@@ -180,22 +180,22 @@ def test_speakers_with_one_name_have_one_list_of_turns():
 
 
 def test_identification_warns_of_voiceprints_from_little_speech_or_of_version_1():
-    turns = [Turn(0.0, 4.0, "SPEAKER_00")]
-    result = diarist.DiarizationResult(turns, turns, ["SPEAKER_00"], 4.0, embeddings={"SPEAKER_00": X})
-    output = result.to_dict()
-    voices = {"Ann": Voice(X, 12.0), "Bob": Voice(Y, 3.2), "Cy": Voice(Z, None)}
-    warning = voiceprints.identification(output, result, voices, Matching())["warning"]
+    def identified(voices: dict[str, Voice], *warnings: str) -> dict:
+        turns = [Turn(0.0, 4.0, "SPEAKER_00")]
+        result = diarist.DiarizationResult(
+            turns, turns, ["SPEAKER_00"], 4.0, warnings=list(warnings), embeddings={"SPEAKER_00": X}
+        )
+        return voiceprints.identification(result.to_dict(), result, voices, Matching())
+
+    ann, bob, cy = Voice(X, 12.0), Voice(Y, 3.2), Voice(Z, None)
+    warning = identified({"Ann": ann, "Bob": bob, "Cy": cy})["warning"]
     assert "'Ann'" not in warning
     assert "The voiceprint of 'Bob' comes from only 3.2 s of speech" in warning
     assert "The voiceprint of 'Cy' is of format version 1" in warning
-    # The diarization's own warnings stay first; voiceprints from enough speech add none.
-    result.warnings.append("Heard little speech.")
-    both = voiceprints.identification(
-        result.to_dict(), result, {"Ann": voices["Ann"], "Bob": voices["Bob"]}, Matching()
-    )
-    assert both["warning"].startswith("Heard little speech. The voiceprint of 'Bob'")
-    only = voiceprints.identification(result.to_dict(), result, {"Ann": voices["Ann"]}, Matching())
-    assert only["warning"] == "Heard little speech."
+    # The diarization's own warnings come first; voiceprints from enough speech add none.
+    assert identified({"Ann": ann, "Bob": bob}, "Heard little.")["warning"].startswith("Heard little. The voiceprint")
+    assert identified({"Ann": ann}, "Heard little.")["warning"] == "Heard little."
+    assert "warning" not in identified({"Ann": ann})
 
 
 def test_a_version_1_voiceprint_is_read_and_scored_by_the_cosine_calibration_it_was_made_with():

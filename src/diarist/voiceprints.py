@@ -302,7 +302,7 @@ def voice_warnings(voices: dict[str, Voice]) -> list[str]:
 
 def identification(output: dict, result: DiarizationResult, voices: dict[str, Voice], matching: Matching) -> dict:
     """`output` (a diarization job output of `result`) with `identification` and `voiceprints` added,
-    and warnings about the voiceprints in its `warning`."""
+    and warnings about the voiceprints after the result's own (in its `warnings` and the output's)."""
     matches, scores = match_speakers(result.embeddings, voices, matching)
     segments = []
     for turn in output["diarization"]:
@@ -310,9 +310,11 @@ def identification(output: dict, result: DiarizationResult, voices: dict[str, Vo
         segment = {**turn, "speaker": match or turn["speaker"], "diarizationSpeaker": turn["speaker"], "match": match}
         segments.append(segment)
     speakers = [{"speaker": s, "match": matches.get(s), "confidence": scores.get(s, {})} for s in result.speakers]
+    # The result carries them too: the command line prints a result's warnings.
+    result.warnings += voice_warnings(voices)
     identified = {**output, "identification": segments, "voiceprints": speakers}
-    if about_voices := voice_warnings(voices):
-        identified["warning"] = " ".join(filter(None, [output.get("warning"), *about_voices]))
+    if result.warnings:
+        identified["warning"] = " ".join(result.warnings)
     return identified
 
 
