@@ -3,13 +3,15 @@
 A voiceprint is the voice of the person who talks most in a short recording: the unit centroid
 of their CAM++ window embeddings, as the pipeline computes it for every speaker it finds
 (`DiarizationResult.embeddings`). Identification diarizes a recording, then compares each
-speaker's centroid with each voiceprint. Cosine similarity becomes a 0-100 confidence through a
-logistic curve fitted on same- and different-speaker pairs of real speech (`bench/voiceprints.py`),
-so that 50 means "as likely the same person as not".
+speaker's centroid with each voiceprint. The cosine similarity, and its margin over the
+recording's other speakers, become a 0-100 confidence through a logistic curve fitted on same-
+and different-speaker pairs of real speech, same-recording and same-room impostors among them
+(`bench/voiceprints.py`), so that 50 means "more likely the same person than not".
 
 The voiceprint string is opaque to users but versioned: base64 of a magic, the format version,
-the name of the voice model that made it, the vector (float16) and a CRC-32. A voiceprint from
-another model, or a damaged one, is refused instead of silently matching garbage.
+the name of the voice model that made it, the vector (float16), the seconds of speech it was made
+from (version 2) and a CRC-32. A voiceprint from another model, or a damaged one, is refused
+instead of silently matching garbage; one of version 1 is scored by the curve it was made with.
 """
 
 from __future__ import annotations
