@@ -25,7 +25,8 @@ Pairs: a voiceprint against a diarized speaker of
 Calibrations compared: logistic fits of P(same) on the cosine alone (version 1's form), on AS-norm
 scores (`as_norm`: against a cohort of every reference speaker's voiceprint of all their clean
 speech, and the test recording's other speakers), with or without the margin over the recording's
-other speakers and the seconds of speech on either side (`voiceprints.features`: the shipped one).
+other speakers (`voiceprints.margins`) and the seconds of speech on either side. Shipped: cosine
+and margin (`voiceprints.CALIBRATION`).
 Each is cross-validated leaving one corpus out: a fold's fit (and cohort) hold no pair (and no
 voice) of the held-out corpus, and predict the pairs whose test recording is in it. Pairs are
 weighed so that each class weighs half and, within a class, each kind of pair alike.
@@ -62,7 +63,6 @@ LENGTHS: tuple[float | str, ...] = (1.5, 2, 3, 5, 7, 10, ALL)
 MAX_CHUNKS = 4  # of each length per (recording, speaker): a talkative speaker must not swamp the pairs
 COHORT_TOP = 20  # AS-norm: the closest impostors whose scores normalize a score
 HALF_MIN_SECONDS = 20.0  # a recording this long (with 2+ speakers) is also diarized from its middle on
-SPEED_FILE = "EN2001e"  # one voice for 29 s: what a voiceprint upload looks like
 
 
 @dataclass
