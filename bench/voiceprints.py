@@ -1,23 +1,35 @@
-"""Voiceprints: verification EER, the calibration of confidence, identification accuracy and speed.
+"""Voiceprints: the calibration of confidence, and identification within and across recordings.
 
     cd bench && ../.venv/bin/python voiceprints.py [--threads 2] [--cache FILE]
 
-Enrollment: for each (recording, reference speaker), the speaker's clean speech (reference
-segments where only they talk) is concatenated and cut into consecutive chunks of 1, 1.5, 2, 3,
-5 and 10 s (at most `MAX_CHUNKS` of each length) and one of all of it (up to 30 s); each chunk is
-written to a WAV and goes through `service.voiceprint`, as a user's upload would.
-Test side: each recording is diarized once (precision-2); each diarized speaker stands for the
-reference speaker its exclusive turns overlap most.
-Pairs: a voiceprint from recording A against a diarized speaker of recording B, A != B (within a
-recording the voiceprint's audio is part of the speaker it is compared with). Same or different
-by reference speaker id; the five LibriVox utterances are five recordings of one reader, whose
-"reference" is their own diarization (one voice, read speech).
+Recordings: the dev set (AMI clips, the pyannote sample), the wide set (telephone calls and other
+conversations) and the LibriVox utterances (one reader; their "reference" is their own
+diarization). Four corpora: AMI, calls (HarperValleyBank and the sample), other, LibriVox.
 
-The calibration is the logistic fit of P(same) on the cosine, both classes weighing half, on the
-pairs of 3 s or more of enrollment speech; it is cross-validated leaving one meeting series
-(EN2001, ..., ES2003, the pyannote sample, LibriVox) out: a fold trains on the pairs that touch
-no recording of the series and predicts the pairs whose test recording is in it, so each pair is
-predicted once.
+Enrollment: for each (recording, reference speaker), the speaker's clean speech (reference
+segments where only they talk) is concatenated and cut into consecutive chunks of 1.5, 2, 3, 5,
+7 and 10 s (at most `MAX_CHUNKS` of each length) and one of all of it (up to 30 s); each chunk is
+written to a WAV and goes through `service.voiceprint`, as a user's upload would.
+
+Test side: each recording is diarized once (precision-2), and so is the second half of each
+recording of two or more speakers that lasts 20 s or more; each diarized speaker stands for the
+reference speaker its exclusive turns overlap most.
+
+Pairs: a voiceprint against a diarized speaker of
+- another recording (same or different person; AMI sessions of one series share the room),
+- the same whole recording, another person only (the voiceprint's audio is part of its own speaker):
+  the same-recording, same-channel impostors,
+- the second half of its own recording, when the voiceprint's audio ends before it: the same person
+  in the same session, and the same-recording impostors.
+
+Calibrations compared: logistic fits of P(same) on the cosine alone (version 1's form), on AS-norm
+scores (`as_norm`: against a cohort of every reference speaker's voiceprint of all their clean
+speech, and the test recording's other speakers), with or without the margin over the recording's
+other speakers (`voiceprints.margins`) and the seconds of speech on either side. Shipped: cosine
+and margin (`voiceprints.CALIBRATION`).
+Each is cross-validated leaving one corpus out: a fold's fit (and cohort) hold no pair (and no
+voice) of the held-out corpus, and predict the pairs whose test recording is in it. Pairs are
+weighed so that each class weighs half and, within a class, each kind of pair alike.
 """
 
 from __future__ import annotations
@@ -25,45 +37,61 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
-import statistics
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEV, clean_speech, cut, load_rttm, machine, meeting, write_wav
+from common import DEV, WIDE, clean_speech, corpus, cut, load_rttm, machine, meeting, write_wav
 from pyannote.core import Annotation, Segment
-from scipy.optimize import minimize
+from sklearn.linear_model import LogisticRegression
 
 from diarist import service, voiceprints
 from diarist.audio import load_audio
 from diarist.engine import python_engine
-from diarist.service import DiarizeOptions, IdentifyOptions
-from diarist.voiceprints import Matching, VoiceprintError
+from diarist.result import DiarizationResult
+from diarist.service import DiarizeOptions
+from diarist.voiceprints import Matching, Voice, VoiceprintError
 
 LIBRIVOX = Path(__file__).parent / "data" / "librivox"
 READER = "librivox-reader"
 ALL = "all"  # the enrollment of all of a speaker's clean speech
-LENGTHS: tuple[float | str, ...] = (1, 1.5, 2, 3, 5, 10, ALL)
-CALIBRATION_LENGTHS: tuple[float | str, ...] = (3, 5, 10, ALL)  # the pairs the calibration is fitted on
+LENGTHS: tuple[float | str, ...] = (1.5, 2, 3, 5, 7, 10, ALL)
 MAX_CHUNKS = 4  # of each length per (recording, speaker): a talkative speaker must not swamp the pairs
-# Recordings of one series that share speakers, for identification (EN2005a and EN2009b share FEE083).
-SESSIONS = [("EN2001a", "EN2001e"), ("EN2006a", "EN2006b"), ("ES2003a", "ES2003b"), ("EN2005a", "EN2009b")]
-IDENTIFY_SPEECH = 3.0  # enroll the speakers with at least this much clean speech
-SPEED_FILE = "ami-EN2001e-0-30"  # one voice for 29 s: what a voiceprint upload looks like
-FRAME = 0.01  # identification scoring resolution, seconds
+COHORT_TOP = 20  # AS-norm: the closest impostors whose scores normalize a score
+HALF_MIN_SECONDS = 20.0  # a recording this long (with 2+ speakers) is also diarized from its middle on
 
 
 @dataclass
 class Recording:
-    name: str  # short: EN2001a, pyannote-sample, librivox-0870
-    series: str
+    name: str  # short: EN2001a, pyannote-sample, hvb_0002f70f, librivox-0870
+    series: str  # recordings of one series share speakers (an AMI meeting series, LibriVox)
+    corpus: str
     wav: Path
     samples: np.ndarray
     reference: Annotation | None = None  # LibriVox: filled from its diarization
+
+
+@dataclass
+class TestSpeaker:
+    speaker: str  # the reference speaker it stands for
+    label: str  # the diarized label
+    seconds: float  # of its exclusive turns
+
+
+@dataclass
+class Unit:
+    """A diarized test recording: a whole recording, or its second half."""
+
+    name: str  # the recording's name, "/2" added for a half
+    recording: str
+    start: float  # where it starts in the recording, seconds
+    result: DiarizationResult
+    reference: Annotation  # in the unit's own time
+    speakers: list[TestSpeaker]
 
 
 @dataclass
@@ -71,50 +99,24 @@ class Enrollment:
     recording: str
     speaker: str
     length: float | str
-    seconds: float  # of clean reference speech in the clip
+    end: float  # where its audio ends in the recording, seconds
     heard: float  # seconds of one voice the voiceprint job found (0 when it refused)
-    voiceprint: str | None  # None: VoiceprintError
-    vector: np.ndarray | None
-
-
-@dataclass
-class TestSpeaker:
-    recording: str
-    speaker: str  # the reference speaker it stands for
-    label: str  # the diarized label
-    vector: np.ndarray
-    seconds: float  # of its exclusive turns
-
-
-@dataclass
-class Pairs:
-    cosine: np.ndarray
-    same: np.ndarray  # bool
-    length: np.ndarray  # object: the enrollment length
-    enroll_series: np.ndarray
-    test_series: np.ndarray
-    test_seconds: np.ndarray  # the diarized speaker's exclusive speech
-
-    def subset(self, mask: np.ndarray) -> Pairs:
-        return Pairs(*(getattr(self, f.name)[mask] for f in fields(self)))
-
-    def of_length(self, *lengths: float | str) -> np.ndarray:
-        """The mask of the pairs whose enrollment has one of `lengths` (an object array: no np.isin)."""
-        return np.array([length in lengths for length in self.length], dtype=bool)
+    voice: Voice | None  # None: VoiceprintError
 
 
 def recordings() -> list[Recording]:
-    """The dev clips (AMI and the pyannote sample) and the LibriVox utterances."""
+    """The dev and wide recordings with their references, and the LibriVox utterances."""
     out = []
-    for wav in sorted(DEV.glob("*.wav")):
+    for wav in sorted(DEV.glob("*.wav")) + sorted(WIDE.glob("*.wav")):
         name = wav.stem.split("-")[1] if wav.stem.startswith("ami-") else wav.stem
-        out.append(Recording(name, meeting(wav), wav, load_audio(wav), load_rttm(wav.with_suffix(".rttm"))))
+        reference = load_rttm(wav.with_suffix(".rttm"))
+        out.append(Recording(name, meeting(wav), corpus(wav), wav, load_audio(wav), reference))
     for wav in sorted(LIBRIVOX.glob("*.wav")):
-        out.append(Recording("librivox-" + wav.stem.split("-")[-1], "librivox", wav, load_audio(wav)))
+        out.append(Recording("librivox-" + wav.stem.split("-")[-1], "librivox", "librivox", wav, load_audio(wav)))
     return out
 
 
-def diarized_reference(result, uri: str) -> Annotation:
+def diarized_reference(result: DiarizationResult, uri: str) -> Annotation:
     """A one-reader recording's reference: its diarized speech, all of it the reader's."""
     annotation = Annotation(uri=uri)
     for turn in result.exclusive_turns:
@@ -122,21 +124,57 @@ def diarized_reference(result, uri: str) -> Annotation:
     return annotation
 
 
-def test_speakers(recording: Recording, result) -> list[TestSpeaker]:
+def shifted(reference: Annotation, start: float) -> Annotation:
+    """The reference from `start` on, in the time of audio that starts there."""
+    out = Annotation(uri=reference.uri)
+    for segment, track, speaker in reference.crop(Segment(start, float("inf"))).itertracks(yield_label=True):
+        out[Segment(segment.start - start, segment.end - start), track] = speaker
+    return out
+
+
+def test_speakers(reference: Annotation, result: DiarizationResult) -> list[TestSpeaker]:
     """Each diarized speaker with the reference speaker its exclusive turns overlap most (none: left out)."""
     overlap: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    seconds: dict[str, float] = defaultdict(float)
+    seconds = voiceprints.speech_seconds(result)
     for turn in result.exclusive_turns:
-        seconds[turn.speaker] += turn.end - turn.start
         hypothesis = Segment(turn.start, turn.end)
-        for segment, _, speaker in recording.reference.itertracks(yield_label=True):
+        for segment, _, speaker in reference.itertracks(yield_label=True):
             overlap[turn.speaker][speaker] += (hypothesis & segment).duration
     out = []
-    for label, vector in result.embeddings.items():
+    for label in result.embeddings:
         if overlap[label] and max(overlap[label].values()) > 0:
             speaker = max(overlap[label], key=lambda s: overlap[label][s])
-            out.append(TestSpeaker(recording.name, speaker, label, vector, seconds[label]))
+            out.append(TestSpeaker(speaker, label, seconds[label]))
     return out
+
+
+def diarize(wav: Path) -> DiarizationResult:
+    return service.diarize(python_engine(), DiarizeOptions(), wav).result
+
+
+def units(rec: Recording, folder: Path) -> list[Unit]:
+    """The recording diarized whole, and its second half diarized alone where it is long enough."""
+    result = diarize(rec.wav)
+    if rec.reference is None:
+        rec.reference = diarized_reference(result, rec.name)
+    out = [Unit(rec.name, rec.name, 0.0, result, rec.reference, test_speakers(rec.reference, result))]
+    if result.duration >= HALF_MIN_SECONDS and len(rec.reference.labels()) >= 2:
+        start = round(result.duration / 2, 2)
+        wav = folder / f"{rec.name}-half.wav"
+        write_wav(wav, rec.samples[int(start * 16000) :])
+        half = diarize(wav)
+        reference = shifted(rec.reference, start)
+        out.append(Unit(f"{rec.name}/2", rec.name, start, half, reference, test_speakers(reference, half)))
+    return out
+
+
+def end_of(segments: list[Segment], seconds: float) -> float:
+    """Where `seconds` of the concatenated `segments` end, in the recording's time."""
+    for segment in segments:
+        if seconds <= segment.duration:
+            return segment.start + seconds
+        seconds -= segment.duration
+    return segments[-1].end
 
 
 def enroll(recording: Recording, folder: Path) -> list[Enrollment]:
@@ -154,29 +192,234 @@ def enroll(recording: Recording, folder: Path) -> list[Enrollment]:
             for seconds, skip in clips:
                 wav = folder / f"{recording.name}-{speaker}-{length}-{skip:g}.wav"
                 write_wav(wav, cut(recording.samples, segments, seconds, skip))
+                end = end_of(segments, skip + seconds)
                 try:
                     made = service.voiceprint(python_engine(), wav)
                 except VoiceprintError:
-                    out.append(Enrollment(recording.name, speaker, length, seconds, 0.0, None, None))
+                    out.append(Enrollment(recording.name, speaker, length, end, 0.0, None))
                     continue
-                vector = voiceprints.decode(made.voiceprint)
-                out.append(
-                    Enrollment(recording.name, speaker, length, seconds, made.speech_seconds, made.voiceprint, vector)
-                )
+                voice = voiceprints.decode(made.voiceprint)
+                out.append(Enrollment(recording.name, speaker, length, end, made.speech_seconds, voice))
     return out
 
 
-def make_pairs(enrollments: list[Enrollment], tests: list[TestSpeaker], series: dict[str, str]) -> Pairs:
-    """Every usable voiceprint against every diarized speaker of another recording."""
-    rows = [
-        (e.vector @ t.vector, e.speaker == t.speaker, e.length, series[e.recording], series[t.recording], t.seconds)
-        for e in enrollments
-        if e.vector is not None
-        for t in tests
-        if t.recording != e.recording
-    ]
-    columns = list(zip(*rows, strict=True))
-    return Pairs(*(np.array(c, dtype=object if i == 2 else None) for i, c in enumerate(columns)))
+def collect(recs: dict[str, Recording]) -> tuple[list[Unit], list[Enrollment]]:
+    """Diarize every recording (and half), then enroll its speakers."""
+    with tempfile.TemporaryDirectory() as folder:
+        tests = [unit for rec in recs.values() for unit in units(rec, Path(folder))]
+        enrollments = [e for rec in recs.values() for e in enroll(rec, Path(folder))]
+    return tests, enrollments
+
+
+def unknown(a: str, b: str) -> bool:
+    """Whether the references cannot say if speakers of recordings `a` and `b` are one person: two
+    HarperValleyBank calls (its agents take many calls; the transcripts say only agent and caller)."""
+    return a != b and a.startswith("hvb_") and b.startswith("hvb_")
+
+
+def person(recs: dict[str, Recording], recording: str, speaker: str) -> str:
+    """A speaker's identity across recordings: AMI ids and the reader recur; other labels are per recording."""
+    return speaker if recs[recording].corpus in ("AMI", "librivox") else f"{recording}:{speaker}"
+
+
+@dataclass
+class Cohort:
+    vectors: np.ndarray
+    series: np.ndarray
+    corpus: np.ndarray
+
+    def without(self, series: set[str], corpus: str | None = None) -> np.ndarray:
+        """The cohort's vectors from other series than `series` (and another corpus than `corpus`)."""
+        keep = ~np.isin(self.series, list(series)) & (self.corpus != corpus)
+        return self.vectors[keep]
+
+
+def make_cohort(recs: dict[str, Recording], enrollments: list[Enrollment]) -> Cohort:
+    """One voice per person and series: the voiceprint of all their clean speech (up to 30 s)."""
+    chosen: dict[tuple[str, str], Enrollment] = {}
+    for e in enrollments:
+        key = (recs[e.recording].series, person(recs, e.recording, e.speaker))
+        if e.length == ALL and e.voice is not None and key not in chosen:
+            chosen[key] = e
+    picked = list(chosen.values())
+    return Cohort(
+        np.stack([e.voice.vector for e in picked]),
+        np.array([recs[e.recording].series for e in picked]),
+        np.array([recs[e.recording].corpus for e in picked]),
+    )
+
+
+@dataclass
+class Pairs:
+    enrollment: np.ndarray  # index into the enrollments
+    unit: np.ndarray  # index into the units
+    label: np.ndarray  # the diarized speaker's label in its unit
+    same: np.ndarray  # bool
+    kind: np.ndarray  # same recording | same series | other series
+    corpus: np.ndarray  # of the test unit
+    voice_seconds: np.ndarray
+    speaker_seconds: np.ndarray
+    cosine: np.ndarray
+    margin: np.ndarray  # the cosine less the best of the voice with the test recording's other speakers
+
+
+KINDS = ("same recording", "same series", "other series")
+
+
+def make_pairs(recs: dict[str, Recording], tests: list[Unit], enrollments: list[Enrollment]) -> Pairs:
+    """Every usable voiceprint against every diarized test speaker it can be fairly compared with.
+
+    In its own whole recording a voiceprint meets only the others (its audio is part of its own
+    speaker); in its recording's second half, all, if its audio ends before that half starts.
+    """
+    rows = []
+    for u, unit in enumerate(tests):
+        labels = list(unit.result.embeddings)
+        if not labels:
+            continue
+        speakers = np.stack([unit.result.embeddings[label] for label in labels])
+        for e, enrolled in enumerate(enrollments):
+            if enrolled.voice is None or unknown(enrolled.recording, unit.recording):
+                continue
+            if enrolled.recording == unit.recording and enrolled.end > unit.start > 0:
+                continue
+            who = person(recs, enrolled.recording, enrolled.speaker)
+            cosines = speakers @ enrolled.voice.vector[:, None]
+            margin = voiceprints.margins(cosines)[:, 0]
+            for test in unit.speakers:
+                same = who == person(recs, unit.recording, test.speaker)
+                if enrolled.recording == unit.recording:
+                    if same and unit.start == 0:
+                        continue
+                    kind = KINDS[0]
+                else:
+                    kind = KINDS[1] if recs[enrolled.recording].series == recs[unit.recording].series else KINDS[2]
+                row = labels.index(test.label)
+                corpus_ = recs[unit.recording].corpus
+                rows.append(
+                    (e, u, test.label, same, kind, corpus_, enrolled.heard, test.seconds, cosines[row, 0], margin[row])
+                )
+    return Pairs(*(np.array(column) for column in zip(*rows, strict=True)))
+
+
+def quality(voice_seconds: np.ndarray, speaker_seconds: np.ndarray) -> np.ndarray:
+    """Quality measures: log seconds of speech of the shorter and the longer side (0.5 to 60 s)."""
+    short = np.clip(np.minimum(voice_seconds, speaker_seconds), 0.5, 60)
+    long = np.clip(np.maximum(voice_seconds, speaker_seconds), 0.5, 60)
+    return np.column_stack([np.log(short), np.log(long)])
+
+
+def _top_statistics(scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (at least 0.02) of the `top` highest scores of each row."""
+    best = -np.sort(-scores, axis=-1)[..., :top]
+    return best.mean(axis=-1), np.maximum(best.std(axis=-1), 0.02)
+
+
+def as_norm(speakers: np.ndarray, voices: np.ndarray, cohort: np.ndarray, top: int = COHORT_TOP) -> np.ndarray:
+    """Adaptive symmetric normalization of the cosines of one recording's speakers (rows) with voices.
+
+    Each cosine is compared with the closest impostors of either side: for a speaker, the cohort;
+    for a voice, the cohort and the recording's other speakers.
+    """
+    cosines = speakers @ voices.T
+    speaker_mean, speaker_spread = _top_statistics(speakers @ cohort.T, top)
+    voice_cohort = voices @ cohort.T
+    out = np.empty_like(cosines)
+    for row in range(len(speakers)):
+        others = np.delete(cosines, row, axis=0).T
+        voice_mean, voice_spread = _top_statistics(np.hstack([voice_cohort, others]), top)
+        out[row] = 0.5 * (
+            (cosines[row] - voice_mean) / voice_spread + (cosines[row] - speaker_mean[row]) / speaker_spread[row]
+        )
+    return out
+
+
+def normalized(
+    recs: dict[str, Recording],
+    tests: list[Unit],
+    enrollments: list[Enrollment],
+    pairs: Pairs,
+    cohort: Cohort,
+    held_out: str | None = None,
+) -> np.ndarray:
+    """Each pair's AS-norm score against a cohort that holds neither side's series (nor the held-out
+    corpus): a cohort would hold no user's voice either."""
+    out = np.full(len(pairs.same), np.nan)
+    groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for i, (e, u) in enumerate(zip(pairs.enrollment, pairs.unit, strict=True)):
+        groups[u, recs[enrollments[e].recording].series].append(i)
+    for (u, series), indices in groups.items():
+        unit = tests[u]
+        labels = list(unit.result.embeddings)
+        speakers = np.stack([unit.result.embeddings[label] for label in labels])
+        chosen = sorted({int(pairs.enrollment[i]) for i in indices})
+        voices = np.stack([enrollments[e].voice.vector for e in chosen])
+        others = cohort.without({series, recs[unit.recording].series}, held_out)
+        scores = as_norm(speakers, voices, others)
+        for i in indices:
+            out[i] = scores[labels.index(pairs.label[i]), chosen.index(int(pairs.enrollment[i]))]
+    return out
+
+
+# The calibrations compared: what each sees besides the constant, from the AS-norm scores and the pairs.
+FEATURES = {
+    "cosine": lambda s, p: p.cosine[:, None],
+    "cosine + durations": lambda s, p: np.column_stack([p.cosine, quality(p.voice_seconds, p.speaker_seconds)]),
+    "cosine + margin (shipped)": lambda s, p: np.column_stack([p.cosine, p.margin]),
+    "cosine + margin + durations": lambda s, p: np.column_stack(
+        [p.cosine, p.margin, quality(p.voice_seconds, p.speaker_seconds)]
+    ),
+    "AS-norm": lambda s, p: s[:, None],
+    "AS-norm + durations": lambda s, p: np.column_stack([s, quality(p.voice_seconds, p.speaker_seconds)]),
+    "AS-norm + margin + durations": lambda s, p: np.column_stack(
+        [s, p.margin, quality(p.voice_seconds, p.speaker_seconds)]
+    ),
+}
+SHIPPED = "cosine + margin (shipped)"
+
+
+def pair_weights(same: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Each class weighs half (50: as likely the same person as not), and within a class each kind
+    of pair weighs alike: the many pairs across recordings must not drown the same-channel ones."""
+    out = np.zeros(len(same))
+    for label in (True, False):
+        kinds = set(kind[same == label])
+        for k in kinds:
+            inside = (same == label) & (kind == k)
+            out[inside] = 0.5 / len(kinds) / inside.sum()
+    return out
+
+
+def fit(features: np.ndarray, same: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, float]:
+    """(weights, bias) of the logistic fit of P(same), pairs weighed by `pair_weights`."""
+    weights = pair_weights(same, kind) * len(same)
+    model = LogisticRegression(C=1e4, max_iter=2000).fit(features, same, sample_weight=weights)
+    return model.coef_[0], float(model.intercept_[0])
+
+
+def predict(weights: np.ndarray, bias: float, features: np.ndarray) -> np.ndarray:
+    return 100 / (1 + np.exp(-(features @ weights + bias)))
+
+
+def cross_validate(
+    recs: dict[str, Recording], tests: list[Unit], enrollments: list[Enrollment], pairs: Pairs, cohort: Cohort
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, float]]]:
+    """Each feature set's prediction of each pair by the fold that holds out its test corpus, and the
+    shipped feature set's fit per fold."""
+    predicted = {name: np.full(len(pairs.same), np.nan) for name in FEATURES}
+    fits = {}
+    enroll_corpus = np.array([recs[enrollments[e].recording].corpus for e in pairs.enrollment])
+    for held_out in sorted(set(pairs.corpus)):
+        scores = normalized(recs, tests, enrollments, pairs, cohort, held_out)
+        train = (pairs.corpus != held_out) & (enroll_corpus != held_out)
+        test = pairs.corpus == held_out
+        for name, features in FEATURES.items():
+            x = features(scores, pairs)
+            weights, bias = fit(x[train], pairs.same[train], pairs.kind[train])
+            predicted[name][test] = predict(weights, bias, x[test])
+            if name == SHIPPED:
+                fits[held_out] = (weights, bias)
+    return predicted, fits
 
 
 def eer(scores: np.ndarray, same: np.ndarray) -> float:
@@ -184,71 +427,85 @@ def eer(scores: np.ndarray, same: np.ndarray) -> float:
     if same.all() or not same.any():
         return float("nan")
     thresholds = np.unique(scores)
-    miss = np.array([(scores[same] < t).mean() for t in thresholds])
-    false_alarm = np.array([(scores[~same] >= t).mean() for t in thresholds])
+    miss = np.searchsorted(np.sort(scores[same]), thresholds) / same.sum()
+    false_alarm = 1 - np.searchsorted(np.sort(scores[~same]), thresholds) / (~same).sum()
     best = int(np.argmin(np.abs(miss - false_alarm)))
     return 100 * (miss[best] + false_alarm[best]) / 2
 
 
-def balanced_weights(same: np.ndarray) -> np.ndarray:
-    """Each class weighs half in all: P(same) = 0.5 means as likely the same speaker as not."""
-    return np.where(same, 0.5 / same.sum(), 0.5 / (~same).sum())
+def balanced_loss(predicted: np.ndarray, same: np.ndarray, kind: np.ndarray) -> float:
+    """Cross-entropy in nats, pairs weighed by `pair_weights` (0.693: a coin toss)."""
+    p = np.clip(predicted / 100, 1e-9, 1 - 1e-9)
+    weights = pair_weights(same, kind)
+    return float((weights * -np.log(np.where(same, p, 1 - p))).sum())
 
 
-def log_loss(slope: float, offset: float, cosine: np.ndarray, same: np.ndarray) -> float:
-    """Balanced cross-entropy (nats) of the calibration (slope, offset) on the pairs."""
-    z = slope * cosine + offset
-    # -log sigmoid(z) for same pairs, -log(1 - sigmoid(z)) for different ones.
-    return float((balanced_weights(same) * np.logaddexp(0, np.where(same, -z, z))).sum())
-
-
-def fit_calibration(cosine: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """(slope, offset) of the balanced logistic fit of P(same) on the cosine."""
-    fit = minimize(
-        lambda p: log_loss(p[0], p[1], cosine, same),
-        x0=np.array([10.0, -3.0]),
-        method="Nelder-Mead",
-        options={"xatol": 1e-4, "fatol": 1e-9, "maxiter": 4000},
-    )
-    return float(fit.x[0]), float(fit.x[1])
-
-
-def confidence(slope: float, offset: float, cosine: np.ndarray) -> np.ndarray:
-    return 100 / (1 + np.exp(-(slope * cosine + offset)))
-
-
-def cross_validate(pairs: Pairs) -> tuple[np.ndarray, list[tuple[str, int, int, float, float]]]:
-    """Each pair's confidence from the fit on the series its test recording is not in, and the fits per fold."""
-    predicted = np.full(len(pairs.cosine), np.nan)
-    folds = []
-    for held_out in sorted(set(pairs.test_series)):
-        train = (pairs.enroll_series != held_out) & (pairs.test_series != held_out)
-        test = pairs.test_series == held_out
-        slope, offset = fit_calibration(pairs.cosine[train], pairs.same[train])
-        predicted[test] = confidence(slope, offset, pairs.cosine[test])
-        folds.append((held_out, int(pairs.same[test].sum()), int((~pairs.same[test]).sum()), slope, offset))
-    return predicted, folds
-
-
-def reliability(predicted: np.ndarray, same: np.ndarray) -> list[str]:
-    """Rows: predicted confidence bin, pairs of each kind, the mean prediction and the observed same-rate, balanced."""
-    weights = balanced_weights(same)
+def reliability(predicted: np.ndarray, same: np.ndarray, kind: np.ndarray) -> list[str]:
+    """Rows: predicted confidence bin, pairs of each class, the mean prediction and the observed
+    same-rate, pairs weighed by `pair_weights`."""
+    weights = pair_weights(same, kind)
     rows = []
     for low in range(0, 100, 10):
         inside = (predicted >= low) & ((predicted < low + 10) if low < 90 else (predicted <= 100))
         if not inside.any():
             continue
-        share_same = weights[inside & same].sum()  # of the (half) weight of the same class
-        observed = 100 * share_same / weights[inside].sum()
+        observed = 100 * weights[inside & same].sum() / weights[inside].sum()
         mean = (weights[inside] * predicted[inside]).sum() / weights[inside].sum()
         counts = f"{int((inside & same).sum())} | {int((inside & ~same).sum())}"
         rows.append(f"| {low}-{low + 10} | {counts} | {mean:.0f} | {observed:.0f} |")
     return rows
 
 
-def errors_at(predicted: np.ndarray, same: np.ndarray, threshold: float = 50) -> tuple[float, float]:
-    """(% of same pairs below `threshold`, % of different pairs at or above it)."""
-    return 100 * (predicted[same] < threshold).mean(), 100 * (predicted[~same] >= threshold).mean()
+def rate(mask: np.ndarray) -> str:
+    return f"{100 * mask.mean():.1f}" if len(mask) else "—"
+
+
+SECONDS_BINS = ((0, 3), (3, 5), (5, 10), (10, 1000))
+
+
+def comparison(predicted: dict[str, np.ndarray], pairs: Pairs) -> list[str]:
+    """Markdown rows: each feature set's cross-validated EER, loss and errors at 50, by kind of pair."""
+    rows = [
+        "| calibration | EER % | balanced log loss | same < 50 % | different ≥ 50 %: " + " | ".join(KINDS) + " |",
+        "|---|---|---|---|" + "---|" * len(KINDS),
+    ]
+    for name, p in predicted.items():
+        false = [rate(p[(pairs.kind == kind) & ~pairs.same] >= 50) for kind in KINDS]
+        rows.append(
+            f"| {name} | {eer(p, pairs.same):.1f} | {balanced_loss(p, pairs.same, pairs.kind):.3f} | "
+            f"{rate(p[pairs.same] < 50)} | " + " | ".join(false) + " |"
+        )
+    return rows
+
+
+def by_seconds(p: np.ndarray, pairs: Pairs) -> list[str]:
+    """Markdown rows: errors at 50 by the shorter side's seconds of speech."""
+    rows = [
+        "| shorter side | same pairs | same < 50 % | different pairs | different ≥ 50 %: "
+        + " | ".join(KINDS)
+        + " | EER % |",
+        "|---|---|---|---|" + "---|" * len(KINDS) + "---|",
+    ]
+    short = np.minimum(pairs.voice_seconds, pairs.speaker_seconds)
+    for low, high in SECONDS_BINS:
+        inside = (short >= low) & (short < high)
+        same, different = inside & pairs.same, inside & ~pairs.same
+        false = [rate(p[different & (pairs.kind == kind)] >= 50) for kind in KINDS]
+        span = f"{low}-{high} s" if high < 1000 else f"≥ {low} s"
+        rows.append(
+            f"| {span} | {same.sum()} | {rate(p[same] < 50)} | {different.sum()} | "
+            + " | ".join(false)
+            + f" | {eer(p[inside], pairs.same[inside]):.1f} |"
+        )
+    return rows
+
+
+FRAME = 0.01  # identification scoring resolution, seconds
+# Recordings of one series that share speakers, for identification across sessions.
+SESSIONS = [("EN2001a", "EN2001e"), ("EN2006a", "EN2006b"), ("ES2003a", "ES2003b"), ("EN2005a", "EN2009b")]
+IDENTIFY_SPEECH = 3.0  # enroll the speakers whose voiceprint of all their clean speech heard this much
+THRESHOLD = 50
+MATCHINGS = (Matching(True, THRESHOLD), Matching(False, THRESHOLD))
 
 
 def frames(segments, duration: float) -> np.ndarray:
@@ -259,221 +516,194 @@ def frames(segments, duration: float) -> np.ndarray:
     return mask
 
 
-def identification_score(reference: Annotation, output: dict, enrolled: set[str], duration: float) -> dict[str, float]:
+def named_speech(
+    recs: dict[str, Recording], unit: Unit, names: dict[str, str | None], voices: list[Enrollment]
+) -> dict[str, float]:
     """Seconds of reference speech (per speaker, overlap counted per speaker) by what name it got.
 
-    An enrolled speaker's time is right when their name is on it, wrong when only other names are
-    (that no one else in the reference is talking with), unnamed otherwise (missed, or the speaker
-    kept a diarization label). A speaker not enrolled is right unless a name of someone not
-    talking is on their time.
+    `names` maps the unit's diarized labels to the person matched (None: unnamed) among those of
+    `voices`. A name on a frame where that person is not talking is wrong; an enrolled person's
+    time is right where their name is on it.
     """
-    speakers = reference.labels()
-    talking = {s: frames([(seg.start, seg.end) for seg in reference.label_timeline(s)], duration) for s in speakers}
-    names = defaultdict(list)
-    for segment in output["identification"]:
-        if segment["match"] is not None:
-            names[segment["match"]].append((segment["start"], segment["end"]))
-    named = {name: frames(spans, duration) for name, spans in names.items()}
-    nobody = np.zeros_like(talking[speakers[0]])
-    # A name on a frame where that person is not talking (or not in the recording at all) is wrong.
-    wrong = nobody.copy()
+    duration = unit.result.duration
+    talking: dict[str, np.ndarray] = defaultdict(lambda: np.zeros(int(np.ceil(duration / FRAME)), dtype=bool))
+    for speaker in unit.reference.labels():
+        spans = [(s.start, s.end) for s in unit.reference.label_timeline(speaker)]
+        talking[person(recs, unit.recording, speaker)] |= frames(spans, duration)
+    spans: dict[str, list] = defaultdict(list)
+    for turn in unit.result.turns:
+        if names.get(turn.speaker):
+            spans[names[turn.speaker]].append((turn.start, turn.end))
+    named = {name: frames(s, duration) for name, s in spans.items()}
+    wrong = np.zeros_like(frames([], duration))
     for name, mask in named.items():
-        wrong |= mask & ~talking.get(name, nobody)
-    out = defaultdict(float)
-    for speaker in speakers:
-        here = talking[speaker]
-        if speaker in enrolled:
-            right = here & named.get(speaker, nobody)
+        wrong |= mask & ~talking[name]
+    enrolled = {person(recs, e.recording, e.speaker) for e in voices}
+    out: dict[str, float] = defaultdict(float)
+    for who in list(talking):
+        here = talking[who]
+        if who in enrolled:
+            right = here & named.get(who, np.zeros_like(here))
             out["enrolled"] += here.sum() * FRAME
             out["enrolled right"] += right.sum() * FRAME
-            out["enrolled wrong"] += (here & ~right & wrong).sum() * FRAME
         else:
             out["not enrolled"] += here.sum() * FRAME
-            out["not enrolled wrong"] += (here & wrong).sum() * FRAME
+            out["not enrolled named"] += (here & wrong).sum() * FRAME
     return out
 
 
-# How identification is run: (threshold, exclusive).
-IDENTIFY_MATCHING = [(0, True), (50, True), (50, False)]
+class Scorer:
+    """Identification's confidences for a unit and some voiceprints: as version 1 voiceprints (no
+    fits), or as version 2 with the fit of the fold that holds out the unit's corpus."""
+
+    def __init__(self, recs: dict[str, Recording], fits: dict[str, tuple[np.ndarray, float]] | None) -> None:
+        self.recs, self.fits = recs, fits
+
+    def __call__(self, unit: Unit, voices: list[Enrollment]) -> np.ndarray:
+        labels = list(unit.result.embeddings)
+        if not labels:  # no speech heard
+            return np.zeros((0, len(voices)), dtype=int)
+        speakers = np.stack([unit.result.embeddings[label] for label in labels])
+        if self.fits is None:
+            return voiceprints.confidences(speakers, [Voice(e.voice.vector, None) for e in voices])
+        (slope, margin_slope), offset = self.fits[self.recs[unit.recording].corpus]
+        fold = (slope, margin_slope, offset)
+        return voiceprints.confidences(speakers, [Voice(e.voice.vector, e.heard) for e in voices], fold)
 
 
-def identification(recs: dict[str, Recording], enrollments: list[Enrollment]) -> list[str]:
-    """Markdown rows: enroll in one recording of a series, identify in the other, both ways."""
+def identify(scorer: Scorer, unit: Unit, voices: list[Enrollment], matching: Matching) -> dict[str, str | None]:
+    """The unit's diarized labels and the person each is matched with."""
+    labels = list(unit.result.embeddings)
+    columns = voiceprints.assign(scorer(unit, voices), matching)
+    return {
+        label: None if c is None else person(scorer.recs, voices[c].recording, voices[c].speaker)
+        for label, c in zip(labels, columns, strict=True)
+    }
+
+
+def whole(tests: list[Unit]) -> dict[str, Unit]:
+    return {unit.name: unit for unit in tests if unit.start == 0}
+
+
+def all_speech(enrollments: list[Enrollment], recording: str) -> list[Enrollment]:
+    """The voiceprints of all the clean speech of a recording's speakers who have enough of it."""
+    return [
+        e
+        for e in enrollments
+        if e.recording == recording and e.length == ALL and e.voice is not None and e.heard >= IDENTIFY_SPEECH
+    ]
+
+
+def across_sessions(scorer: Scorer, tests: list[Unit], enrollments: list[Enrollment], matching: Matching):
+    """Enroll in one recording of a series, identify in the other, both ways: (rows, totals)."""
+    totals: dict[str, float] = defaultdict(float)
     rows = []
-    totals: dict[tuple[float, bool], dict[str, float]] = {m: defaultdict(float) for m in IDENTIFY_MATCHING}
     for first, second in SESSIONS:
         for source, target in ((first, second), (second, first)):
-            chosen = {
-                e.speaker: e
-                for e in enrollments
-                if e.recording == source and e.length == ALL and e.seconds >= IDENTIFY_SPEECH and e.vector is not None
-            }
-            prints = {speaker: voiceprints.decode(e.voiceprint) for speaker, e in chosen.items()}
-            for threshold, exclusive in IDENTIFY_MATCHING:
-                matching = Matching(exclusive=exclusive, threshold=threshold)
-                done = service.identify(
-                    python_engine(), IdentifyOptions(voiceprints=prints, matching=matching), recs[target].wav
-                )
-                score = identification_score(recs[target].reference, done.output, set(prints), done.result.duration)
+            voices = all_speech(enrollments, source)
+            names = identify(scorer, whole(tests)[target], voices, matching)
+            score = named_speech(scorer.recs, whole(tests)[target], names, voices)
+            for key, value in score.items():
+                totals[key] += value
+            rows.append((f"{source} → {target}", ", ".join(e.speaker for e in voices), score))
+    return rows, totals
+
+
+def early_voices(tests: list[Unit], enrollments: list[Enrollment], half: Unit) -> dict[str, Enrollment]:
+    """Per reference speaker of the half's recording, the longest voiceprint whose audio ends before the half."""
+    out: dict[str, Enrollment] = {}
+    for e in enrollments:
+        usable = e.recording == half.recording and e.voice is not None and e.end <= half.start
+        if usable and (e.speaker not in out or e.heard > out[e.speaker].heard):
+            out[e.speaker] = e
+    return out
+
+
+def same_recording(scorer: Scorer, tests: list[Unit], enrollments: list[Enrollment], matching: Matching):
+    """Each person of a recording left out in turn, the others enrolled from its first half: the speech
+    of the one left out that gets a name, in the second half and in the whole recording."""
+    totals: dict[str, dict[str, float]] = {"second half": defaultdict(float), "whole": defaultdict(float)}
+    for half in (unit for unit in tests if unit.start > 0):
+        early = early_voices(tests, enrollments, half)
+        for left_out in half.reference.labels():
+            voices = [e for speaker, e in early.items() if speaker != left_out]
+            if not voices:
+                continue
+            for where, unit in (("second half", half), ("whole", whole(tests)[half.recording])):
+                score = named_speech(scorer.recs, unit, identify(scorer, unit, voices, matching), voices)
                 for key, value in score.items():
-                    totals[threshold, exclusive][key] += value
-                best = {s["speaker"]: max(s["confidence"].values(), default=0) for s in done.output["voiceprints"]}
-                found = ", ".join(
-                    f"{s['speaker']}→{s['match'] or '—'} ({best[s['speaker']]})" for s in done.output["voiceprints"]
-                )
-                name = f"{source} → {target}"
-                rows.append(_identify_row(name, ", ".join(sorted(prints)), matching, score, found))
-    for (threshold, exclusive), score in totals.items():
-        rows.append(_identify_row("**all**", "", Matching(exclusive, threshold), score, ""))
-    return rows
+                    totals[where][key] += value
+    return totals
 
 
-def _identify_row(name: str, enrolled: str, matching: Matching, score: dict[str, float], found: str) -> str:
-    def share(part: str, whole: str) -> str:
-        return f"{100 * score[part] / score[whole]:.0f} % of {score[whole]:.1f} s" if score[whole] else "—"
-
-    right = score["enrolled right"] + score["not enrolled"] - score["not enrolled wrong"]
-    total = score["enrolled"] + score["not enrolled"]
-    how = f"{matching.threshold:g}" + ("" if matching.exclusive else ", not exclusive")
-    return (
-        f"| {name} | {enrolled} | {how} | **{100 * right / total:.0f}** | {share('enrolled right', 'enrolled')} | "
-        f"{share('enrolled wrong', 'enrolled')} | {share('not enrolled wrong', 'not enrolled')} | {found} |"
-    )
-
-
-def median_seconds(run, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def speed(recs: dict[str, Recording], enrollments: list[Enrollment]) -> list[str]:
-    """Voiceprint job on a 30 s file; identify with 50 voiceprints against diarize on it (medians of 3)."""
-    wav = recs[SPEED_FILE.split("-")[1]].wav
-    fifty = {
-        f"{e.recording}/{e.speaker}/{e.length}/{i}": e.vector for i, e in enumerate(enrollments) if e.vector is not None
-    }
-    fifty = dict(list(fifty.items())[:50])
-    options = IdentifyOptions(voiceprints=fifty)
-    made = median_seconds(lambda: service.voiceprint(python_engine(), wav))
-    times: dict[str, list[float]] = {"diarize": [], "identify": []}
-    for _ in range(3):  # interleaved, so that the load of the machine hits both alike
-        times["diarize"].append(median_seconds(lambda: service.diarize(python_engine(), DiarizeOptions(), wav), 1))
-        times["identify"].append(median_seconds(lambda: service.identify(python_engine(), options, wav), 1))
-    diarize, identify = statistics.median(times["diarize"]), statistics.median(times["identify"])
-    result = service.diarize(python_engine(), DiarizeOptions(), wav).result
-    match = median_seconds(lambda: voiceprints.match_speakers(result.embeddings, fifty, Matching()), 21)
-    return [
-        f"| voiceprint job ({SPEED_FILE}, 30 s) | {made:.2f} s |",
-        f"| diarize ({SPEED_FILE}) | {diarize:.2f} s |",
-        f"| identify, {len(fifty)} voiceprints (same file) | {identify:.2f} s |",
-        f"| identify / diarize | {identify / diarize:.3f} ({1000 * (identify - diarize):+.0f} ms) |",
-        f"| the matching alone ({len(result.speakers)} speakers by {len(fifty)} voiceprints, median of 21) | "
-        f"{1000 * match:.2f} ms |",
-    ]
-
-
-def collect(recs: dict[str, Recording]) -> tuple[list[TestSpeaker], list[Enrollment]]:
-    """Diarize every recording once (its test speakers), then enroll its speakers."""
-    tests: list[TestSpeaker] = []
-    for rec in recs.values():
-        result = service.diarize(python_engine(), DiarizeOptions(), rec.wav).result
-        if rec.reference is None:
-            rec.reference = diarized_reference(result, rec.name)
-        tests += test_speakers(rec, result)
-    with tempfile.TemporaryDirectory() as folder:
-        enrollments = [e for rec in recs.values() for e in enroll(rec, Path(folder))]
-    return tests, enrollments
-
-
-def fmt(length: float | str) -> str:
-    return "all (≤ 30 s)" if length == ALL else f"{length:g} s"
-
-
-def length_table(pairs: Pairs, enrollments: list[Enrollment], slope: float, offset: float) -> list[str]:
-    """Markdown rows: verification by enrollment length, raw cosine, and the calibration's errors at 50."""
-    rows = [
-        "| enrollment | clips | refused | median s heard | same pairs | different pairs | EER % | "
-        "mean cosine same / different | p95 cosine different | same < 50 % | different ≥ 50 % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for length in LENGTHS:
-        clips = [e for e in enrollments if e.length == length]
-        refused = sum(e.vector is None for e in clips)
-        heard = statistics.median([e.heard for e in clips if e.vector is not None] or [0])
-        part = pairs.subset(pairs.of_length(length))
-        if not part.same.any():
-            rows.append(f"| {fmt(length)} | {len(clips)} | {refused} | — | 0 | {len(part.same)} | | | | | |")
+def strangers(scorer: Scorer, tests: list[Unit], enrollments: list[Enrollment], matching: Matching):
+    """The speakers of each recording enrolled (all their speech), identified in every recording of
+    another series: the speech of people never enrolled that gets a name, by kind of target."""
+    totals: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    recs = scorer.recs
+    for source in recs:
+        voices = all_speech(enrollments, source)
+        if not voices:
             continue
-        miss, false_alarm = errors_at(confidence(slope, offset, part.cosine), part.same)
-        rows.append(
-            f"| {fmt(length)} | {len(clips)} | {refused} | {heard:.1f} | {part.same.sum()} | {(~part.same).sum()} | "
-            f"{eer(part.cosine, part.same):.1f} | {part.cosine[part.same].mean():.2f} / "
-            f"{part.cosine[~part.same].mean():.2f} | {np.percentile(part.cosine[~part.same], 95):.2f} | "
-            f"{miss:.1f} | {false_alarm:.1f} |"
-        )
-    return rows
+        for unit in whole(tests).values():
+            if recs[unit.recording].series != recs[source].series and not unknown(source, unit.recording):
+                score = named_speech(recs, unit, identify(scorer, unit, voices, matching), voices)
+                channel = "same corpus" if recs[unit.recording].corpus == recs[source].corpus else "other corpus"
+                for key, value in score.items():
+                    totals[channel][key] += value
+    return totals
 
 
-def calibration_report(pairs: Pairs) -> tuple[float, float, list[str]]:
-    """The fit on all the calibration pairs and the markdown of its cross-validation."""
-    fitted = pairs.subset(pairs.of_length(*CALIBRATION_LENGTHS))
-    slope, offset = fit_calibration(fitted.cosine, fitted.same)
-    predicted, folds = cross_validate(fitted)
-    miss, false_alarm = errors_at(predicted, fitted.same)
-    p = np.clip(predicted / 100, 1e-12, 1 - 1e-12)
-    cv_loss = float((balanced_weights(fitted.same) * -np.log(np.where(fitted.same, p, 1 - p))).sum())
-    old = log_loss(16.0, -8.0, fitted.cosine, fitted.same)
+def share(score: dict[str, float], part: str, whole_: str) -> str:
+    return f"{100 * score[part] / score[whole_]:.1f} % of {score[whole_]:.0f} s" if score[whole_] else "—"
+
+
+def identification_tables(recs, tests, enrollments, scorers: dict[str, Scorer]) -> list[str]:
+    """Markdown: identification across sessions, within a recording and with strangers, per calibration."""
     lines = [
-        f"Pairs with 3 s or more of enrollment speech: {fitted.same.sum()} same, {(~fitted.same).sum()} different.\n",
-        f"Fit on all of them: **CALIBRATION_SLOPE = {slope:.2f}, CALIBRATION_OFFSET = {offset:.2f}** "
-        f"(confidence 50 at cosine {-offset / slope:.3f})\n",
-        f"- EER: raw cosine {eer(fitted.cosine, fitted.same):.1f} %, cross-validated confidences "
-        f"{eer(predicted, fitted.same):.1f} %",
-        f"- cross-validated, at confidence 50: {miss:.1f} % of same pairs below, {false_alarm:.1f} % of different "
-        "pairs at or above",
-        f"- balanced log loss (nats; 0.693 = a coin toss): placeholder (16, -8) {old:.3f}, cross-validated fit "
-        f"{cv_loss:.3f}, in-sample fit {log_loss(slope, offset, fitted.cosine, fitted.same):.3f}",
+        "| calibration | matching | enrolled speech named right (across sessions) | not-enrolled speech named: "
+        "across sessions | same recording, 2nd half | same recording, whole | strangers, same corpus | "
+        "strangers, other corpus |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for low, high in ((0, 5), (5, 31)):
-        part = fitted.subset((fitted.test_seconds >= low) & (fitted.test_seconds < high))
-        lines.append(
-            f"- test speakers with {low}-{high} s of exclusive speech: {part.same.sum()} same, "
-            f"{(~part.same).sum()} different pairs, EER {eer(part.cosine, part.same):.1f} %"
-        )
-    lines += [
-        "\nCross-validated reliability (each class weighs half; calibrated: observed ≈ predicted):\n",
-        "| predicted confidence | same pairs | different pairs | mean predicted | observed same-rate % |",
+    details = []
+    for name, scorer in scorers.items():
+        for matching in MATCHINGS:
+            rows, sessions = across_sessions(scorer, tests, enrollments, matching)
+            within = same_recording(scorer, tests, enrollments, matching)
+            others = strangers(scorer, tests, enrollments, matching)
+            how = "exclusive" if matching.exclusive else "not exclusive"
+            lines.append(
+                f"| {name} | {matching.threshold:g}, {how} | {share(sessions, 'enrolled right', 'enrolled')} | "
+                f"{share(sessions, 'not enrolled named', 'not enrolled')} | "
+                f"{share(within['second half'], 'not enrolled named', 'not enrolled')} | "
+                f"{share(within['whole'], 'not enrolled named', 'not enrolled')} | "
+                f"{share(others['same corpus'], 'not enrolled named', 'not enrolled')} | "
+                f"{share(others['other corpus'], 'not enrolled named', 'not enrolled')} |"
+            )
+            if matching.exclusive:
+                details += [
+                    f"| {name} | {pair} | {people} | {share(s, 'enrolled right', 'enrolled')} | "
+                    f"{share(s, 'not enrolled named', 'not enrolled')} |"
+                    for pair, people, s in rows
+                ]
+    header = [
+        "\nAcross sessions, per recording pair (threshold 50, exclusive):\n",
+        "| calibration | enrolled in → identified in | enrolled | enrolled speech named right | "
+        "not-enrolled speech named |",
         "|---|---|---|---|---|",
-        *reliability(predicted, fitted.same),
-        "\nPer fold (fit on the pairs that touch no recording of the held-out series):\n",
-        "| held out | same pairs predicted | different pairs predicted | slope | offset | 50 at cosine |",
-        "|---|---|---|---|---|---|",
     ]
-    for held_out, n_same, n_diff, s, o in folds:
-        lines.append(f"| {held_out} | {n_same} | {n_diff} | {s:.2f} | {o:.2f} | {-o / s:.3f} |")
-    lines += ["\nFit per enrollment length (in-sample):\n", "| enrollment | slope | offset | 50 at cosine |"]
-    lines.append("|---|---|---|---|")
-    for length in LENGTHS:
-        part = pairs.subset(pairs.of_length(length))
-        if part.same.any():
-            s, o = fit_calibration(part.cosine, part.same)
-            lines.append(f"| {fmt(length)} | {s:.2f} | {o:.2f} | {-o / s:.3f} |")
-    return slope, offset, lines
+    return lines + header + details
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache", type=Path, help="keep the voiceprints and test speakers here, and reuse them")
+    parser.add_argument("--cache", type=Path, help="keep the voiceprints and test units here, and reuse them")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     recs = {r.name: r for r in recordings()}
-    series = {r.name: r.series for r in recs.values()}
     if args.cache and args.cache.exists():
         tests, enrollments, references = pickle.loads(args.cache.read_bytes())
         for name, reference in references.items():
@@ -483,31 +713,48 @@ def main() -> None:
         if args.cache:
             references = {name: rec.reference for name, rec in recs.items()}
             args.cache.write_bytes(pickle.dumps((tests, enrollments, references)))
-    pairs = make_pairs(enrollments, tests, series)
+    cohort = make_cohort(recs, enrollments)
+    pairs = make_pairs(recs, tests, enrollments)
 
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"# Voiceprints ({machine()}, {args.threads} threads; load average at the end {load})\n")
     print(
-        f"{len(recs)} recordings in {len(set(series.values()))} series; {len(tests)} diarized test speakers; "
-        f"{len(enrollments)} enrollment clips; {pairs.same.sum()} same and {(~pairs.same).sum()} different pairs.\n"
+        f"{len(recs)} recordings, {len(tests)} diarized test units, {len(enrollments)} enrollment clips "
+        f"({sum(e.voice is None for e in enrollments)} refused), a cohort of {len(cohort.vectors)} voices. Pairs:\n"
     )
-    slope, offset, calibration = calibration_report(pairs)
-    print("## Verification by enrollment length (raw cosine; errors at 50 with the fit below, in-sample)\n")
-    print("\n".join(length_table(pairs, enrollments, slope, offset)))
-    print("\n## Calibration\n")
-    print("\n".join(calibration))
-    print(f"\n## Identification across sessions (enrolled: ≥ {IDENTIFY_SPEECH:g} s of clean speech, up to 30 s)\n")
-    print(f"With the shipped calibration ({voiceprints.CALIBRATION_SLOPE:g}, {voiceprints.CALIBRATION_OFFSET:g}).\n")
-    print(
-        "| enrolled in → identified in | enrolled | threshold | **right %** | enrolled speech named right | "
-        "enrolled speech named wrong | not-enrolled speech named | diarized speaker → match (best confidence) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(identification(recs, enrollments)))
-    print("\n## Speed (same process)\n")
-    print("| what | median of 3 |")
-    print("|---|---|")
-    print("\n".join(speed(recs, enrollments)))
+    print("| kind | same | different |\n|---|---|---|")
+    for kind in KINDS:
+        inside = pairs.kind == kind
+        print(f"| {kind} | {(inside & pairs.same).sum()} | {(inside & ~pairs.same).sum()} |")
+
+    predicted, fits = cross_validate(recs, tests, enrollments, pairs, cohort)
+    predicted = {
+        "version 1's constants (not refitted)": voiceprints.confidence(pairs.cosine, voiceprints.CALIBRATION_1).astype(
+            float
+        ),
+        **predicted,
+    }
+    print(f"\n## Calibrations compared (cross-validated by corpus; AS-norm: top {COHORT_TOP} of the cohort)\n")
+    print("\n".join(comparison(predicted, pairs)))
+    print("\n## The shipped calibration, cross-validated: errors at 50 by seconds of speech\n")
+    print("\n".join(by_seconds(predicted[SHIPPED], pairs)))
+    print("\nReliability (pairs weighed as in the fit; calibrated: observed ≈ predicted):\n")
+    print("| predicted confidence | same pairs | different pairs | mean predicted | observed same-rate % |")
+    print("|---|---|---|---|---|")
+    print("\n".join(reliability(predicted[SHIPPED], pairs.same, pairs.kind)))
+    print("\nPer fold (the fit on the pairs that touch no recording of the held-out corpus):\n")
+    print("| held out | same pairs | different pairs | slope | margin slope | offset |\n|---|---|---|---|---|---|")
+    for held_out, ((slope, margin_slope), offset) in fits.items():
+        test = pairs.corpus == held_out
+        print(
+            f"| {held_out} | {(test & pairs.same).sum()} | {(test & ~pairs.same).sum()} | "
+            f"{slope:.2f} | {margin_slope:.2f} | {offset:.2f} |"
+        )
+    (slope, margin_slope), offset = fit(FEATURES[SHIPPED](None, pairs), pairs.same, pairs.kind)
+    print(f"\nFit on all pairs: **CALIBRATION = ({slope:.2f}, {margin_slope:.2f}, {offset:.2f})**\n")
+    print("## Identification (each recording scored by the fold that holds out its corpus)\n")
+    scorers = {"version 1 (cosine)": Scorer(recs, None), "version 2": Scorer(recs, fits)}
+    print("\n".join(identification_tables(recs, tests, enrollments, scorers)))
     print(f"\nWhole bench: {time.perf_counter() - started:.0f} s")
 
 

@@ -282,7 +282,7 @@ def test_quota_of_audio_hours(server):
     with server.client(key) as api:
         media = upload(api, SAMPLE, "sample.wav")
         assert wait_for(api, diarize(api, url=media, model="community-1"))["status"] == "succeeded"
-        voiceprints = [{"label": "Ann", "voiceprint": encode(np.ones(192))}]
+        voiceprints = [{"label": "Ann", "voiceprint": encode(np.ones(192), 10.0)}]
         for path, body in (
             ("/v1/diarize", {"url": media}),
             ("/v1/voiceprint", {"url": media}),

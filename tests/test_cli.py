@@ -145,7 +145,7 @@ def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment)
     assert done.returncode == 0
     assert done.stderr.startswith(f"diarist: warning: {two_voices}: 2 voices were heard"), done.stderr
     # The one who talks most in EN2009b is FEE083, whose voiceprint the clean file made.
-    assert decode(done.stdout) @ decode(text) > 0.5
+    assert decode(done.stdout).vector @ decode(text).vector > 0.5
 
 
 @pytest.mark.slow
@@ -200,13 +200,25 @@ def test_turns_without_words_show_their_speaker_in_every_text_format():
 
 
 @pytest.mark.slow
+def test_identify_warns_of_a_voiceprint_from_little_speech(enrollment, tmp_path):
+    from diarist.voiceprints import decode, encode
+
+    short = tmp_path / "short.vp"  # the same voice, as made from 3 s of speech
+    short.write_text(encode(decode(enrollment["voiceprint"].read_text()).vector, 3.0))
+    meeting = DEV / "ami-EN2009b-0-30.wav"
+    done = diarist_cli("identify", str(meeting), "--voiceprint", f"FEE083={short}", "--format", "rttm")
+    assert done.returncode == 0, done.stderr
+    expected = f"diarist: warning: {meeting}: The voiceprint of 'FEE083' comes from only 3.0 s of speech"
+    assert done.stderr.startswith(expected), done.stderr
+
+
 def test_identify_refuses_bad_voiceprints_and_labels_before_running(enrollment, tmp_path):
     from diarist.voiceprints import encode
 
     good = enrollment["voiceprint"]
     (tmp_path / "notes.vp").write_text("not a voiceprint at all")
     (tmp_path / "cut.vp").write_text(good.read_text()[:200])
-    (tmp_path / "other.vp").write_text(encode(np.ones(192), model="other-model"))
+    (tmp_path / "other.vp").write_text(encode(np.ones(192), 10.0, model="other-model"))
     meeting = str(DEV / "ami-EN2009b-0-30.wav")
     for voiceprints, message in (
         ([f"Ann={tmp_path / 'notes.vp'}"], f"{tmp_path / 'notes.vp'}: the voiceprint of 'Ann' is not a voiceprint"),

@@ -110,7 +110,7 @@ def test_identify_with_options_webhook_and_lists(api, enrolled, meeting_media, p
     with the reference's threshold 0 exclusive matching still gives it to one speaker. The same
     voice under two labels ties everywhere: without exclusive matching each speaker takes the first.
     """
-    nobody = encode(np.random.default_rng(0).standard_normal(192))
+    nobody = encode(np.random.default_rng(0).standard_normal(192), 10.0)
     job_id = submit(
         api,
         "/v1/identify",
@@ -182,7 +182,8 @@ def test_voiceprint_input_limits_and_unusable_audio(api, peer):
 
 def _foreign(voiceprint: str) -> str:
     """The same voice, as another voice model would label it."""
-    return encode(decode(voiceprint), model="campplus-92f29b94/window-centroid-0")
+    voice = decode(voiceprint)
+    return encode(voice.vector, voice.seconds, model="campplus-92f29b94/window-centroid-0")
 
 
 @pytest.mark.parametrize(
@@ -211,7 +212,7 @@ def test_bad_voiceprints_are_refused(api, enrolled, meeting_media, voiceprints, 
 
 def test_a_voiceprint_of_another_size_is_refused_at_submit(api):
     """Its vector could not be compared with the speakers' 192 values: a 400 on its field, not a failed job."""
-    body = {"url": "media://meeting.wav", "voiceprints": [{"label": "Ann", "voiceprint": encode(np.ones(100))}]}
+    body = {"url": "media://meeting.wav", "voiceprints": [{"label": "Ann", "voiceprint": encode(np.ones(100), 10.0)}]}
     errors = error_fields(api.post("/v1/identify", json=body))
     assert "holds 100 values" in errors["voiceprints[0].voiceprint"], errors
 

@@ -125,7 +125,7 @@ def allows(rule: dict, value: str) -> bool:
     return re.search(pattern.replace("$", r"\Z"), value) is not None and len(value) <= rule.get("maxLength", len(value))
 
 
-VOICEPRINT = encode(np.ones(192))
+VOICEPRINT = encode(np.ones(192), 10.0)
 HTTP_URLS = [
     "http://93.184.216.34/a.wav",
     "HTTPS://93.184.216.34:8443/a%20b.wav?x=1",

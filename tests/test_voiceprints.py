@@ -12,10 +12,11 @@ from diarist import voiceprints
 from diarist.identities import check_labels
 from diarist.result import Turn
 from diarist.voiceprints import (
-    CALIBRATION_OFFSET,
-    CALIBRATION_SLOPE,
+    CALIBRATION_1,
     MAX_VOICEPRINT_CHARS,
+    VOICE_MODEL,
     Matching,
+    Voice,
     VoiceprintError,
     confidence,
     decode,
@@ -47,11 +48,19 @@ def with_crc(body: bytes) -> bytes:
 # Unit tests of the voiceprint string
 
 
-def test_a_voiceprint_decodes_to_the_unit_vector_it_encodes():
+def version_1(vector: np.ndarray) -> str:
+    """A voiceprint string as diarist wrote them before format version 2: no seconds of speech."""
+    name = VOICE_MODEL.encode()
+    body = b"DVP" + bytes([1, len(name)]) + name + struct.pack("<H", len(vector))
+    return base64.b64encode(with_crc(body + np.asarray(vector, dtype="<f2").tobytes())).decode()
+
+
+def test_a_voiceprint_decodes_to_the_unit_vector_and_the_seconds_it_encodes():
     vector = RNG.normal(size=192)
-    text = encode(vector)
-    assert np.allclose(decode(text), unit(vector), atol=1e-3)  # float16: 3 significant digits
-    assert np.isclose(np.linalg.norm(decode(text)), 1.0)
+    text = encode(vector, 12.5)
+    assert np.allclose(decode(text).vector, unit(vector), atol=1e-3)  # float16: 3 significant digits
+    assert np.isclose(np.linalg.norm(decode(text).vector), 1.0)
+    assert decode(text).seconds == 12.5
     assert decode(f"  {text}\n") is not None  # as read from a file
     # CAM++'s 192 dimensions in float16, the model name and a checksum, in base64.
     assert len(text) < MAX_VOICEPRINT_CHARS / 20
@@ -65,10 +74,11 @@ def test_a_voiceprint_decodes_to_the_unit_vector_it_encodes():
         (lambda text: reencoded(text, lambda data: data[:-40]), "is damaged or truncated"),
         (lambda text: reencoded(text, lambda data: with_crc(data[:-44])), "is damaged or truncated"),
         (lambda text: reencoded(text, lambda data: data[:100] + bytes([data[100] ^ 0x10]) + data[101:]), "is damaged"),
-        (lambda text: encode(RNG.normal(size=192), model="other"), "was made with another voice model (other)"),
-        (lambda text: reencoded(text, lambda data: with_crc(data[:3] + b"\x02" + data[4:-4])), "format version 2"),
-        (lambda text: encode(np.zeros(192)), "holds no voice"),
-        (lambda text: encode(RNG.normal(size=100)), "holds 100 values where this server's voice model makes 192"),
+        (lambda text: encode(RNG.normal(size=192), 5, model="other"), "was made with another voice model (other)"),
+        (lambda text: reencoded(text, lambda data: with_crc(data[:3] + b"\x03" + data[4:-4])), "format version 3"),
+        (lambda text: encode(np.zeros(192), 5), "holds no voice"),
+        (lambda text: encode(RNG.normal(size=100), 5), "holds 100 values where this server's voice model makes 192"),
+        (lambda text: encode(RNG.normal(size=192), float("nan")), "is damaged"),
     ],
     ids=[
         "not-base64",
@@ -80,11 +90,12 @@ def test_a_voiceprint_decodes_to_the_unit_vector_it_encodes():
         "version",
         "zero",
         "other-size",
+        "no-seconds",
     ],
 )
 def test_unusable_voiceprints_are_refused_saying_why(damage, message):
     with pytest.raises(VoiceprintError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        decode(damage(encode(RNG.normal(size=192))))
+        decode(damage(encode(RNG.normal(size=192), 5)))
 
 
 def test_labels_follow_the_reference_rules():
@@ -115,16 +126,18 @@ def test_confidence_rises_with_similarity_and_is_50_at_the_fitted_midpoint():
     similarities = np.linspace(-1, 1, 201)
     scores = confidence(similarities)
     assert np.all(np.diff(scores) >= 0) and scores[0] == 0 and scores[-1] == 100
-    midpoint = -CALIBRATION_OFFSET / CALIBRATION_SLOPE
+    slope, offset = CALIBRATION_1
+    midpoint = -offset / slope
     assert confidence(midpoint) == 50
     assert confidence(midpoint - 0.05) < 50 < confidence(midpoint + 0.05)
 
 
 # Two voiceprints X and Y, and two speakers both closest to X: A very close, B less so but nearer
-# X than Y. Cosines: A-X 1.0, B-X 0.8, B-Y 0.6, A-Y 0.
-X, Y = np.eye(192)[0], np.eye(192)[1]
+# X than Y. Cosines: A-X 1.0, B-X 0.8, B-Y 0.6, A-Y 0. Version-1 voices, scored by the cosine
+# calibration alone.
+X, Y, Z = np.eye(192)[:3]
 SPEAKERS = {"SPEAKER_00": X, "SPEAKER_01": unit(0.8 * X + 0.6 * Y)}
-PRINTS = {"X": X, "Y": Y}
+PRINTS = {"X": Voice(X, None), "Y": Voice(Y, None)}
 
 
 def test_exclusive_matching_gives_a_voiceprint_to_one_speaker_only():
@@ -132,7 +145,7 @@ def test_exclusive_matching_gives_a_voiceprint_to_one_speaker_only():
     assert scores["SPEAKER_01"]["X"] > scores["SPEAKER_01"]["Y"]  # B is closest to X too...
     assert matches == {"SPEAKER_00": "X", "SPEAKER_01": "Y"}  # ...but A has it: B takes its second choice
     # With one voiceprint, the closer speaker has it and the other none.
-    assert match_speakers(SPEAKERS, {"X": X}, Matching())[0] == {"SPEAKER_00": "X", "SPEAKER_01": None}
+    assert match_speakers(SPEAKERS, {"X": PRINTS["X"]}, Matching())[0] == {"SPEAKER_00": "X", "SPEAKER_01": None}
 
 
 def test_non_exclusive_matching_lets_both_speakers_take_their_best():
@@ -151,6 +164,51 @@ def test_no_match_below_the_threshold():
     assert matches["SPEAKER_01"] == "Y"  # at the threshold is enough
     matches, _ = match_speakers(SPEAKERS, PRINTS, Matching(exclusive=False, threshold=101))
     assert matches == {"SPEAKER_00": None, "SPEAKER_01": None}
+
+
+def test_speakers_with_one_name_have_one_list_of_turns():
+    turns = [Turn(0.0, 2.0, "SPEAKER_00"), Turn(1.5, 3.0, "SPEAKER_02"), Turn(3.0, 4.0, "SPEAKER_01")]
+    turns += [Turn(5.0, 6.0, "SPEAKER_02")]
+    result = diarist.DiarizationResult(turns, turns, ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"], 6.0)
+    named = named_result(result, {"SPEAKER_00": "Ann", "SPEAKER_01": None, "SPEAKER_02": "Ann"})
+    assert named.speakers == ["Ann", "SPEAKER_01"]
+    assert [(t.start, t.end, t.speaker) for t in named.turns] == [
+        (0.0, 3.0, "Ann"),
+        (3.0, 4.0, "SPEAKER_01"),
+        (5.0, 6.0, "Ann"),
+    ]
+
+
+def test_identification_warns_of_voiceprints_from_little_speech_or_of_version_1():
+    def identified(voices: dict[str, Voice], *warnings: str) -> dict:
+        turns = [Turn(0.0, 4.0, "SPEAKER_00")]
+        result = diarist.DiarizationResult(
+            turns, turns, ["SPEAKER_00"], 4.0, warnings=list(warnings), embeddings={"SPEAKER_00": X}
+        )
+        return voiceprints.identification(result.to_dict(), result, voices, Matching())
+
+    ann, bob, cy = Voice(X, 12.0), Voice(Y, 3.2), Voice(Z, None)
+    warning = identified({"Ann": ann, "Bob": bob, "Cy": cy})["warning"]
+    assert "'Ann'" not in warning
+    assert "The voiceprint of 'Bob' comes from only 3.2 s of speech" in warning
+    assert "The voiceprint of 'Cy' is of format version 1" in warning
+    # The diarization's own warnings come first; voiceprints from enough speech add none.
+    assert identified({"Ann": ann, "Bob": bob}, "Heard little.")["warning"].startswith("Heard little. The voiceprint")
+    assert identified({"Ann": ann}, "Heard little.")["warning"] == "Heard little."
+    assert "warning" not in identified({"Ann": ann})
+
+
+def test_a_version_1_voiceprint_is_read_and_scored_by_the_cosine_calibration_it_was_made_with():
+    vector = RNG.normal(size=192)
+    voice = decode(version_1(vector))
+    assert voice.seconds is None and np.allclose(voice.vector, unit(vector), atol=1e-3)
+    speakers = {"SPEAKER_00": unit(vector + RNG.normal(size=192)), "SPEAKER_01": unit(RNG.normal(size=192))}
+    _, scores = match_speakers(speakers, {"Old": voice, "New": Voice(voice.vector, 10.0)}, Matching(exclusive=False))
+    for speaker, embedding in speakers.items():
+        assert scores[speaker]["Old"] == confidence(embedding @ voice.vector, CALIBRATION_1)
+    # With its seconds known, the same voice is scored the version-2 way (its cosine, and the margin
+    # over the other speaker): the speaker it resembles keeps a high score, the stranger none.
+    assert scores["SPEAKER_00"]["New"] >= 90 and scores["SPEAKER_01"]["New"] <= 5
 
 
 # Real voiceprints and identification on AMI meetings (bench/data/dev)
@@ -244,11 +302,35 @@ def test_a_speaker_present_but_not_enrolled_matches_nothing(enrolled):
     assert found.matches[dominant_speaker(found.result, recording, "FEE083")] == "FEE083"
 
 
+# Issue 21: people who share a call or a room with a voiceprint's person are not named after it.
+# Without exclusive matching nothing else keeps them apart; version 1's calibration named them.
+
+
+@pytest.mark.parametrize(("enrolled", "other"), [("speaker90", "speaker91"), ("speaker91", "speaker90")])
+def test_the_other_caller_is_not_named_after_a_voiceprint_from_the_same_call(tmp_path, enrolled, other):
+    # Version 1 scored the other caller 83 and 92 against these voiceprints: named at 50.
+    recording = "pyannote-sample"
+    made = diarist.voiceprint(clip(tmp_path, recording, enrolled, seconds=7))
+    assert 6 < made.speech_seconds <= 7 and decode(made.voiceprint).seconds == pytest.approx(made.speech_seconds)
+    found = diarist.identify(DEV / f"{recording}.wav", {"Caller": made}, exclusive_matching=False, threshold=50)
+    assert found.matches[dominant_speaker(found.result, recording, enrolled)] == "Caller", found.confidence
+    assert found.matches[dominant_speaker(found.result, recording, other)] is None, found.confidence
+
+
+def test_a_participant_never_enrolled_is_not_named_in_another_session_of_the_series(tmp_path):
+    # MEE009 enrolled from 7 s of ES2003b; in ES2003a MEE012, never enrolled, scored 72 (version 1).
+    made = diarist.voiceprint(clip(tmp_path, "ami-ES2003b-0-30", "MEE009", seconds=7))
+    recording = "ami-ES2003a-0-30"
+    found = diarist.identify(DEV / f"{recording}.wav", {"MEE009": made}, exclusive_matching=False, threshold=50)
+    assert found.matches[dominant_speaker(found.result, recording, "MEE009")] == "MEE009", found.confidence
+    assert found.matches[dominant_speaker(found.result, recording, "MEE012")] is None, found.confidence
+
+
 def test_a_voiceprint_of_two_voices_warns(enrolled):
     made = diarist.voiceprint(DEV / "ami-EN2009b-0-30.wav")  # FEE083 28 s, MEE094 10 s
     assert any(w.startswith("2 voices were heard") for w in made.warnings), made.warnings
     # It is still the voice of the one who talks most.
-    assert confidence(decode(made.voiceprint) @ decode(enrolled["FEE083"].voiceprint)) >= THRESHOLD
+    assert confidence(decode(made.voiceprint).vector @ decode(enrolled["FEE083"].voiceprint).vector) >= THRESHOLD
 
 
 def test_too_little_speech_makes_no_voiceprint(tmp_path):

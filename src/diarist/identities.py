@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from diarist.engine import python_engine
 from diarist.hooks import Fraction
 from diarist.result import DiarizationResult
@@ -24,6 +22,7 @@ from diarist.vocabulary import DEFAULT_MODEL
 from diarist.voiceprints import (
     MAX_VOICEPRINTS,
     Matching,
+    Voice,
     Voiceprint,
     VoiceprintError,
     decode,
@@ -49,7 +48,7 @@ def check_labels(labels: Iterable[str]) -> None:
 
 def decode_voiceprints(
     voiceprints: Mapping[str, str | Voiceprint], origins: Mapping[str, str] | None = None
-) -> dict[str, np.ndarray]:
+) -> dict[str, Voice]:
     """Each label's voice, after `check_labels`.
 
     VoiceprintError naming the label of a voiceprint that cannot be used, after where it came from

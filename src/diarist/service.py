@@ -16,13 +16,11 @@ from diarist.errors import AudioError
 from diarist.vocabulary import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from diarist.engine import Engine
     from diarist.hooks import Hook
     from diarist.result import DiarizationResult
     from diarist.transcription import AttributedTranscript
-    from diarist.voiceprints import Matching, Voiceprint
+    from diarist.voiceprints import Matching, Voice, Voiceprint
 
 
 class AudioTooLongError(AudioError):
@@ -62,7 +60,7 @@ class Diarization:
 class IdentifyOptions(DiarizeOptions):
     """Diarize options plus the voiceprints to match, by label (decoded: `voiceprints.decode`)."""
 
-    voiceprints: dict[str, np.ndarray] = field(default_factory=dict)
+    voiceprints: dict[str, Voice] = field(default_factory=dict)
     matching: Matching | None = None  # None: exclusive, threshold 0
 
 

@@ -3,13 +3,15 @@
 A voiceprint is the voice of the person who talks most in a short recording: the unit centroid
 of their CAM++ window embeddings, as the pipeline computes it for every speaker it finds
 (`DiarizationResult.embeddings`). Identification diarizes a recording, then compares each
-speaker's centroid with each voiceprint. Cosine similarity becomes a 0-100 confidence through a
-logistic curve fitted on same- and different-speaker pairs of real speech (`bench/voiceprints.py`),
-so that 50 means "as likely the same person as not".
+speaker's centroid with each voiceprint. The cosine similarity, and its margin over the
+recording's other speakers, become a 0-100 confidence through a logistic curve fitted on same-
+and different-speaker pairs of real speech, same-recording and same-room impostors among them
+(`bench/voiceprints.py`), so that 50 means "more likely the same person than not".
 
 The voiceprint string is opaque to users but versioned: base64 of a magic, the format version,
-the name of the voice model that made it, the vector (float16) and a CRC-32. A voiceprint from
-another model, or a damaged one, is refused instead of silently matching garbage.
+the name of the voice model that made it, the vector (float16), the seconds of speech it was made
+from (version 2) and a CRC-32. A voiceprint from another model, or a damaged one, is refused
+instead of silently matching garbage; one of version 1 is scored by the curve it was made with.
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from diarist.errors import DiaristError
-from diarist.result import DiarizationResult
+from diarist.result import DiarizationResult, Turn
 from diarist.vocabulary import name_problem
 
 MAGIC = b"DVP"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 records the seconds of speech; 1 is still read
 # The voice model: the CAM++ weights (by the start of their sha256, models.EMBEDDING) pooled as the
 # pipeline pools them. Change the suffix when the pooling changes, so old voiceprints are refused.
 VOICE_MODEL = "campplus-92f29b94/window-centroid-1"
@@ -43,13 +45,16 @@ RESERVED_PREFIX = "SPEAKER_"
 # Clean speech (alone, in the exclusive diarization) a voiceprint needs, and below which it warns.
 MIN_SPEECH_SECONDS = 1.0
 GOOD_SPEECH_SECONDS = 5.0
-# Cosine similarity -> P(same speaker), with equal priors: 1 / (1 + exp(-(SLOPE * cos + OFFSET))).
-# The balanced logistic fit of bench/voiceprints.py on 130 same- and 3,087 different-speaker pairs
-# (voiceprints of 3-30 s of clean speech against diarized speakers of other recordings), docs/
-# benchmarks.md, "Voiceprints and identification": 50 at cosine 0.366; cross-validated by meeting
-# series, 11.5 % of same pairs fall below 50 and 7.1 % of different ones reach it.
-CALIBRATION_SLOPE = 13.08
-CALIBRATION_OFFSET = -4.78
+# Cosine similarity -> P(same speaker): 1 / (1 + exp(-(slope * cos + offset))), (slope, offset).
+# Version 1 voiceprints: the balanced logistic fit of bench/voiceprints.py (issue 11) on 130 same- and
+# 3,087 different-speaker pairs from different recordings only: 50 at cosine 0.366. It said "likely
+# the same" for people who only share a call or a room (issue 21).
+CALIBRATION_1 = (13.08, -4.78)
+# Version 2 voiceprints: P(same) = 1 / (1 + exp(-(slope * cos + margin slope * margin + offset))), the
+# margin being over the recording's other speakers (`margins`): the fit of bench/voiceprints.py on pairs
+# that include same-recording and same-room impostors, each kind of pair weighing alike, cross-validated
+# by corpus (docs/benchmarks.md, issue 21).
+CALIBRATION = (8.24, 4.33, -3.29)
 
 BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
 # What decode can read at all, as a JSON Schema (ECMA-262) pattern for the OpenAPI document: whole base64
@@ -60,22 +65,31 @@ DAMAGED = "is damaged or truncated: pass the whole string that the voiceprint jo
 _HEADER = struct.Struct("<3sBB")  # magic, format version, length of the model name
 _DIM = struct.Struct("<H")
 _CRC = struct.Struct("<I")
+_SECONDS = struct.Struct("<f")  # version 2: the seconds of speech behind the vector
 
 
 class VoiceprintError(DiaristError, ValueError):
     """A voiceprint that cannot be used, or audio that cannot make one; the message says why."""
 
 
-def encode(vector: np.ndarray, model: str = VOICE_MODEL) -> str:
-    """The voiceprint string of a speaker embedding."""
+@dataclass(frozen=True)
+class Voice:
+    """What a voiceprint holds: the unit embedding, and the seconds of speech it was made from."""
+
+    vector: np.ndarray
+    seconds: float | None  # None: a version-1 voiceprint, which did not record them
+
+
+def encode(vector: np.ndarray, seconds: float, model: str = VOICE_MODEL) -> str:
+    """The voiceprint string of a speaker embedding made from `seconds` of speech."""
     name = model.encode()
-    body = _HEADER.pack(MAGIC, FORMAT_VERSION, len(name)) + name
-    body += _DIM.pack(len(vector)) + np.asarray(vector, dtype="<f2").tobytes()
+    body = _HEADER.pack(MAGIC, FORMAT_VERSION, len(name)) + name + _DIM.pack(len(vector)) + _SECONDS.pack(seconds)
+    body += np.asarray(vector, dtype="<f2").tobytes()
     return base64.b64encode(body + _CRC.pack(zlib.crc32(body))).decode()
 
 
-def decode(text: str) -> np.ndarray:
-    """The unit embedding in a voiceprint string; VoiceprintError when it is not one this server can use."""
+def decode(text: str) -> Voice:
+    """The voice in a voiceprint string (version 1 or 2); VoiceprintError when this server cannot use it."""
     try:
         data = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError):
@@ -85,10 +99,13 @@ def decode(text: str) -> np.ndarray:
     if len(data) < _HEADER.size or data[:3] != MAGIC:
         raise VoiceprintError("is not a voiceprint made by diarist")
     _, version, name_length = _HEADER.unpack_from(data)
-    if version != FORMAT_VERSION:
-        raise VoiceprintError(f"has format version {version}, which this server does not read (it reads 1)")
+    if version not in (1, FORMAT_VERSION):
+        raise VoiceprintError(f"has format version {version}, which this server does not read (it reads 1 and 2)")
+    extra = _SECONDS.size if version == FORMAT_VERSION else 0
     body, crc = data[: -_CRC.size], data[-_CRC.size :]
-    if len(data) < _HEADER.size + name_length + _DIM.size + _CRC.size or _CRC.unpack(crc)[0] != zlib.crc32(body):
+    if len(data) < _HEADER.size + name_length + _DIM.size + extra + _CRC.size or _CRC.unpack(crc)[0] != zlib.crc32(
+        body
+    ):
         raise VoiceprintError(DAMAGED)
     model = body[_HEADER.size : _HEADER.size + name_length].decode(errors="replace")
     if model != VOICE_MODEL:
@@ -96,8 +113,10 @@ def decode(text: str) -> np.ndarray:
             f"was made with another voice model ({model}) than this server's ({VOICE_MODEL}): "
             "make it again from its audio"
         )
-    (dim,) = _DIM.unpack_from(body, _HEADER.size + name_length)
-    vector = np.frombuffer(body, dtype="<f2", offset=_HEADER.size + name_length + _DIM.size).astype(np.float64)
+    offset = _HEADER.size + name_length
+    (dim,) = _DIM.unpack_from(body, offset)
+    seconds = _SECONDS.unpack_from(body, offset + _DIM.size)[0] if extra else None
+    vector = np.frombuffer(body, dtype="<f2", offset=offset + _DIM.size + extra).astype(np.float64)
     if len(vector) != dim:
         raise VoiceprintError(DAMAGED)
     if dim != DIMENSION:
@@ -105,7 +124,9 @@ def decode(text: str) -> np.ndarray:
     norm = np.linalg.norm(vector)
     if not np.isfinite(norm) or norm == 0:
         raise VoiceprintError("holds no voice (an empty vector)")
-    return vector / norm
+    if seconds is not None and not 0 < seconds <= 2 * MAX_SECONDS:  # the job measures at most 30 s
+        raise VoiceprintError(DAMAGED)
+    return Voice(vector / norm, seconds)
 
 
 def label_problem(label: str) -> str | None:
@@ -167,13 +188,47 @@ def voiceprint_of(result: DiarizationResult) -> Voiceprint:
             f"Only {seconds[speaker]:.1f} s of speech: a voiceprint from {GOOD_SPEECH_SECONDS:g} s or more "
             "matches more reliably."
         )
-    return Voiceprint(encode(result.embeddings[speaker]), seconds[speaker], result.duration, warnings)
+    return Voiceprint(encode(result.embeddings[speaker], seconds[speaker]), seconds[speaker], result.duration, warnings)
 
 
-def confidence(similarity: np.ndarray | float) -> np.ndarray:
+def confidence(similarity: np.ndarray | float, calibration: tuple[float, float] = CALIBRATION_1) -> np.ndarray:
     """0-100 confidence that two voices are the same person, from their cosine similarity."""
-    probability = 1 / (1 + np.exp(-(CALIBRATION_SLOPE * np.asarray(similarity) + CALIBRATION_OFFSET)))
+    slope, offset = calibration
+    probability = 1 / (1 + np.exp(-(slope * np.asarray(similarity) + offset)))
     return np.rint(100 * probability).astype(int)
+
+
+def margins(cosines: np.ndarray) -> np.ndarray:
+    """Each cosine (rows: one recording's speakers; columns: voices) less the best of the other speakers'.
+
+    The others share the speaker's channel and are someone else: a voice from the same call or room
+    resembles them all, and the one it is closest to by a clear margin is the likely match.
+    """
+    out = np.empty_like(cosines)
+    for row in range(len(cosines)):
+        others = np.delete(cosines, row, axis=0)
+        # Alone in its recording, a speaker has no one to stand out from: no evidence either way.
+        out[row] = cosines[row] - others.max(axis=0) if len(others) else 0.0
+    return out
+
+
+def confidences(
+    speakers: np.ndarray, voices: list[Voice], calibration: tuple[float, float, float] = CALIBRATION
+) -> np.ndarray:
+    """0-100 confidence of each speaker (rows: the unit embeddings of one recording's speakers) for each voice.
+
+    Version-2 voices are scored by their cosine and its margin over the recording's other speakers
+    (`margins`), weighed by `calibration`; version-1 ones by the cosine calibration they were made
+    with (`CALIBRATION_1`).
+    """
+    cosines = speakers @ np.stack([voice.vector for voice in voices]).T
+    scores = confidence(cosines)
+    known = np.array([voice.seconds is not None for voice in voices])
+    if known.any():
+        slope, margin_slope, offset = calibration
+        logit = slope * cosines[:, known] + margin_slope * margins(cosines[:, known]) + offset
+        scores[:, known] = np.rint(100 / (1 + np.exp(-logit))).astype(int)
+    return scores
 
 
 @dataclass(frozen=True)
@@ -184,65 +239,110 @@ class Matching:
     threshold: float = 0.0  # no match below this confidence
 
 
-def match_speakers(
-    speakers: dict[str, np.ndarray], voiceprints: dict[str, np.ndarray], matching: Matching
-) -> tuple[dict[str, str | None], dict[str, dict[str, int]]]:
-    """Each speaker's matched label (or None) and its confidence for every label.
+def assign(scores: np.ndarray, matching: Matching) -> list[int | None]:
+    """The voice (column) each speaker (row of 0-100 confidences) is matched with, or None.
 
-    Exclusive matching assigns voiceprints to speakers so that the confidences add up to the most
+    Exclusive matching assigns voices to speakers so that the confidences add up to the most
     (Hungarian assignment) among the pairs at or above the threshold; otherwise each speaker takes
-    its best voiceprint at or above it.
+    its best voice at or above it.
     """
     # Here, not at the top: scipy.optimize takes half a second to import, and the command line
     # reads this module's limits for its help.
     from scipy.optimize import linear_sum_assignment
 
-    names, labels = list(speakers), list(voiceprints)
-    if names and labels:
-        scores = confidence(np.stack([speakers[n] for n in names]) @ np.stack([voiceprints[v] for v in labels]).T)
-    else:
-        scores = np.zeros((len(names), len(labels)), dtype=int)
     allowed = scores >= matching.threshold
-    matches: dict[str, str | None] = dict.fromkeys(names)
+    matches: list[int | None] = [None] * len(scores)
     if matching.exclusive:
         # Pairs below the threshold cost more than any allowed set of pairs gains: never chosen.
-        cost = np.where(allowed, -scores, 100 * (len(names) + 1))
+        cost = np.where(allowed, -scores, 100 * (len(scores) + 1))
         for row, column in zip(*linear_sum_assignment(cost), strict=True):
             if allowed[row, column]:
-                matches[names[row]] = labels[column]
+                matches[row] = int(column)
     else:
-        for row, name in enumerate(names):
+        for row in range(len(scores)):
             if allowed[row].any():
-                matches[name] = labels[int(np.argmax(np.where(allowed[row], scores[row], -1)))]
-    confidences = {
+                matches[row] = int(np.argmax(np.where(allowed[row], scores[row], -1)))
+    return matches
+
+
+def match_speakers(
+    speakers: dict[str, np.ndarray], voices: dict[str, Voice], matching: Matching
+) -> tuple[dict[str, str | None], dict[str, dict[str, int]]]:
+    """Each speaker's matched label (or None) and its confidence for every label (`confidences`, `assign`)."""
+    names, labels = list(speakers), list(voices)
+    if names and labels:
+        scores = confidences(np.stack([speakers[n] for n in names]), [voices[v] for v in labels])
+    else:
+        scores = np.zeros((len(names), len(labels)), dtype=int)
+    matches = {
+        name: None if column is None else labels[column]
+        for name, column in zip(names, assign(scores, matching), strict=True)
+    }
+    by_speaker = {
         name: {label: int(scores[row, col]) for col, label in enumerate(labels)} for row, name in enumerate(names)
     }
-    return matches, confidences
+    return matches, by_speaker
 
 
-def identification(
-    output: dict, result: DiarizationResult, voiceprints: dict[str, np.ndarray], matching: Matching
-) -> dict:
-    """`output` (a diarization job output of `result`) with `identification` and `voiceprints` added."""
-    matches, confidences = match_speakers(result.embeddings, voiceprints, matching)
+def voice_warnings(voices: dict[str, Voice]) -> list[str]:
+    """What makes the confidences of some voiceprints less certain: little speech, or an old format."""
+    out = []
+    for label, voice in voices.items():
+        if voice.seconds is None:
+            out.append(
+                f"The voiceprint of {label!r} is of format version 1, which does not say how much speech it "
+                "holds: it is scored by the older calibration, which overrates voices that share a recording "
+                "or a line. Make it again from its audio."
+            )
+        elif voice.seconds < GOOD_SPEECH_SECONDS:
+            out.append(
+                f"The voiceprint of {label!r} comes from only {voice.seconds:.1f} s of speech: its confidences "
+                f"are less certain than those of a voiceprint from {GOOD_SPEECH_SECONDS:g} s or more."
+            )
+    return out
+
+
+def identification(output: dict, result: DiarizationResult, voices: dict[str, Voice], matching: Matching) -> dict:
+    """`output` (a diarization job output of `result`) with `identification` and `voiceprints` added,
+    and warnings about the voiceprints after the result's own (in its `warnings` and the output's)."""
+    matches, scores = match_speakers(result.embeddings, voices, matching)
     segments = []
     for turn in output["diarization"]:
         match = matches.get(turn["speaker"])
         segment = {**turn, "speaker": match or turn["speaker"], "diarizationSpeaker": turn["speaker"], "match": match}
         segments.append(segment)
-    speakers = [{"speaker": s, "match": matches.get(s), "confidence": confidences.get(s, {})} for s in result.speakers]
-    return {**output, "identification": segments, "voiceprints": speakers}
+    speakers = [{"speaker": s, "match": matches.get(s), "confidence": scores.get(s, {})} for s in result.speakers]
+    # The result carries them too: the command line prints a result's warnings.
+    result.warnings += voice_warnings(voices)
+    identified = {**output, "identification": segments, "voiceprints": speakers}
+    if result.warnings:
+        identified["warning"] = " ".join(result.warnings)
+    return identified
 
 
 def named_result(result: DiarizationResult, names: dict[str, str | None]) -> DiarizationResult:
-    """`result` with each speaker renamed to its match, where it has one (for RTTM, SRT, VTT and text)."""
+    """`result` with each speaker renamed to its match, where it has one (for RTTM, SRT, VTT and text).
 
-    def rename(turns: list) -> list:
-        return [replace(t, speaker=names.get(t.speaker) or t.speaker) for t in turns]
+    Speakers matched with one name become one speaker: their turns are joined where they overlap
+    or touch, so that each name has one list of turns.
+    """
+
+    def rename(turns: list[Turn]) -> list[Turn]:
+        out: list[Turn] = []
+        last: dict[str, int] = {}  # each name's latest turn in `out`
+        for turn in sorted(turns, key=lambda t: t.start):
+            name = names.get(turn.speaker) or turn.speaker
+            previous = out[last[name]] if name in last else None
+            if previous is not None and turn.start <= previous.end:
+                out[last[name]] = replace(previous, end=max(previous.end, turn.end), confidence=None)
+            else:
+                last[name] = len(out)
+                out.append(replace(turn, speaker=name))
+        return out
 
     return replace(
         result,
         turns=rename(result.turns),
         exclusive_turns=rename(result.exclusive_turns),
-        speakers=[names.get(s) or s for s in result.speakers],
+        speakers=list(dict.fromkeys(names.get(s) or s for s in result.speakers)),
     )

@@ -204,7 +204,7 @@ class MatchingOptions(ApiModel):
         ge=0,
         le=100,
         description="No match below this confidence (0-100). Default 0: every voiceprint is matched. Confidence is "
-        "calibrated: 50 means as likely the same person as not.",
+        "calibrated: from 50 on, more likely the same person than not.",
     )
 
 

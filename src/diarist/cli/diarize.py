@@ -17,9 +17,8 @@ from diarist.service import Diarization, DiarizeOptions, diarize, probe
 from diarist.vocabulary import DEFAULT_DEVICE
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from diarist.engine import Engine
+    from diarist.voiceprints import Voice
 
 
 def engine(args: argparse.Namespace) -> Engine:
@@ -100,7 +99,7 @@ def run_voiceprint(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_voiceprints(labelled: list[tuple[str, Path]]) -> dict[str, np.ndarray]:
+def read_voiceprints(labelled: list[tuple[str, Path]]) -> dict[str, Voice]:
     """Each label's voice from its .vp file; an error naming the label or the file that is wrong."""
     from diarist.identities import check_labels, decode_voiceprints
 
