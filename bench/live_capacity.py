@@ -11,6 +11,8 @@ Per N it prints:
 - event delay: for each `diarization_speaker_start`, the time from when the audio at its timestamp
   was sent to when the event arrived; p50 / p95 / max over every stream's events. A stream that
   falls behind real time shows as a delay that grows with the stream's length.
+- word delay: the same from the end of the turn's first word (the first word Whisper base finds
+  starting at most 0.25 s before the event's timestamp), p50 / p95;
 - the largest lag `/metrics` reported (audio received and not yet decided), sampled every second;
 - the finish delay: end_of_stream to the socket's close, the slowest stream;
 - streams that ended otherwise than with close code 1000;
@@ -23,6 +25,7 @@ The load generator shares the machine with the server: its threads only pace fra
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import re
 import shutil
@@ -36,22 +39,42 @@ from pathlib import Path
 import httpx
 import numpy as np
 from api_load import Server, auth, create_key, percentile
-from common import DEV, machine
+from common import DEV, machine, write_wav
 
 from diarist.audio import load_audio
 from diarist.cli.live import paced, stream_frames
+from diarist.transcription.asr import load_recognizer, transcribe
 
 FRAME = 1600
+
+
+WORD_SLACK = 0.25  # s: a turn's detected start may come a little after its first word's start
 
 
 @dataclass
 class StreamRun:
     delays: list[float] = field(default_factory=list)
+    word_delays: list[float] = field(default_factory=list)
     finish: float = 0.0
     close_code: int | None = None
 
 
-def play(url: str, audio: np.ndarray, run: StreamRun) -> None:
+def word_ends(audio: np.ndarray) -> list[tuple[float, float]]:
+    """(start, end) of each word Whisper base hears in `audio`, in order."""
+    recognizer, _ = load_recognizer("whisper-base", None, threads=2)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "audio.wav"
+        write_wav(path, audio)
+        return [(word.start, word.end) for word in transcribe(path, recognizer).words]
+
+
+def first_word_end(words: list[tuple[float, float]], timestamp: float) -> float | None:
+    """End of the first word starting no earlier than `timestamp` less WORD_SLACK."""
+    index = bisect.bisect_left(words, (timestamp - WORD_SLACK, 0.0))
+    return words[index][1] if index < len(words) else None
+
+
+def play(url: str, audio: np.ndarray, words: list[tuple[float, float]], run: StreamRun) -> None:
     """One client, as `diarist live --server` streams: frames at real time, events heard as they come."""
     frames = [audio[i : i + FRAME] for i in range(0, len(audio) - FRAME + 1, FRAME)]
     start = time.monotonic()
@@ -64,7 +87,11 @@ def play(url: str, audio: np.ndarray, run: StreamRun) -> None:
     def hear(event: dict) -> None:
         if event["type"] == "diarization_speaker_start":
             # The frame holding the audio at `timestamp` went out at start + timestamp (paced).
-            run.delays.append(time.monotonic() - (start + event["data"]["timestamp"]))
+            now, timestamp = time.monotonic(), event["data"]["timestamp"]
+            run.delays.append(now - (start + timestamp))
+            word_end = first_word_end(words, timestamp)
+            if word_end is not None:
+                run.word_delays.append(now - (start + word_end))
 
     _, run.close_code = stream_frames(url, timed(), hear)
     run.finish = time.monotonic() - ended[0] if ended[0] else float("nan")
@@ -101,7 +128,9 @@ def engine_pid(server_pid: int) -> int | None:
     return None
 
 
-def measure(server: Server, key: str, audio: np.ndarray, streams: int, latency: float) -> dict:
+def measure(
+    server: Server, key: str, audio: np.ndarray, words: list[tuple[float, float]], streams: int, latency: float
+) -> dict:
     with httpx.Client(base_url=server.base_url, headers=auth(key), timeout=30) as client:
         urls = []
         for _ in range(streams):
@@ -109,7 +138,9 @@ def measure(server: Server, key: str, audio: np.ndarray, streams: int, latency: 
             answer.raise_for_status()
             urls.append(answer.json()["url"])
     runs = [StreamRun() for _ in urls]
-    threads = [threading.Thread(target=play, args=(url, audio, run)) for url, run in zip(urls, runs, strict=True)]
+    threads = [
+        threading.Thread(target=play, args=(url, audio, words, run)) for url, run in zip(urls, runs, strict=True)
+    ]
     stop = threading.Event()
     api_ms: list[float] = []
     lags: list[float] = []
@@ -142,6 +173,7 @@ def measure(server: Server, key: str, audio: np.ndarray, streams: int, latency: 
     stop.set()
     watcher.join()
     delays = sorted(d for run in runs for d in run.delays)
+    word_delays = sorted(d for run in runs for d in run.word_delays)
     api_ms.sort()
     return {
         "streams": streams,
@@ -149,6 +181,8 @@ def measure(server: Server, key: str, audio: np.ndarray, streams: int, latency: 
         "delay p50": percentile(delays, 0.5) if delays else float("nan"),
         "delay p95": percentile(delays, 0.95) if delays else float("nan"),
         "delay max": delays[-1] if delays else float("nan"),
+        "word p50": percentile(word_delays, 0.5) if word_delays else float("nan"),
+        "word p95": percentile(word_delays, 0.95) if word_delays else float("nan"),
         "max lag": max(lags, default=0.0),
         "finish max": max(run.finish for run in runs),
         "bad closes": sum(run.close_code != 1000 for run in runs),
@@ -167,6 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     sample = load_audio(DEV / "pyannote-sample.wav")
     audio = np.tile(sample, int(np.ceil(args.seconds * 16000 / len(sample))))[: int(args.seconds * 16000)]
+    words = word_ends(audio)
     data_dir = Path(tempfile.mkdtemp(prefix="diarist-live-capacity-"))
     most = max(args.streams)
     os.environ["DIARIST_LIVE_MAX_STREAMS"] = str(most)
@@ -177,13 +212,13 @@ def main() -> None:
         server.wait_ready(key)
         print(f"{machine()}; {args.seconds:g} s per stream; latency {args.latency:g} s\n")
         columns = [
-            "streams", "events", "delay p50", "delay p95", "delay max", "max lag", "finish max", "bad closes",
-            "server MB", "engine MB", "api p50", "api p99",
+            "streams", "events", "delay p50", "delay p95", "delay max", "word p50", "word p95", "max lag",
+            "finish max", "bad closes", "server MB", "engine MB", "api p50", "api p99",
         ]  # fmt: skip
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
         for streams in args.streams:
-            row = measure(server, key, audio, streams, args.latency)
+            row = measure(server, key, audio, words, streams, args.latency)
             cells = (f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns)
             print("| " + " | ".join(cells) + " |")
     finally:

@@ -15,7 +15,7 @@ from diarist.api.routes import router
 from diarist.cli.parser import build_parser
 from diarist.jobs.celery_app import parse_queues
 from diarist.jobs.kinds import KINDS
-from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, VoiceprintSpec
+from diarist.jobs.spec import DiarizeSpec, IdentifySpec, JobSpec, LiveSpec, VoiceprintSpec
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "src" / "diarist"
@@ -86,6 +86,17 @@ def test_the_stored_request_keeps_the_api_names():
     assert stored["matching"] == {"exclusive": False, "threshold": 40}
     older = {"url": "media://c", "model": "precision-2", "transcriptionConfig": {"model": "whisper-base"}}
     assert DiarizeSpec.from_json(older) == DiarizeSpec(url="media://c", asr_model="whisper-base")
+
+
+def test_a_live_stream_spec_reads_back_and_reads_what_older_servers_stored():
+    spec = LiveSpec(model="precision-2", latency=1.5, keep_audio=True, webhook="https://example.com/hook")
+    assert LiveSpec.from_json(spec.to_json()) == spec
+    assert spec.to_json()["keepAudio"] is True
+    # Streams created before the spec stored the request body without its defaults.
+    assert LiveSpec.from_json({"keepAudio": True}) == LiveSpec(keep_audio=True)
+    job = spec.recording_spec("media://live-x.wav")
+    assert (job.kind, job.url, job.model, job.webhook) == ("diarize", "media://live-x.wav", "precision-2", spec.webhook)
+    assert LiveSpec().recording_spec("media://y").model == DiarizeSpec(url="media://y").model
 
 
 def test_every_module_the_architecture_page_names_exists():

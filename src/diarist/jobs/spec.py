@@ -141,3 +141,31 @@ class IdentifySpec(DiarizeSpec):
                 raise VoiceprintError(f"The voiceprint of {label!r} {e}.") from None
         matching = Matching(self.exclusive_matching, self.threshold)
         return IdentifyOptions(**vars(super().options(asr_models_dir)), voiceprints=voiceprints, matching=matching)
+
+
+@dataclass(frozen=True)
+class LiveSpec:
+    """What a live stream asks for (`POST /v1/live`): stored with the stream, read when its socket opens.
+
+    A stream is not a queued job: the replica holding its WebSocket runs it (`jobs/live.py`), so it
+    has no entry in `kinds.KINDS`. Its kept audio becomes an ordinary diarize job (`recording_spec`).
+    """
+
+    kind: ClassVar[str] = "live"
+    model: str | None = None  # None: the live engine's default
+    latency: float | None = None  # None: the server's
+    keep_audio: bool = False
+    webhook: str | None = None  # the kept audio's job's
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored request, as the API names it."""
+        return {camel(f.name): getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, stored: dict[str, Any]) -> LiveSpec:
+        """The spec of a stored request; a field it lacks takes its default."""
+        return cls(**{f.name: stored[camel(f.name)] for f in fields(cls) if stored.get(camel(f.name)) is not None})
+
+    def recording_spec(self, url: str) -> DiarizeSpec:
+        """The offline job of the stream's kept audio at `url`: the same model, this webhook."""
+        return DiarizeSpec(url=url, model=self.model or DEFAULT_MODEL, webhook=self.webhook)

@@ -37,10 +37,9 @@ from diarist.api.services import Services
 from diarist.errors import DiaristError
 from diarist.jobs.intake import StreamRecording, storage_quota, submit_recording
 from diarist.jobs.live import FRAME_BYTES, FRAME_SECONDS, LiveSession
-from diarist.jobs.spec import DiarizeSpec
+from diarist.jobs.spec import LiveSpec
 from diarist.jobs.store import LiveCapError
 from diarist.jobs.tables import STREAM_DONE, STREAM_ERROR, ApiKey, LiveStream
-from diarist.vocabulary import DEFAULT_MODEL
 
 log = logging.getLogger("diarist.api")
 MAX_AHEAD_SECONDS = 5.0  # audio a client may send ahead of the clock (pyannoteAI's buffer)
@@ -94,7 +93,7 @@ def create_stream(request: Request, key: Key, svc: Svc, body: CreateStream | Non
     try:
         stream = svc.store.create_stream(
             key.id,
-            body.model_dump(exclude_none=True, exclude_defaults=True),
+            LiveSpec(body.model, body.latency, body.keepAudio, body.webhook).to_json(),
             _token_hash(token),
             settings.live_token_ttl_seconds,
             replica_name(svc),
@@ -168,32 +167,33 @@ async def live_socket(websocket: WebSocket, stream_id: str, token: Annotated[str
         await run_in_threadpool(svc.store.end_stream, stream_id, STREAM_ERROR, 0.0, "The API key was revoked.")
         await deny_socket(websocket, 401, "The API key of this stream was revoked.")
         return
-    options = stream.options
+    spec = LiveSpec.from_json(stream.options)
     quota = None if key.quota_seconds is None else key.quota_seconds - key.used_seconds - key.reserved_seconds
-    recording = StreamRecording(svc.media, key.id, stream_id) if options.get("keepAudio") else None
+    recording = StreamRecording(svc.media, key.id, stream_id) if spec.keep_audio else None
     await websocket.accept()
-    session = await svc.live.open(stream_id, options.get("model"), options.get("latency"))
+    accepted = time.monotonic()  # the client may send from here on, while the engine opens the session
+    session = await svc.live.open(stream_id, spec.model, spec.latency)
     session.recording = recording
     try:
-        status, message = await _run(websocket, session, svc, key.id, quota)
+        status, message, code = await _run(websocket, session, svc, key.id, quota, accepted)
     finally:
         session.close()
+    # Recorded before the close, so that a client that saw its stream end can open the next at once.
     await run_in_threadpool(svc.store.end_stream, stream_id, status, session.sent_seconds, message)
+    await _close(websocket, code)
     if recording is not None:
-        await run_in_threadpool(_diarize_recording, svc, key, stream_id, recording, options)
+        await run_in_threadpool(_diarize_recording, svc, key, stream_id, recording, spec)
 
 
-def _diarize_recording(svc: Services, key: ApiKey, stream_id: str, recording: StreamRecording, options: dict) -> None:
+def _diarize_recording(svc: Services, key: ApiKey, stream_id: str, recording: StreamRecording, spec: LiveSpec) -> None:
     """Queue the offline diarization of a stream's kept audio (none for under a second of it)."""
     if recording.seconds < 1.0:
         recording.discard()
         return
-    spec = DiarizeSpec(
-        url=f"media://{recording.name}", model=options.get("model", DEFAULT_MODEL), webhook=options.get("webhook")
-    )
+    job_spec = spec.recording_spec(f"media://{recording.name}")
     quota = storage_quota(svc.store, key.id, svc.settings.max_storage_bytes_per_key)
     try:
-        job = submit_recording(svc.store, svc.queue, key, recording, spec, quota, svc.settings.own_internal_url)
+        job = submit_recording(svc.store, svc.queue, key, recording, job_spec, quota, svc.settings.own_internal_url)
     except DiaristError as e:  # the key's storage or audio quota, a full disk: the live events stand
         log.warning("stream %s: its audio was not diarized offline: %s", stream_id, e)
         return
@@ -201,13 +201,14 @@ def _diarize_recording(svc: Services, key: ApiKey, stream_id: str, recording: St
 
 
 async def _run(
-    websocket: WebSocket, session: LiveSession, svc: Services, key_id: str, quota: float | None
-) -> tuple[str, str | None]:
-    """Carry one stream until it ends; its final status and error message."""
+    websocket: WebSocket, session: LiveSession, svc: Services, key_id: str, quota: float | None, accepted: float
+) -> tuple[str, str | None, int]:
+    """Carry one stream, accepted at monotonic time `accepted`, until it ends; its final status, error
+    message and close code."""
     settings = svc.settings
     outbox: asyncio.Queue = asyncio.Queue(maxsize=settings.live_send_queue)
     receiver = asyncio.create_task(
-        _receive_audio(websocket, session, settings.live_idle_timeout, settings.live_max_hours, quota)
+        _receive_audio(websocket, session, settings.live_idle_timeout, settings.live_max_hours, quota, accepted)
     )
     pump = asyncio.create_task(_pump_events(session, outbox))
     keeper = asyncio.create_task(_keep_alive(session, svc, key_id))
@@ -224,15 +225,13 @@ async def _run(
         except TimeoutError:
             raise _Ended(STREAM_ERROR, "The live engine did not finish the stream in time.", 1011) from None
         await _flush(outbox)
-        await _close(websocket, 1000)
-        return STREAM_DONE, None
+        return STREAM_DONE, None, 1000
     except _Ended as e:
         if e.message is not None and websocket.client_state == WebSocketState.CONNECTED:
             with contextlib.suppress(asyncio.QueueFull):
                 outbox.put_nowait({"type": "error", "message": e.message})
             await _flush(outbox)
-        await _close(websocket, e.code)
-        return e.status, e.message
+        return e.status, e.message, e.code
     finally:
         for task in (receiver, pump, *helpers):
             task.cancel()
@@ -251,10 +250,11 @@ async def _close(websocket: WebSocket, code: int) -> None:
 
 
 async def _receive_audio(
-    websocket: WebSocket, session: LiveSession, idle: float, max_hours: float, quota: float | None
+    websocket: WebSocket, session: LiveSession, idle: float, max_hours: float, quota: float | None, started: float
 ) -> None:
-    """Forward the client's frames until end_of_stream; raises _Ended for every other way out."""
-    started = time.monotonic()
+    """Forward the client's frames until end_of_stream; raises _Ended for every other way out. Real time
+    counts from `started`, when the socket was accepted: frames sent while the engine was starting are
+    read at once, and are not ahead of it."""
     while True:
         try:
             message = await asyncio.wait_for(websocket.receive(), idle)
