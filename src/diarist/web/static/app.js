@@ -12,7 +12,7 @@ import { startFile, startMicrophone, stopLive } from "./live.js";
 import { $, guarded, showError } from "./page.js";
 import { onKey, setZoom } from "./player.js";
 import { closeResult, openResult, shownResult } from "./result.js";
-import { uploadAll } from "./upload.js";
+import { diarizeUrl, uploadAll } from "./upload.js";
 import { loadVocabulary } from "./vocabulary.js";
 
 async function signIn(event) {
@@ -86,6 +86,11 @@ function start() {
     event.target.value = "";
   };
   wireDrop();
+  $("#url-form").onsubmit = guarded(async (event) => {
+    event.preventDefault();
+    await diarizeUrl($("#url").value.trim());
+    $("#url").value = "";
+  });
   $("#live-start").onclick = guarded(startMicrophone);
   $("#live-file").onchange = (event) => {
     const [file] = event.target.files;
