@@ -202,9 +202,6 @@ def test_lanes_match_the_api_output(page, web, web_key, finished):
     if SCREENSHOTS:
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(Path(SCREENSHOTS) / "web-result.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(500)  # wavesurfer redraws for the new width on its next frames
-        page.screenshot(path=str(Path(SCREENSHOTS) / "web-phone.png"), full_page=True)
 
 
 def test_transcript_line_and_keys_move_playback(page, web, web_key, finished):
@@ -517,15 +514,27 @@ def test_transcript_labels_its_confidence_column(page, web, web_key, finished):
     assert page.is_visible("#confidence-head") and page.inner_text("#confidence-head") == "Confidence"
 
 
+def touch_screen(cdp) -> None:
+    """Make the page's screen a touch screen, as a phone's is (its CSS sees `hover: none`)."""
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    cdp.send("Emulation.setEmitTouchEventsForMouse", {"enabled": True, "configuration": "mobile"})
+
+
 def test_phone_shows_whole_lane_labels_and_no_keyboard_hint_on_touch(page, web, web_key, finished):
     open_result(page, web, web_key, finished)
     assert page.is_visible("#keys-hint")  # a mouse and a keyboard: the hint helps
     page.set_viewport_size({"width": 390, "height": 844})
     cdp = page.context.new_cdp_session(page)
-    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
-    cdp.send("Emulation.setEmitTouchEventsForMouse", {"enabled": True, "configuration": "mobile"})
+    touch_screen(cdp)
     page.reload()
     page.wait_for_selector("#lanes .lane")
     cut = page.eval_on_selector_all(".lane-name", "names => names.filter(n => n.scrollWidth > n.clientWidth).length")
     assert cut == 0
     assert page.is_hidden("#keys-hint")
+    if SCREENSHOTS:
+        wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
+        # A full-page screenshot resets the touch emulation: a viewport as tall as the page instead.
+        page.set_viewport_size({"width": 390, "height": page.evaluate("document.documentElement.scrollHeight")})
+        touch_screen(cdp)
+        page.wait_for_timeout(500)  # wavesurfer redraws for the new size on its next frames
+        page.screenshot(path=str(Path(SCREENSHOTS) / "web-phone.png"))
