@@ -24,8 +24,8 @@ from diarist.exports import FORMATS
 from diarist.jobs.tables import STATUSES
 from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
-from .conftest import SAMPLE
-from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, submit, upload
+from .conftest import SAMPLE, wav_bytes
+from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, submit, upload, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -507,6 +507,34 @@ def test_lane_colours_stay_apart_for_many_speakers(page, web):
     assert len({tuple(c) for c in colours}) == 30, colours
     closest = min(math.dist(a, b) for a, b in itertools.combinations(colours[:14], 2))
     assert closest >= 35, colours[:14]
+
+
+def test_identify_results_show_each_speakers_match_and_confidence(page, web, web_key, sample_audio):
+    with web.client(web_key) as api:
+        # One voice: 10-14 s of the sample is one speaker's turn.
+        enrolled = upload(api, wav_bytes(sample_audio[10 * 16000 : 14 * 16000]), "enroll.wav")
+        voiceprint = wait_for(api, submit(api, "/v1/voiceprint", url=enrolled), timeout=300)
+        assert voiceprint["status"] == "succeeded", voiceprint
+        media = upload(api, SAMPLE, "meeting.wav")
+        voiceprints = [{"label": "Diane", "voiceprint": voiceprint["output"]["voiceprint"]}]
+        job_id = submit(api, "/v1/identify", url=media, model="community-1", voiceprints=voiceprints)
+        job = wait_for(api, job_id, timeout=300)
+    assert job["status"] == "succeeded", job
+    open_result(page, web, web_key, job_id)
+    expected = {}
+    for found in job["output"]["voiceprints"]:
+        scores = {label: math.floor(score + 0.5) for label, score in found["confidence"].items()}  # JS rounding
+        best = max(scores, key=scores.get)
+        if found["match"]:
+            expected[found["speaker"]] = f"matches {found['match']} ({scores[found['match']]}% confidence)"
+        else:
+            expected[found["speaker"]] = f"no match (closest: {best}, {scores[best]}%)"
+    assert any(text.startswith("matches Diane") for text in expected.values()), expected
+    shown = page.eval_on_selector_all(
+        "#speakers li",
+        "items => Object.fromEntries(items.map(i => [i.dataset.speaker, i.querySelector('.match')?.textContent]))",
+    )
+    assert shown == expected
 
 
 def test_transcript_labels_its_confidence_column(page, web, web_key, finished):
