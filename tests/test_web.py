@@ -537,6 +537,29 @@ def test_identify_results_show_each_speakers_match_and_confidence(page, web, web
     assert shown == expected
 
 
+def test_time_axis_labels_stay_readable_at_every_zoom(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
+    labels_in_view = """() => {
+        const root = document.querySelector('#waveform > div').shadowRoot;
+        const view = root.querySelector('[part=scroll]').getBoundingClientRect();
+        return [...root.querySelectorAll('[part~=timeline-notch]')]
+            .map((n) => ({ text: n.textContent, x: n.getBoundingClientRect().x,
+                           size: parseFloat(getComputedStyle(n).fontSize),
+                           opacity: Number(getComputedStyle(n).opacity) }))
+            .filter((n) => n.text && n.x >= view.left && n.x < view.right);
+    }"""
+    for zoom in (1, 2, 4, 8):
+        assert page.inner_text("#zoom-level") == f"{zoom}\u00d7"
+        page.wait_for_timeout(300)  # the axis is drawn on wavesurfer's next frames
+        labels = page.evaluate(labels_in_view)
+        assert len(labels) >= 4, (zoom, labels)
+        assert all(label["size"] >= 12 and label["opacity"] == 1 for label in labels), (zoom, labels)
+        gaps = [b["x"] - a["x"] for a, b in itertools.pairwise(labels)]
+        assert min(gaps) >= 40, (zoom, gaps)  # room for each label
+        page.click("#zoom-in")
+
+
 def test_transcript_labels_its_confidence_column(page, web, web_key, finished):
     open_result(page, web, web_key, finished)
     assert page.is_visible("#confidence-head") and page.inner_text("#confidence-head") == "Confidence"

@@ -79,8 +79,8 @@ function start() {
   $("#more-jobs").onclick = () => showJobs({ more: true });
   $("#zoom-in").onclick = () => setZoom(shownResult(), shownResult().zoom * 2);
   $("#zoom-out").onclick = () => setZoom(shownResult(), shownResult().zoom / 2);
-  // wavesurfer's zoom is in pixels per second: a new width of the view needs it again.
-  window.addEventListener("resize", () => shownResult()?.zoom > 1 && setZoom(shownResult(), shownResult().zoom));
+  // wavesurfer's zoom and the time axis's steps are in pixels per second: a new width of the view needs them again.
+  window.addEventListener("resize", () => shownResult() && setZoom(shownResult(), shownResult().zoom));
   $("#files").onchange = (event) => {
     uploadAll(event.target.files);
     event.target.value = "";

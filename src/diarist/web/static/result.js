@@ -1,13 +1,12 @@
 // The result view of one job: its waveform (server-computed peaks, audio streamed by the player),
 // speaker lanes, speakers and transcript. One result is open at a time.
 
-import TimelinePlugin from "./vendor/wavesurfer/plugins/timeline.esm.js";
 import WaveSurfer from "./vendor/wavesurfer/wavesurfer.esm.js";
 import { api } from "./api.js";
 import { fileName, markOpen } from "./jobs.js";
 import { drawLanes } from "./lanes.js";
 import { $, formatTime, showError } from "./page.js";
-import { follow, showZoom } from "./player.js";
+import { follow, showZoom, timeAxis } from "./player.js";
 import { drawSpeakers } from "./speakers.js";
 import { drawTranscript } from "./transcript.js";
 
@@ -107,9 +106,8 @@ function drawWave(result, peaks, audio) {
     cursorColor: "#c1121f",
     cursorWidth: 2,
     dragToSeek: true,
-    // Dark, full-size labels at every zoom (the plugin's own are small, and faint between primary ones).
-    plugins: [TimelinePlugin.create({ height: 18, secondaryLabelOpacity: 1, style: { fontSize: "12px", color: "#3d4650" } })],
   });
+  result.axis = result.wave.registerPlugin(timeAxis($("#waveform").clientWidth / peaks.duration));
 }
 
 /** Keep the lanes and the transcript with the waveform and the player, once all are drawn. */
