@@ -581,6 +581,12 @@ def test_phone_shows_whole_lane_labels_and_no_keyboard_hint_on_touch(page, web, 
     page.wait_for_selector("#lanes .lane")
     cut = page.eval_on_selector_all(".lane-name", "names => names.filter(n => n.scrollWidth > n.clientWidth).length")
     assert cut == 0
+    # File names on one line each, whole in their title, never broken mid-word.
+    names = page.eval_on_selector_all(
+        "#job-rows .job-name",
+        "ns => ns.map(n => [n.title, n.getBoundingClientRect().height / parseFloat(getComputedStyle(n).fontSize)])",
+    )
+    assert names and all(title and ems < 2 for title, ems in names), names  # a line is about 1.2 em high
     assert page.is_hidden("#keys-hint")
     if SCREENSHOTS:
         wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
