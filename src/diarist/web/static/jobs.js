@@ -10,7 +10,7 @@ const POLL_IDLE_MS = 15000; // when nothing moves, still notice jobs other clien
 const JOBS_PAGE = 20; // jobs listed at first, and added by each "Show more"
 
 const files = new Map(); // jobId -> the file name of a job this page uploaded (its media name is mangled)
-const ended = new Map(); // jobId -> its ?details=true answer, once it has ended: it no longer changes
+const known = new Map(); // jobId -> its last ?details=true answer
 let pollTimer = null;
 let jobsShown = JOBS_PAGE; // how many of the newest jobs the list holds
 let openJob = null; // the job whose result is open, marked in the list
@@ -45,11 +45,13 @@ export function fileName(job) {
   return url.replace(/^media:\/\//, "") || job.jobId;
 }
 
-/** A job's ?details=true answer: asked once an ended job, at each refresh while it moves. */
-async function details(id) {
-  if (ended.has(id)) return ended.get(id);
-  const job = await api(`/v1/jobs/${id}?details=true`);
-  if (isTerminal(job.status)) ended.set(id, job);
+/** A job's ?details=true answer for list `item`: asked again only while it runs (for its progress) or
+when its status changed, so that a long queue does not spend the key's rate limit at every refresh. */
+async function details(item) {
+  const last = known.get(item.id);
+  if (last && last.status === item.status && item.status !== "running") return last;
+  const job = await api(`/v1/jobs/${item.id}?details=true`);
+  known.set(item.id, job);
   return job;
 }
 
@@ -74,7 +76,7 @@ async function refreshJobs() {
   const list = await listJobs(jobsShown, $("#status-filter").value);
   const rows = [];
   for (const item of list.items) {
-    const job = await details(item.id).catch(() => ({ jobId: item.id, ...item }));
+    const job = await details(item).catch(() => ({ jobId: item.id, ...item }));
     rows.push(jobRow({ ...job, status: item.status, createdAt: item.createdAt }));
   }
   if (mine !== drawing) return null;
