@@ -8,7 +8,9 @@ Set DIARIST_WEB_SCREENSHOTS to a folder to save the screenshots docs/ shows (des
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
 import re
 import time
@@ -22,8 +24,8 @@ from diarist.exports import FORMATS
 from diarist.jobs.tables import STATUSES
 from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
-from .conftest import SAMPLE
-from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, upload
+from .conftest import SAMPLE, wav_bytes
+from .live import CHROMIUM, CHROMIUM_ARGS, LiveServer, create_key, submit, upload, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -101,7 +103,7 @@ def finished(context, web, web_key) -> str:
     page.check("#options input[name=transcription]")
     page.check("#options input[name=turnLevelConfidence]")
     page.set_input_files("#files", str(SAMPLE))
-    row = page.wait_for_selector("#job-rows tr[data-status=succeeded]", timeout=TIMEOUT_MS)
+    row = page.wait_for_selector("#job-rows li[data-status=succeeded]", timeout=TIMEOUT_MS)
     job_id = row.get_attribute("data-job")
     page.close()
     return job_id
@@ -200,9 +202,6 @@ def test_lanes_match_the_api_output(page, web, web_key, finished):
     if SCREENSHOTS:
         page.set_viewport_size({"width": 1280, "height": 900})
         page.screenshot(path=str(Path(SCREENSHOTS) / "web-result.png"), full_page=True)
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.wait_for_timeout(500)  # wavesurfer redraws for the new width on its next frames
-        page.screenshot(path=str(Path(SCREENSHOTS) / "web-phone.png"), full_page=True)
 
 
 def test_transcript_line_and_keys_move_playback(page, web, web_key, finished):
@@ -297,8 +296,10 @@ def test_non_audio_upload_shows_why_it_failed(page, web, web_key):
     page.wait_for_selector("#work:not([hidden])")
     page.select_option("#options select[name=model]", "community-1")
     page.set_input_files("#files", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a recording\n"})
-    reason = page.wait_for_selector("#job-rows tr[data-status=failed] .reason", timeout=60_000)
+    reason = page.wait_for_selector("#job-rows li[data-status=failed] .reason", timeout=60_000)
     assert "not audio" in reason.inner_text()
+    # The server names the input by the page's media URL; the user knows it by the file's name.
+    assert "media://" not in reason.inner_text() and "from notes.txt:" in reason.inner_text()
 
 
 WAVE_SCROLL = "document.querySelector('#waveform > div').shadowRoot.querySelector('[part=scroll]')"
@@ -341,11 +342,11 @@ def test_the_job_list_shows_more_jobs_on_demand(page, web):
         media = upload(api, b"not a recording\n", "notes.txt")
         ids = [api.post("/v1/diarize", json={"url": media, "model": "community-1"}).json()["jobId"] for _ in range(23)]
     sign_in(page, web, key.key)
-    page.wait_for_selector("#job-rows tr[data-job]")
-    rows = page.locator("#job-rows tr[data-job]")
+    page.wait_for_selector("#job-rows li[data-job]")
+    rows = page.locator("#job-rows li[data-job]")
     assert rows.count() == 20 and page.locator("#more-jobs").is_visible()
     page.click("#more-jobs")
-    wait_until(page, "document.querySelectorAll('#job-rows tr[data-job]').length === 23")
+    wait_until(page, "document.querySelectorAll('#job-rows li[data-job]').length === 23")
     assert page.locator("#more-jobs").is_hidden()
     assert [row.get_attribute("data-job") for row in rows.all()] == ids[::-1]  # newest first, each once
     page.select_option("#status-filter", "failed")  # a new filter starts again from one page
@@ -397,3 +398,200 @@ def test_page_files_ship_in_the_wheel(tmp_path):
         "static/vendor/swagger-ui/NOTICE",
     ):
         assert web + path in names, path
+
+
+def test_the_job_list_marks_the_open_job_and_says_what_each_asked_for(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    row = page.locator(f'#job-rows li[data-job="{finished}"]')
+    wait_until(page, f"document.querySelector('#job-rows li[data-job=\"{finished}\"]')?.classList.contains('open')")
+    assert row.get_attribute("aria-current") == "true"
+    assert page.locator("#job-rows li.open").count() == 1
+    facts = row.locator(".job-facts").inner_text()
+    assert facts.startswith(DEFAULT_MODEL) and "transcription" in facts and "turnLevelConfidence" in facts
+    assert re.search(r"took \d+ (s|min)", facts), facts
+    # The creation time stays on one line, beside the name.
+    created = row.locator("time").bounding_box()
+    assert created["height"] < 1.6 * float(
+        page.evaluate("parseFloat(getComputedStyle(document.querySelector('#job-rows time')).lineHeight) || 16")
+    )
+    # The result replaces the new-job forms; "New" brings them back and unmarks the job.
+    assert page.is_hidden("#upload") and page.is_visible("#result")
+    page.click("#new-job")
+    page.wait_for_selector("#upload:not([hidden])")
+    assert page.is_hidden("#result") and page.locator("#job-rows li.open").count() == 0
+
+
+def test_sdk_uploads_show_a_short_name_and_cancel_asks_first(page, web):
+    key = create_key(web.data_dir, "sdk-names", "--rate-limit", "0")  # a key of its own: only these jobs
+    with web.client(key) as api:
+        media = upload(api, SAMPLE, "0123456789abcdef0123456789abcdef")  # the SDK's name for an upload
+        job_id = submit(api, "/v1/diarize", url=media, transcription=True)
+    sign_in(page, web, key.key)
+    row = page.locator(f'#job-rows li[data-job="{job_id}"]')
+    page.wait_for_selector(f'#job-rows li[data-job="{job_id}"] .job-name')
+    assert row.locator(".job-name").inner_text() == "upload 01234567"
+    # While it runs: a progress bar with the job's progress.
+    page.wait_for_selector(f'#job-rows li[data-job="{job_id}"][data-status=running] progress', timeout=120_000)
+    asked: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, accept=False))
+    row.locator("button", has_text="Cancel").click()
+    assert asked == ["Cancel the job of upload 01234567?"]
+    page.wait_for_timeout(500)
+    assert api_job(web, key, job_id)["status"] == "running"  # declined: the job goes on
+    page.once("dialog", lambda dialog: answer(dialog, accept=True))
+    row.locator("button", has_text="Cancel").click()
+    page.wait_for_selector(f'#job-rows li[data-job="{job_id}"][data-status=canceled]')
+    assert len(asked) == 2 and api_job(web, key, job_id)["status"] == "canceled"
+
+
+def test_created_jobs_collapse_into_one_line(page, web):
+    key = create_key(web.data_dir, "many-uploads", "--rate-limit", "0")
+    sign_in(page, web, key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    page.select_option("#options select[name=model]", "community-1")
+    notes = [{"name": f"notes-{i}.txt", "mimeType": "text/plain", "buffer": b"not a recording\n"} for i in range(3)]
+    page.set_input_files("#files", notes)
+    wait_until(page, "document.querySelector('#upload-summary').textContent === '3 jobs created: see the job list.'")
+    assert page.locator("#uploads li").count() == 0
+
+
+def test_uploads_say_when_they_wait_for_the_rate_limit(page, web):
+    key = create_key(web.data_dir, "rate-limited", "--rate-limit", "3")  # sign-in and the job list use some
+    sign_in(page, web, key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    notes = [{"name": f"notes-{i}.txt", "mimeType": "text/plain", "buffer": b"not a recording\n"} for i in range(4)]
+    page.set_input_files("#files", notes)
+    wait_until(page, "document.querySelector('#uploads').textContent.includes(\"waiting for the key's rate limit\")")
+
+
+def test_a_url_can_be_diarized_from_the_page(page, web):
+    key = create_key(web.data_dir, "url-job", "--rate-limit", "0")
+    sign_in(page, web, key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    page.select_option("#options select[name=model]", "community-1")
+    page.fill("#url", "https://example.invalid/meeting.wav")
+    with page.expect_response(lambda r: r.url.endswith("/v1/diarize") and r.request.method == "POST") as created:
+        page.click("#url-form button")
+    assert created.value.status == 200
+    job = api_job(web, key, created.value.json()["jobId"], details="true")
+    assert job["url"] == "https://example.invalid/meeting.wav" and job["model"] == "community-1"
+    page.wait_for_selector(f'#job-rows li[data-job="{job["jobId"]}"]')
+    assert page.input_value("#url") == ""
+
+
+def test_sign_in_says_how_to_get_a_key(page, web):
+    page.goto(f"{web.url}/")
+    assert "diarist keys create" in page.inner_text("#sign-in")
+
+
+def test_lane_colours_stay_apart_for_many_speakers(page, web):
+    """14 speakers: every two lane colours at least 35 apart in RGB (the old palette had two 23 apart);
+    30 speakers: none the same."""
+    page.goto(f"{web.url}/")
+    colours = page.evaluate(
+        """async () => {
+            const { color } = await import('/static/speakers.js');
+            const speakers = Array.from({ length: 30 }, (_, i) => `SPEAKER_${String(i).padStart(2, '0')}`);
+            const swatch = document.body.appendChild(document.createElement('i'));
+            return speakers.map((speaker) => {
+                swatch.style.color = color({ speakers }, speaker);
+                return getComputedStyle(swatch).color.match(/\\d+/g).map(Number);
+            });
+        }"""
+    )
+    assert len({tuple(c) for c in colours}) == 30, colours
+    closest = min(math.dist(a, b) for a, b in itertools.combinations(colours[:14], 2))
+    assert closest >= 35, colours[:14]
+
+
+def test_identify_results_show_each_speakers_match_and_confidence(page, web, web_key, sample_audio):
+    with web.client(web_key) as api:
+        # One voice: 10-14 s of the sample is one speaker's turn.
+        enrolled = upload(api, wav_bytes(sample_audio[10 * 16000 : 14 * 16000]), "enroll.wav")
+        voiceprint = wait_for(api, submit(api, "/v1/voiceprint", url=enrolled), timeout=300)
+        assert voiceprint["status"] == "succeeded", voiceprint
+        media = upload(api, SAMPLE, "meeting.wav")
+        voiceprints = [{"label": "Diane", "voiceprint": voiceprint["output"]["voiceprint"]}]
+        job_id = submit(api, "/v1/identify", url=media, model="community-1", voiceprints=voiceprints)
+        job = wait_for(api, job_id, timeout=300)
+    assert job["status"] == "succeeded", job
+    open_result(page, web, web_key, job_id)
+    expected = {}
+    for found in job["output"]["voiceprints"]:
+        scores = {label: math.floor(score + 0.5) for label, score in found["confidence"].items()}  # JS rounding
+        best = max(scores, key=scores.get)
+        if found["match"]:
+            expected[found["speaker"]] = f"matches {found['match']} ({scores[found['match']]}% confidence)"
+        else:
+            expected[found["speaker"]] = f"no match (closest: {best}, {scores[best]}%)"
+    assert any(text.startswith("matches Diane") for text in expected.values()), expected
+    shown = page.eval_on_selector_all(
+        "#speakers li",
+        "items => Object.fromEntries(items.map(i => [i.dataset.speaker, i.querySelector('.match')?.textContent]))",
+    )
+    assert shown == expected
+
+
+def test_time_axis_labels_stay_readable_at_every_zoom(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
+    labels_in_view = """() => {
+        const root = document.querySelector('#waveform > div').shadowRoot;
+        const view = root.querySelector('[part=scroll]').getBoundingClientRect();
+        return [...root.querySelectorAll('[part~=timeline-notch]')]
+            .map((n) => ({ text: n.textContent, x: n.getBoundingClientRect().x,
+                           size: parseFloat(getComputedStyle(n).fontSize),
+                           opacity: Number(getComputedStyle(n).opacity) }))
+            .filter((n) => n.text && n.x >= view.left && n.x < view.right);
+    }"""
+    for zoom in (1, 2, 4, 8):
+        assert page.inner_text("#zoom-level") == f"{zoom}\u00d7"
+        page.wait_for_timeout(300)  # the axis is drawn on wavesurfer's next frames
+        labels = page.evaluate(labels_in_view)
+        assert len(labels) >= 4, (zoom, labels)
+        assert all(label["size"] >= 12 and label["opacity"] == 1 for label in labels), (zoom, labels)
+        gaps = [b["x"] - a["x"] for a, b in itertools.pairwise(labels)]
+        assert min(gaps) >= 40, (zoom, gaps)  # room for each label
+        page.click("#zoom-in")
+
+
+def test_transcript_labels_its_confidence_column(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    assert page.is_visible("#confidence-head") and page.inner_text("#confidence-head") == "Confidence"
+
+
+def touch_screen(cdp) -> None:
+    """Make the page's screen a touch screen, as a phone's is (its CSS sees `hover: none`)."""
+    cdp.send("Emulation.setTouchEmulationEnabled", {"enabled": True, "maxTouchPoints": 5})
+    cdp.send("Emulation.setEmitTouchEventsForMouse", {"enabled": True, "configuration": "mobile"})
+
+
+def test_phone_shows_whole_lane_labels_and_no_keyboard_hint_on_touch(page, web, web_key, finished):
+    open_result(page, web, web_key, finished)
+    assert page.is_visible("#keys-hint")  # a mouse and a keyboard: the hint helps
+    page.set_viewport_size({"width": 390, "height": 844})
+    cdp = page.context.new_cdp_session(page)
+    touch_screen(cdp)
+    page.reload()
+    page.wait_for_selector("#lanes .lane")
+    cut = page.eval_on_selector_all(".lane-name", "names => names.filter(n => n.scrollWidth > n.clientWidth).length")
+    assert cut == 0
+    # File names on one line each, whole in their title, never broken mid-word.
+    names = page.eval_on_selector_all(
+        "#job-rows .job-name",
+        "ns => ns.map(n => [n.title, n.getBoundingClientRect().height / parseFloat(getComputedStyle(n).fontSize)])",
+    )
+    assert names and all(title and ems < 2 for title, ems in names), names  # a line is about 1.2 em high
+    assert page.is_hidden("#keys-hint")
+    if SCREENSHOTS:
+        wait_until(page, f"document.querySelector('#result').dataset.rendered === '{finished}'")
+        # A full-page screenshot resets the touch emulation: a viewport as tall as the page instead.
+        page.set_viewport_size({"width": 390, "height": page.evaluate("document.documentElement.scrollHeight")})
+        touch_screen(cdp)
+        page.wait_for_timeout(500)  # wavesurfer redraws for the new size on its next frames
+        page.screenshot(path=str(Path(SCREENSHOTS) / "web-phone.png"))

@@ -86,11 +86,13 @@ def test_peaks_come_from_the_workers_decode(api, finished, failed):
         assert missing.status_code == 404 and set(missing.json()) == {"requestId", "message"}
 
 
-def test_details_add_kind_and_redacted_url(api, finished, sample_media):
+def test_details_add_kind_redacted_url_model_and_options(api, finished, sample_media):
     plain = api.get(f"/v1/jobs/{finished}").json()
     assert "kind" not in plain and "url" not in plain
     detailed = api.get(f"/v1/jobs/{finished}", params={"details": "true"}).json()
-    assert detailed == plain | {"kind": "diarize", "url": sample_media}
+    # The options the job set to other than their defaults, and only those (the page lists them).
+    options = {"exclusive": True, "turnLevelConfidence": True}
+    assert detailed == plain | {"kind": "diarize", "url": sample_media, "model": "community-1", "options": options}
 
 
 def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):

@@ -61,7 +61,7 @@ def test_the_live_view_draws_lanes_from_the_microphone_and_from_a_file(tmp_path,
             page.check("#live-keep")
             page.set_input_files("#live-file", str(microphone))
             wait_until(page, "document.querySelector('#live-status').textContent.startsWith('Streaming')")
-            wait_until(page, "document.querySelector('#live-status').textContent.includes('open below')", 180)
+            wait_until(page, "document.querySelector('#live-status').textContent.includes('is open')", 180)
             assert page.locator("#lanes .lane").count() == 2 and page.is_visible("#result")
             context.close()
             assert errors == [], f"the page threw: {errors}"

@@ -42,6 +42,13 @@ class JobSpec:
         """The stored request."""
         return {camel(f.name): getattr(self, f.name) for f in fields(self) if f.name not in self._NESTED}
 
+    def changed_options(self) -> dict[str, Any]:
+        """The request's options that differ from their defaults, as the API names them; not the audio, the
+        webhook, the model or the voiceprints (long strings, secret to the key)."""
+        defaults = type(self)(url=self.url).to_json()
+        hidden = {"url", "webhook", "webhookStatusOnly", "model", "voiceprints"}
+        return {k: v for k, v in self.to_json().items() if k not in hidden and v != defaults[k]}
+
     @classmethod
     def from_json(cls, stored: dict[str, Any]) -> JobSpec:
         """The spec of a stored request; a field it lacks takes its default."""

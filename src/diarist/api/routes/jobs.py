@@ -179,7 +179,11 @@ def get_job(
     key: Key,
     svc: Svc,
     details: Annotated[
-        bool, Query(description="Add the job's `kind` and input `url` (a diarist extension, for the web page)")
+        bool,
+        Query(
+            description="Add the job's `kind`, input `url`, `model` and `options` (those it set to other than their "
+            "defaults) (a diarist extension, for the web page)"
+        ),
     ] = False,
     names: Annotated[
         bool,
@@ -194,8 +198,11 @@ def get_job(
     if names and "output" in body and job.status == SUCCEEDED:
         body["output"] = apply_names(body["output"], speaker_names(job))
     if details:
+        spec = spec_of(job)
         body["kind"] = job.kind
-        body["url"] = redact_url(spec_of(job).url)
+        body["url"] = redact_url(spec.url)
+        body["model"] = spec.model
+        body["options"] = spec.changed_options()
     return JSONResponse(body)
 
 

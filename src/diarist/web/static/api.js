@@ -50,14 +50,16 @@ async function errorText(response) {
   }
 }
 
-/** Call the API with the key; waits as told on 429; throws ApiError with the server's message. */
-export async function api(path, { method = "GET", body, raw = false } = {}) {
+/** Call the API with the key; waits as told on 429, calling `onWait(seconds)` first; throws ApiError with
+the server's message. */
+export async function api(path, { method = "GET", body, raw = false, onWait = () => {} } = {}) {
   for (let attempt = 0; ; attempt++) {
     const headers = { Authorization: `Bearer ${key}` };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     if (response.status === 429 && attempt < 3) {
       const wait = Number(response.headers.get("Retry-After") || "1");
+      onWait(wait);
       await new Promise((resolve) => setTimeout(resolve, wait * 1000));
       continue;
     }

@@ -12,7 +12,7 @@ import { startFile, startMicrophone, stopLive } from "./live.js";
 import { $, guarded, showError } from "./page.js";
 import { onKey, setZoom } from "./player.js";
 import { closeResult, openResult, shownResult } from "./result.js";
-import { uploadAll } from "./upload.js";
+import { diarizeUrl, uploadAll } from "./upload.js";
 import { loadVocabulary } from "./vocabulary.js";
 
 async function signIn(event) {
@@ -79,13 +79,18 @@ function start() {
   $("#more-jobs").onclick = () => showJobs({ more: true });
   $("#zoom-in").onclick = () => setZoom(shownResult(), shownResult().zoom * 2);
   $("#zoom-out").onclick = () => setZoom(shownResult(), shownResult().zoom / 2);
-  // wavesurfer's zoom is in pixels per second: a new width of the view needs it again.
-  window.addEventListener("resize", () => shownResult()?.zoom > 1 && setZoom(shownResult(), shownResult().zoom));
+  // wavesurfer's zoom and the time axis's steps are in pixels per second: a new width of the view needs them again.
+  window.addEventListener("resize", () => shownResult() && setZoom(shownResult(), shownResult().zoom));
   $("#files").onchange = (event) => {
     uploadAll(event.target.files);
     event.target.value = "";
   };
   wireDrop();
+  $("#url-form").onsubmit = guarded(async (event) => {
+    event.preventDefault();
+    await diarizeUrl($("#url").value.trim());
+    $("#url").value = "";
+  });
   $("#live-start").onclick = guarded(startMicrophone);
   $("#live-file").onchange = (event) => {
     const [file] = event.target.files;

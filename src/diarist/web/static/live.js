@@ -156,7 +156,7 @@ async function offlineResult(id) {
     const job = stream.jobId ? await api(`/v1/jobs/${stream.jobId}`) : null;
     if (job?.status === "succeeded") {
       location.hash = `job=${stream.jobId}`;
-      status("Done. The recording's diarization is open below.");
+      status("Done. The recording's diarization is open beside the job list.");
       return;
     }
     if (job && ["failed", "canceled"].includes(job.status)) {

@@ -1,9 +1,25 @@
 // Playing the open result: the player, the line and playhead that follow it, the zoom of the
 // waveform and lanes, and the keys that drive them.
 
+import TimelinePlugin from "./vendor/wavesurfer/plugins/timeline.esm.js";
 import { $ } from "./page.js";
 
 const MAX_PIXELS_PER_SECOND = 200; // zooming in stops about here: a word is then a few dozen pixels
+const LABEL_SPACING_PX = 70; // labels on the time axis at least this far apart, at every zoom
+const LABEL_STEPS = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]; // seconds
+
+/** The time axis over the waveform at `pixelsPerSecond`: a labelled notch every round step that
+ * leaves room for its label (the plugin's own steps leave none in view once zoomed). */
+export function timeAxis(pixelsPerSecond) {
+  const step = LABEL_STEPS.find((s) => s * pixelsPerSecond >= LABEL_SPACING_PX) ?? LABEL_STEPS.at(-1);
+  return TimelinePlugin.create({
+    height: 18,
+    timeInterval: step,
+    primaryLabelInterval: 1,
+    secondaryLabelInterval: 1,
+    style: { fontSize: "12px", color: "#3d4650" },
+  });
+}
 
 /** Play `result` from `seconds` (the start of line `index`, if known). */
 export function playFrom(result, seconds, index) {
@@ -60,7 +76,10 @@ export function setZoom(result, zoom) {
   if (!result) return;
   result.zoom = Math.min(Math.max(zoom, 1), mostZoom(result));
   // wavesurfer's zoom is in pixels per second; 0 is its own default, filling the view.
-  result.wave.zoom(result.zoom === 1 ? 0 : (result.zoom * $("#waveform").clientWidth) / result.duration);
+  const pixelsPerSecond = (result.zoom * $("#waveform").clientWidth) / result.duration;
+  result.wave.zoom(result.zoom === 1 ? 0 : pixelsPerSecond);
+  result.axis.destroy();
+  result.axis = result.wave.registerPlugin(timeAxis(pixelsPerSecond));
   if (result.zoom === 1) result.shift = 0;
   showZoom(result);
 }

@@ -1,13 +1,12 @@
 // The result view of one job: its waveform (server-computed peaks, audio streamed by the player),
 // speaker lanes, speakers and transcript. One result is open at a time.
 
-import TimelinePlugin from "./vendor/wavesurfer/plugins/timeline.esm.js";
 import WaveSurfer from "./vendor/wavesurfer/wavesurfer.esm.js";
 import { api } from "./api.js";
-import { learn } from "./jobs.js";
+import { fileName, markOpen } from "./jobs.js";
 import { drawLanes } from "./lanes.js";
 import { $, formatTime, showError } from "./page.js";
-import { follow, showZoom } from "./player.js";
+import { follow, showZoom, timeAxis } from "./player.js";
 import { drawSpeakers } from "./speakers.js";
 import { drawTranscript } from "./transcript.js";
 
@@ -21,12 +20,20 @@ export function shownResult() {
   return shown;
 }
 
+/** Show the result in the panel instead of the new-job forms, or (false) the forms again. */
+function showPanel(result) {
+  $("#result").hidden = !result;
+  $("#upload").hidden = result;
+  $("#live").hidden = result;
+}
+
 /** Close the open result, if any. */
 export function closeResult() {
   shown?.wave?.destroy();
   delete $("#result").dataset.rendered;
   shown = null;
-  $("#result").hidden = true;
+  showPanel(false);
+  markOpen(null);
 }
 
 /** The diarization turns in time order; an identify job's matched names come from its speakers' names. */
@@ -61,8 +68,9 @@ export async function openResult(id) {
   const result = { id, job, names, turns, bySpeaker, speakers, lines, duration, current: -1, zoom: 1, shift: 0 };
   shown = result;
 
-  $("#result").hidden = false;
-  $("#result-title").textContent = learn(job).file;
+  showPanel(true);
+  markOpen(id);
+  $("#result-title").textContent = fileName(job);
   $("#result-note").textContent = [
     `${speakers.length} speakers, ${formatTime(peaks.duration)}`,
     job.kind === "identify" ? "speakers named after their matched voiceprints" : "",
@@ -98,8 +106,8 @@ function drawWave(result, peaks, audio) {
     cursorColor: "#c1121f",
     cursorWidth: 2,
     dragToSeek: true,
-    plugins: [TimelinePlugin.create({ height: 16 })],
   });
+  result.axis = result.wave.registerPlugin(timeAxis($("#waveform").clientWidth / peaks.duration));
 }
 
 /** Keep the lanes and the transcript with the waveform and the player, once all are drawn. */

@@ -4,15 +4,13 @@
 import { api } from "./api.js";
 import { $, guarded } from "./page.js";
 
-// Twenty colours far apart in hue and lightness, each dark enough to read as text on white.
-const PALETTE = [
-  "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#e6550d", "#0f8f9e", "#8c564b", "#c2378f", "#5f6b00", "#393b79",
-  "#a05d00", "#637939", "#7b4173", "#3182bd", "#b8262e", "#31a354", "#756bb1", "#636363", "#00796b", "#843c39",
-];
+const LIGHTNESS = [28, 44, 36]; // cycled with the hue: neighbours in hue then differ in lightness too
 
-/** The colour of `speaker` in `result`'s lanes, list and transcript. */
+/** The colour of `speaker` in `result`'s lanes, list and transcript. Hues a golden angle (137.5°) apart
+never repeat, each falling in the widest gap the ones before left, so any number of speakers stay apart. */
 export function color(result, speaker) {
-  return PALETTE[result.speakers.indexOf(speaker) % PALETTE.length];
+  const index = result.speakers.indexOf(speaker);
+  return `hsl(${((index * 137.508 + 210) % 360).toFixed(1)}, 75%, ${LIGHTNESS[index % LIGHTNESS.length]}%)`;
 }
 
 /** The name users gave `speaker`, or its label. */
@@ -38,9 +36,24 @@ export function drawSpeakers(result) {
       const label = document.createElement("code");
       label.textContent = speaker;
       item.append(swatch, label, input);
+      const match = matchOf(result, speaker);
+      if (match) item.append(match);
       return item;
     }),
   );
+}
+
+/** An identify job's match for `speaker` and its confidence (0-100), or its best score when none matched. */
+function matchOf(result, speaker) {
+  const found = (result.job.output.voiceprints || []).find((v) => v.speaker === speaker);
+  if (!found) return null;
+  const scores = Object.entries(found.confidence || {}).sort((a, b) => b[1] - a[1]);
+  const line = document.createElement("span");
+  line.className = "match";
+  if (found.match) line.textContent = `matches ${found.match} (${Math.round(found.confidence[found.match])}% confidence)`;
+  else if (scores.length) line.textContent = `no match (closest: ${scores[0][0]}, ${Math.round(scores[0][1])}%)`;
+  else line.textContent = "no match";
+  return line;
 }
 
 /** Store a name on the server (empty removes it), then show the names it answers everywhere. */

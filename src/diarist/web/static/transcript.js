@@ -25,6 +25,8 @@ function confidenceOf(result, line) {
 
 /** The lines of `result`, in time order. */
 export function drawTranscript(result) {
+  const scores = result.lines.map((line) => confidenceOf(result, line));
+  $("#confidence-head").hidden = !scores.some(Boolean);
   $("#transcript").replaceChildren(
     ...result.lines.map((line, index) => {
       const item = document.createElement("li");
@@ -42,7 +44,7 @@ export function drawTranscript(result) {
       text.className = "text";
       text.textContent = line.text ?? "";
       item.append(time, who, text);
-      const confidence = confidenceOf(result, line);
+      const confidence = scores[index];
       if (confidence) {
         const score = document.createElement("span");
         score.className = "confidence";

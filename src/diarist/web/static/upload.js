@@ -42,22 +42,35 @@ function put(url, file, onProgress) {
   });
 }
 
-/** Upload `file` and start its job, showing how far it got in a row of its own. */
+let created = 0; // jobs this page started since it loaded: one line says how many, not one line each
+
+/** Count one more created job in the summary line. */
+function countCreated() {
+  created += 1;
+  $("#upload-summary").textContent = `${created} job${created === 1 ? "" : "s"} created: see the job list.`;
+}
+
+/** Upload `file` and start its job, showing how far it got in a row of its own while it is under way. */
 async function uploadOne(file, options) {
   const row = document.createElement("li");
-  row.textContent = `${file.name}: uploading…`;
+  const show = (text) => (row.textContent = `${file.name}: ${text}`);
+  const onWait = (seconds) => show(`waiting for the key's rate limit (${seconds} s)…`);
+  show("uploading…");
   $("#uploads").prepend(row);
   try {
     const url = mediaUrl(file);
-    const target = await api("/v1/media/input", { method: "POST", body: { url } });
-    await put(target.url, file, (done) => (row.textContent = `${file.name}: uploading ${Math.round(done * 100)}%`));
-    const created = await api("/v1/diarize", { method: "POST", body: { ...options, url } });
-    remember(created.jobId, { file: file.name, kind: "diarize" });
-    row.textContent = `${file.name}: job ${created.jobId} created`;
-    if (created.warning) row.textContent += ` (${created.warning})`;
+    const target = await api("/v1/media/input", { method: "POST", body: { url }, onWait });
+    await put(target.url, file, (done) => show(`uploading ${Math.round(done * 100)}%`));
+    show("creating its job…");
+    const job = await api("/v1/diarize", { method: "POST", body: { ...options, url }, onWait });
+    remember(job.jobId, file.name);
+    countCreated();
+    // A created job is in the job list: its row here goes, unless it carries a warning to read.
+    if (job.warning) show(`job created (${job.warning})`);
+    else row.remove();
   } catch (error) {
     row.className = "error";
-    row.textContent = `${file.name}: ${error.message}`;
+    show(error.message);
   }
   pollJobs();
 }
@@ -67,4 +80,12 @@ export function uploadAll(files) {
   const options = diarizeOptions();
   // In parallel: each file has its own row, its own upload and its own job.
   return Promise.all([...files].map((file) => uploadOne(file, options)));
+}
+
+/** Diarize the audio at a web `url` with the form's options. */
+export async function diarizeUrl(url) {
+  const job = await api("/v1/diarize", { method: "POST", body: { ...diarizeOptions(), url } });
+  countCreated();
+  pollJobs();
+  return job;
 }
