@@ -9,8 +9,9 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 import diarist
 from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS
+from diarist.pipeline.reconstruction import NO_SPEECH
 
-from .conftest import SAMPLE, reference_turns
+from .conftest import DEV, SAMPLE, reference_turns
 
 
 def _annotation(turns) -> Annotation:
@@ -145,9 +146,22 @@ NOISE = np.random.default_rng(0).uniform(-1, 1, 15 * 16000).astype(np.float32)
 def test_signals_without_speech_give_an_empty_diarization(waveform):
     result = diarist.diarize(waveform, sample_rate=16000)
     assert result.turns == [] and result.exclusive_turns == [] and result.speakers == []
-    assert result.to_dict(exclusive=True) == {"diarization": [], "exclusiveDiarization": []}
+    assert result.to_dict(exclusive=True) == {"diarization": [], "exclusiveDiarization": [], "warning": NO_SPEECH}
     assert result.duration == len(waveform) / 16000
     assert len(result.confidence) == -(-len(waveform) // 320)
+
+
+# The first 30 s of AMI EN2001b: the meeting has not begun, and the reference's two brief sounds
+# (at 3 s and 22 s) are too faint for the segmentation. The lone-voice advice to ask for 2 speakers
+# came out here, and asking for them gave two 51 ms turns made out of silence.
+NEARLY_SILENT = DEV / "ami-EN2001b-0-30.wav"
+
+
+@pytest.mark.parametrize("bounds", [{}, {"min_speakers": 2}, {"num_speakers": 3}], ids=["free", "min 2", "exactly 3"])
+def test_a_nearly_silent_file_says_no_speech_and_no_count_invents_turns(bounds):
+    result = diarist.diarize(NEARLY_SILENT, **bounds)
+    assert result.turns == result.exclusive_turns == result.speakers == []
+    assert result.warnings == [NO_SPEECH]
 
 
 def test_very_short_speech_does_not_crash(sample_audio):
