@@ -49,6 +49,23 @@ def test_labels_follow_order_of_first_speech(sample_result):
     assert list(first) == sorted(first, key=first.get) == ["SPEAKER_00", "SPEAKER_01"]
 
 
+def test_result_as_an_annotation_talk_times_and_subtitles(sample_result):
+    annotation = sample_result.to_annotation(uri="sample")
+    assert annotation.uri == "sample" and sorted(annotation.labels()) == sample_result.speakers
+    assert len(list(annotation.itertracks())) == len(sample_result.turns)
+    exclusive = sample_result.to_annotation(exclusive=True)
+    assert len(list(exclusive.itertracks())) == len(sample_result.exclusive_turns)
+    assert not exclusive.get_overlap() and annotation.get_overlap()  # the sample has overlapping speech
+    talk = sample_result.talk_time()
+    assert talk == pytest.approx({name: annotation.label_duration(name) for name in sample_result.speakers})
+    assert list(talk.values()) == sorted(talk.values(), reverse=True)
+    assert sample_result.to_dict()["talkTime"] == [{"speaker": s, "seconds": round(t, 3)} for s, t in talk.items()]
+    # Without a transcript, one cue per exclusive turn, naming its speaker.
+    cues = sample_result.to_srt().strip().split("\n\n")
+    assert len(cues) == len(sample_result.exclusive_turns)
+    assert cues[0].split("\n")[2] == f"[{sample_result.exclusive_turns[0].speaker}]"
+
+
 def test_turns_keep_overlapping_speech(sample_result):
     turns = sample_result.turns
     overlaps = [a for a in turns for b in turns if a.speaker != b.speaker and a.start < b.end and b.start < a.end]

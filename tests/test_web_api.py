@@ -148,7 +148,9 @@ def test_exports_carry_the_names(api, finished, failed):
     assert files["srt"].headers["content-type"].startswith("application/x-subrip")
     assert files["vtt"].text.startswith("WEBVTT\n\n") and files["vtt"].headers["content-type"].startswith("text/vtt")
     assert set(re.findall(r"<v ([^>]+)>", files["vtt"].text)) == {"Alice", "Bob"}
-    assert len(files["txt"].text.splitlines()) == len(turns)
+    text, talk = files["txt"].text.split("\nTalk time:\n")
+    assert len(text.splitlines()) == len(turns)
+    assert [line.split()[0] for line in talk.splitlines()] == [t["speaker"] for t in named["talkTime"]]
     assert api.get(f"/v1/jobs/{finished}/export", params={"format": "mp3"}).status_code == 400
     assert api.get(f"/v1/jobs/{failed}/export", params={"format": "srt"}).status_code == 409
 
