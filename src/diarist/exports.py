@@ -9,7 +9,10 @@ spacing (the output strips it).
 from __future__ import annotations
 
 import json
+import re
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from diarist.result import Turn, talk_time, to_rttm
 from diarist.transcription.attribution import Utterance
@@ -31,6 +34,27 @@ FORMATS: dict[str, tuple[str, str]] = {
 SUBTITLE_FORMATS = ("srt", "vtt", "txt")
 TURN_LISTS = ("diarization", "exclusiveDiarization", "identification")
 TRANSCRIPT_LISTS = ("wordLevelTranscription", "turnLevelTranscription")
+
+# The web page uploads a file as media://web/<time>-<random>-<its name>: the prefix only keeps names apart.
+WEB_UPLOAD_PREFIX = re.compile(r"^[0-9a-z]+-[0-9a-z]+-")
+UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_STEM = 120
+
+
+def media_stem(url: str | None, fallback: str) -> str:
+    """The stem of the file a job's input `url` names (media:// or http), safe in a file name and an
+    RTTM field: runs of other characters than letters, digits, `.`, `_` and `-` become `_`.
+    `fallback` where the URL names no file."""
+    if url is None:
+        return fallback
+    if url.startswith("media://"):
+        path = url.removeprefix("media://")
+        if path.startswith("web/"):
+            path = WEB_UPLOAD_PREFIX.sub("", path.removeprefix("web/"))
+    else:
+        path = unquote(urlsplit(url).path)
+    stem = PurePosixPath(path.rsplit("/", 1)[-1]).stem
+    return UNSAFE_IN_FILE_NAMES.sub("_", stem).strip("._")[-MAX_STEM:] or fallback
 
 
 def default_names(output: dict[str, Any] | None) -> dict[str, str]:
