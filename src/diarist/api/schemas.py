@@ -382,6 +382,11 @@ class JobOut(BaseModel):
     )
     kind: JobKindName | None = absent("The job's type (a diarist extension, with `details=true` only)")
     url: str | None = absent("The job's input URL, credentials hidden (a diarist extension, with `details=true` only)")
+    attempt: int | None = absent(
+        "Which run of the job this is, 1 for the first, once a worker has taken it: a job whose worker died runs "
+        "again from the start (a diarist extension, with `details=true` only)",
+        ge=1,
+    )
 
 
 MAX_SPEAKER_NAME = 100

@@ -179,7 +179,11 @@ def get_job(
     key: Key,
     svc: Svc,
     details: Annotated[
-        bool, Query(description="Add the job's `kind` and input `url` (a diarist extension, for the web page)")
+        bool,
+        Query(
+            description="Add the job's `kind`, input `url` and, once a worker has taken it, its `attempt` (a "
+            "diarist extension, for the web page)"
+        ),
     ] = False,
     names: Annotated[
         bool,
@@ -196,6 +200,8 @@ def get_job(
     if details:
         body["kind"] = job.kind
         body["url"] = redact_url(spec_of(job).url)
+        if job.attempts:  # a job run again after its worker died starts over: say it is a new attempt
+            body["attempt"] = job.attempts
     return JSONResponse(body)
 
 
