@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import shutil
 import subprocess
@@ -166,6 +167,14 @@ def test_the_python_api_transcribes_on_the_threads_it_is_given():
         diarist.diarize(np.zeros(16000, dtype=np.float32), sample_rate=16000, transcription=True)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
         diarist.diarize(SAMPLE, threads=0)
+
+
+def test_whisper_keeps_its_info_lines_out_of_the_log(caplog, sample_audio):
+    # faster-whisper logs "Processing audio with duration ..." and more at INFO for every chunk.
+    recognizer, _ = load_recognizer(None, None, 1)
+    caplog.set_level(logging.INFO)
+    words, _ = recognizer.recognize(sample_audio[: 15 * SAMPLE_RATE], 0.0, None)
+    assert words and not [r for r in caplog.records if r.name.startswith("faster_whisper")]
 
 
 def test_vtt_escapes_names_and_words():

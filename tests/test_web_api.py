@@ -155,6 +155,14 @@ def test_exports_carry_the_names(api, finished, failed):
     assert api.get(f"/v1/jobs/{failed}/export", params={"format": "srt"}).status_code == 409
 
 
+def test_the_log_says_how_each_job_ended(server, finished, failed):
+    log = server.jobs_log()
+    ended = rf"job {finished} succeeded after ([\d.]+) s \(attempt 1\): 30\.0 s of audio, real-time factor ([\d.]+)"
+    ran = re.search(ended, log)
+    assert ran and float(ran[2]) == pytest.approx(float(ran[1]) / 30.0, abs=0.002)
+    assert re.search(rf"job {failed} failed after [\d.]+ s \(attempt 1\)\n", log)
+
+
 @pytest.mark.parametrize(
     ("url", "stem"),
     [
