@@ -210,11 +210,11 @@ def test_long_input_streams_across_pages(sample_audio):
 
 def test_output_shapes(sample_result):
     full = sample_result.to_dict(exclusive=True, confidence=True, turn_level_confidence=True)
-    assert set(full) == {"diarization", "exclusiveDiarization", "confidence"}
+    assert set(full) == {"diarization", "exclusiveDiarization", "confidence", "talkTime"}
     assert set(full["diarization"][0]) == {"speaker", "start", "end", "confidence"}
     assert set(full["confidence"]) == {"score", "resolution"}
     plain = sample_result.to_dict()
-    assert set(plain) == {"diarization"} and set(plain["diarization"][0]) == {"speaker", "start", "end"}
+    assert set(plain) == {"diarization", "talkTime"} and set(plain["diarization"][0]) == {"speaker", "start", "end"}
     rttm = sample_result.to_rttm("call").splitlines()
     assert len(rttm) == len(sample_result.turns)
     assert rttm[0].split()[:2] == ["SPEAKER", "call"] and rttm[0].split()[7] == sample_result.turns[0].speaker
