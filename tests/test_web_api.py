@@ -90,7 +90,7 @@ def test_details_add_kind_and_redacted_url(api, finished, sample_media):
     plain = api.get(f"/v1/jobs/{finished}").json()
     assert "kind" not in plain and "url" not in plain
     detailed = api.get(f"/v1/jobs/{finished}", params={"details": "true"}).json()
-    assert detailed == plain | {"kind": "diarize", "url": sample_media}
+    assert detailed == plain | {"kind": "diarize", "url": sample_media, "attempt": 1}
 
 
 def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):
