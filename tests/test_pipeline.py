@@ -163,7 +163,12 @@ NOISE = np.random.default_rng(0).uniform(-1, 1, 15 * 16000).astype(np.float32)
 def test_signals_without_speech_give_an_empty_diarization(waveform):
     result = diarist.diarize(waveform, sample_rate=16000)
     assert result.turns == [] and result.exclusive_turns == [] and result.speakers == []
-    assert result.to_dict(exclusive=True) == {"diarization": [], "exclusiveDiarization": [], "warning": NO_SPEECH}
+    assert result.to_dict(exclusive=True) == {
+        "diarization": [],
+        "exclusiveDiarization": [],
+        "talkTime": [],
+        "warning": NO_SPEECH,
+    }
     assert result.duration == len(waveform) / 16000
     assert len(result.confidence) == -(-len(waveform) // 320)
 
