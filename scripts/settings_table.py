@@ -11,9 +11,11 @@ field that has its own trailing comment heads a group, and is not the field's).
 from __future__ import annotations
 
 import ast
+import importlib
 import sys
 import tokenize
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT / "src" / "diarist" / "settings.py"
@@ -57,26 +59,54 @@ def fields(path: Path) -> list[tuple[str, str, str]]:
 
 
 def default(value: ast.expr | None) -> str:
-    """The default as the source writes it: `Field(default=...)` unwrapped, factories by name."""
+    """The default as a reader wants it: a value (`1.25 MiB`, not `1280 * 1024`), or, where it is
+    computed on each machine (the cores, the home folder), a pointer to the text, which says how."""
     if value is None:
         return "required"
     if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Field":
-        for keyword in value.keywords:
-            if keyword.arg == "default":
-                return ast.unparse(keyword.value)
-            if keyword.arg == "default_factory":
-                factory = keyword.value
-                if isinstance(factory, ast.Lambda):
-                    return ast.unparse(factory.body)
-                return {"list": "[]"}.get(ast.unparse(factory), f"{ast.unparse(factory)}()")
-    return ast.unparse(value)
+        keywords = {keyword.arg: keyword.value for keyword in value.keywords}
+        if "default" in keywords:
+            return _value(keywords["default"])
+        factory = keywords["default_factory"]
+        if isinstance(factory, ast.Lambda):
+            return _value(factory.body)
+        return "`[]`" if ast.unparse(factory) == "list" else MACHINE
+    return _value(value)
+
+
+MACHINE = "this machine's (see →)"
+
+
+def _value(expression: ast.expr) -> str:
+    """A default computed from constants (`10 * GIB`, `DEFAULT_DEVICE`), written as its value; sizes in bytes
+    written with their binary unit."""
+    if any(isinstance(node, ast.Call) for node in ast.walk(expression)):
+        return MACHINE
+    value = eval(compile(ast.Expression(expression), str(SOURCE), "eval"), vars(settings_module()))
+    shown = f"`{value!r}`"
+    if isinstance(expression, ast.Constant) or not isinstance(value, int) or value % 1024:
+        return shown
+    for unit in ("GiB", "MiB", "KiB"):
+        size = 1024 ** ("KMG".index(unit[0]) + 1)
+        if value >= size:
+            return f"{shown} ({value / size:g} {unit})"
+    return shown
+
+
+def settings_module() -> ModuleType:
+    """diarist.settings, from this checkout: its constants give the defaults' values."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        return importlib.import_module("diarist.settings")
+    finally:
+        sys.path.remove(str(ROOT / "src"))
 
 
 def table() -> str:
     rows = ["| setting | environment | default | what it does |", "| --- | --- | --- | --- |"]
     for name, value, text in fields(SOURCE):
         cell, note = value.replace("|", "\\|"), text.replace("|", "\\|")
-        rows.append(f"| `{name}` | `DIARIST_{name.upper()}` | `{cell}` | {note} |")
+        rows.append(f"| `{name}` | `DIARIST_{name.upper()}` | {cell} | {note} |")
     return "\n".join(rows)
 
 

@@ -78,6 +78,7 @@ class Fleet:
     heartbeat_seconds: float = 1.0
     republish_seconds: float = 10.0
     reaper_interval_seconds: float = 1.0
+    max_running_jobs_per_key: int = 0
 
     def write_config(self, data_dir: Path) -> None:
         """`diarist.toml` in the data dir, so that `diarist keys` there also reaches the database."""
@@ -86,6 +87,7 @@ class Fleet:
             f'executor = "celery"\ndatabase_url = "{self.database_url}"\nbroker_url = "{self.broker_url}"\n'
             f"lease_seconds = {self.lease_seconds}\nheartbeat_seconds = {self.heartbeat_seconds}\n"
             f"reaper_interval_seconds = {self.reaper_interval_seconds}\nrepublish_seconds = {self.republish_seconds}\n"
+            f"max_running_jobs_per_key = {self.max_running_jobs_per_key}\n"
         )
 
 

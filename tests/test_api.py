@@ -80,7 +80,7 @@ def test_sdk_shaped_body_with_nulls_and_all_outputs(api, sample_media):
     job = wait_for(api, job_id)
     assert job["status"] == "succeeded", job
     output = job["output"]
-    assert set(output) == {"diarization", "exclusiveDiarization", "confidence"}
+    assert set(output) == {"diarization", "exclusiveDiarization", "confidence", "talkTime"}
     assert output["confidence"]["resolution"] == 0.02
     assert len(output["confidence"]["score"]) == pytest.approx(30 / 0.02, abs=2)
     assert "confidence" not in output["diarization"][0]

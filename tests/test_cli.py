@@ -196,7 +196,10 @@ def test_turns_without_words_show_their_speaker_in_every_text_format():
     assert vtt.endswith(
         "00:00:00.500 --> 00:00:02.000\n<v Alice>Alice\n\n00:00:02.000 --> 00:00:03.250\n<v SPEAKER_01>SPEAKER_01\n"
     )
-    assert txt == "[00:00:00.500] Alice\n[00:00:02.000] SPEAKER_01\n"
+    assert txt == (
+        "[00:00:00.500] Alice\n[00:00:02.000] SPEAKER_01\n"
+        "\nTalk time:\nAlice       00:00:01.500   55 %\nSPEAKER_01  00:00:01.250   45 %\n"
+    )
 
 
 @pytest.mark.slow

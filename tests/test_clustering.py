@@ -159,6 +159,21 @@ def test_a_silent_speaker_takes_the_frames_where_its_share_peaks():
     assert (kept == expected).all()
 
 
+def test_a_requested_speaker_never_speaks_where_nobody_does():
+    # Speaker 1's share peaks in frames 6-7, which the clean-up left silent: it takes its
+    # strongest frames among those with speech (2-3), and none at all when nobody speaks anywhere.
+    scores = np.zeros((10, 2))
+    scores[:5, 0] = 1.0
+    scores[2:4, 1], scores[6:8, 1] = 0.3, 0.5
+    binary = np.zeros((10, 2), dtype=bool)
+    binary[:5, 0] = True
+    expected = binary.copy()
+    expected[2:4, 0], expected[2:4, 1] = False, True
+    assert (keep_requested_speakers(binary, scores, 2) == expected).all()
+    silence = np.zeros_like(binary)
+    assert not keep_requested_speakers(silence, scores, 2).any()
+
+
 @pytest.fixture(scope="module")
 def sample_analysis(sample_audio):
     with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 from diarist.settings import Settings
@@ -30,6 +31,16 @@ def test_the_settings_table_is_what_the_code_says():
     described = {name: text for name, _, text in table.fields(table.SOURCE)}
     assert list(described) == list(Settings.model_fields)
     assert [name for name, text in described.items() if not text] == [], "every setting needs a comment"
+
+
+def test_the_settings_table_shows_values_not_code():
+    rows = settings_table().table().splitlines()[2:]
+    defaults = {row.split(" | ")[0].strip("| `"): row.split(" | ")[2] for row in rows}
+    assert [d for d in defaults.values() if re.search(r"\(\)|GIB|\d \* \d|usable_cores|DEFAULT_", d)] == []
+    assert defaults["max_json_bytes"] == "`1310720` (1.25 MiB)" and defaults["max_input_bytes"].endswith("(1 GiB)")
+    assert defaults["device"] == "`'auto'`" and defaults["webhook_retry_delays"] == "`[0.0, 60.0, 300.0]`"
+    # Defaults computed on each machine point to the text, which says how.
+    assert defaults["workers"] == "this machine's (see →)"
 
 
 def test_the_readme_points_to_the_deploy_doc():

@@ -43,6 +43,8 @@ def test_kill_9_while_a_job_runs_then_restart(tmp_path, long_audio):
             job_id = api.post("/v1/diarize", json={"url": media, "model": "community-1"}).json()["jobId"]
             queued_id = api.post("/v1/diarize", json={"url": media, "model": "community-1"}).json()["jobId"]
             wait_for(api, job_id, statuses=("running",))
+            assert api.get(f"/v1/jobs/{job_id}", params={"details": "true"}).json()["attempt"] == 1
+            assert "attempt" not in api.get(f"/v1/jobs/{queued_id}", params={"details": "true"}).json()
         workers = children(first.process.pid)
         assert workers
         first.kill()
@@ -59,6 +61,9 @@ def test_kill_9_while_a_job_runs_then_restart(tmp_path, long_audio):
             assert api.get(f"/v1/jobs/{done['jobId']}").json() == done
             assert wait_for(api, job_id)["status"] == "succeeded"
             assert wait_for(api, queued_id)["status"] == "succeeded"
+            # The job the kill interrupted ran again: its details say which run it is.
+            assert api.get(f"/v1/jobs/{job_id}", params={"details": "true"}).json()["attempt"] == 2
+            assert api.get(f"/v1/jobs/{queued_id}", params={"details": "true"}).json()["attempt"] == 1
     finally:
         second.stop()
     store = Store(f"sqlite:///{data_dir / 'diarist.db'}")

@@ -134,8 +134,8 @@ def test_a_trickling_url_fails_at_the_minimum_rate_and_frees_the_worker_for_anot
 
 @pytest.fixture
 def two_workers(tmp_path) -> Iterator[LiveServer]:
-    """The embedded default with two local workers: one key may run one job at once (every slot but one)."""
-    live = LiveServer(tmp_path / "two", workers=2).start()
+    """The embedded default with two local workers, one job of a key at once."""
+    live = LiveServer(tmp_path / "two", workers=2, env={"DIARIST_MAX_RUNNING_JOBS_PER_KEY": "1"}).start()
     yield live
     live.stop()
 

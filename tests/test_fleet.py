@@ -66,7 +66,8 @@ def stop_cluster(cluster: Cluster) -> None:
 
 @pytest.fixture(scope="module")
 def redis_cluster(tmp_path_factory) -> Iterator[Cluster]:
-    cluster = start_cluster(tmp_path_factory, "fleetredis", redis_url("fleet"), workers=2)
+    # One job per key at once on the two workers, so that a key cannot take both (and a test's jobs queue).
+    cluster = start_cluster(tmp_path_factory, "fleetredis", redis_url("fleet"), workers=2, max_running_jobs_per_key=1)
     yield cluster
     stop_cluster(cluster)
 
@@ -177,7 +178,14 @@ def test_one_keys_slow_downloads_leave_a_fleet_worker_to_other_keys(cluster):
 def test_a_keys_job_waiting_for_its_cap_starts_as_the_running_one_ends(tmp_path_factory):
     """The reaper ticks once a minute here; the key's second job, refused by the idle worker while the
     first ran (one job per key on two workers), is published by the worker that ended the first."""
-    cluster = start_cluster(tmp_path_factory, "handon", redis_url("handon"), workers=2, reaper_interval_seconds=60)
+    cluster = start_cluster(
+        tmp_path_factory,
+        "handon",
+        redis_url("handon"),
+        workers=2,
+        reaper_interval_seconds=60,
+        max_running_jobs_per_key=1,
+    )
     try:
         key = new_key(cluster)
         with cluster.server.client(key) as api:

@@ -9,8 +9,9 @@ from pyannote.metrics.diarization import DiarizationErrorRate
 import diarist
 from diarist.pipeline.clustering import SpeakerBounds
 from diarist.pipeline.config import CONFIGS
+from diarist.pipeline.reconstruction import NO_SPEECH
 
-from .conftest import SAMPLE, reference_turns
+from .conftest import DEV, SAMPLE, reference_turns
 
 
 def _annotation(turns) -> Annotation:
@@ -46,6 +47,23 @@ def test_labels_follow_order_of_first_speech(sample_result):
     for turn in sample_result.turns:
         first.setdefault(turn.speaker, turn.start)
     assert list(first) == sorted(first, key=first.get) == ["SPEAKER_00", "SPEAKER_01"]
+
+
+def test_result_as_an_annotation_talk_times_and_subtitles(sample_result):
+    annotation = sample_result.to_annotation(uri="sample")
+    assert annotation.uri == "sample" and sorted(annotation.labels()) == sample_result.speakers
+    assert len(list(annotation.itertracks())) == len(sample_result.turns)
+    exclusive = sample_result.to_annotation(exclusive=True)
+    assert len(list(exclusive.itertracks())) == len(sample_result.exclusive_turns)
+    assert not exclusive.get_overlap() and annotation.get_overlap()  # the sample has overlapping speech
+    talk = sample_result.talk_time()
+    assert talk == pytest.approx({name: annotation.label_duration(name) for name in sample_result.speakers})
+    assert list(talk.values()) == sorted(talk.values(), reverse=True)
+    assert sample_result.to_dict()["talkTime"] == [{"speaker": s, "seconds": round(t, 3)} for s, t in talk.items()]
+    # Without a transcript, one cue per exclusive turn, naming its speaker.
+    cues = sample_result.to_srt().strip().split("\n\n")
+    assert len(cues) == len(sample_result.exclusive_turns)
+    assert cues[0].split("\n")[2] == f"[{sample_result.exclusive_turns[0].speaker}]"
 
 
 def test_turns_keep_overlapping_speech(sample_result):
@@ -145,9 +163,27 @@ NOISE = np.random.default_rng(0).uniform(-1, 1, 15 * 16000).astype(np.float32)
 def test_signals_without_speech_give_an_empty_diarization(waveform):
     result = diarist.diarize(waveform, sample_rate=16000)
     assert result.turns == [] and result.exclusive_turns == [] and result.speakers == []
-    assert result.to_dict(exclusive=True) == {"diarization": [], "exclusiveDiarization": []}
+    assert result.to_dict(exclusive=True) == {
+        "diarization": [],
+        "exclusiveDiarization": [],
+        "talkTime": [],
+        "warning": NO_SPEECH,
+    }
     assert result.duration == len(waveform) / 16000
     assert len(result.confidence) == -(-len(waveform) // 320)
+
+
+# The first 30 s of AMI EN2001b: the meeting has not begun, and the reference's two brief sounds
+# (at 3 s and 22 s) are too faint for the segmentation. The lone-voice advice to ask for 2 speakers
+# came out here, and asking for them gave two 51 ms turns made out of silence.
+NEARLY_SILENT = DEV / "ami-EN2001b-0-30.wav"
+
+
+@pytest.mark.parametrize("bounds", [{}, {"min_speakers": 2}, {"num_speakers": 3}], ids=["free", "min 2", "exactly 3"])
+def test_a_nearly_silent_file_says_no_speech_and_no_count_invents_turns(bounds):
+    result = diarist.diarize(NEARLY_SILENT, **bounds)
+    assert result.turns == result.exclusive_turns == result.speakers == []
+    assert result.warnings == [NO_SPEECH]
 
 
 def test_very_short_speech_does_not_crash(sample_audio):
@@ -179,11 +215,11 @@ def test_long_input_streams_across_pages(sample_audio):
 
 def test_output_shapes(sample_result):
     full = sample_result.to_dict(exclusive=True, confidence=True, turn_level_confidence=True)
-    assert set(full) == {"diarization", "exclusiveDiarization", "confidence"}
+    assert set(full) == {"diarization", "exclusiveDiarization", "confidence", "talkTime"}
     assert set(full["diarization"][0]) == {"speaker", "start", "end", "confidence"}
     assert set(full["confidence"]) == {"score", "resolution"}
     plain = sample_result.to_dict()
-    assert set(plain) == {"diarization"} and set(plain["diarization"][0]) == {"speaker", "start", "end"}
+    assert set(plain) == {"diarization", "talkTime"} and set(plain["diarization"][0]) == {"speaker", "start", "end"}
     rttm = sample_result.to_rttm("call").splitlines()
     assert len(rttm) == len(sample_result.turns)
     assert rttm[0].split()[:2] == ["SPEAKER", "call"] and rttm[0].split()[7] == sample_result.turns[0].speaker

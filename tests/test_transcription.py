@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import re
 import shutil
 import subprocess
@@ -139,6 +140,41 @@ def test_srt_and_vtt_parse(sample_transcript):
         timing, text = cue.split("\n")
         assert VTT_TIME.match(timing) and re.match(r"^<v SPEAKER_\d\d>\S", text)
     assert to_text(transcript.turns).count("\n") == len(transcript.turns)
+
+
+@pytest.mark.slow
+def test_the_python_api_transcribes_on_the_threads_it_is_given():
+    threads = []
+
+    def hook(step, artifact=None, **_):
+        if step == "clustering":
+            threads.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    reports: list[float] = []
+    result = diarist.diarize(
+        SAMPLE, model="community-1", transcription=True, threads=2, hook=hook, progress=reports.append
+    )
+    # Two threads: one for the diarization, one for the recognizer; the caller's count comes back.
+    assert threads == [1] and torch.get_num_threads() == before
+    assert reports[-1] == 1.0 and reports == sorted(reports)
+    words = result.transcript.words
+    assert "texas" in "".join(w.text for w in words).lower()
+    assert {w.speaker for w in words} == set(result.speakers)
+    srt = result.to_srt()
+    assert "Texas" in srt and srt == to_srt(words)
+    with pytest.raises(ValueError, match="transcription needs a file"):
+        diarist.diarize(np.zeros(16000, dtype=np.float32), sample_rate=16000, transcription=True)
+    with pytest.raises(ValueError, match="threads must be a positive integer"):
+        diarist.diarize(SAMPLE, threads=0)
+
+
+def test_whisper_keeps_its_info_lines_out_of_the_log(caplog, sample_audio):
+    # faster-whisper logs "Processing audio with duration ..." and more at INFO for every chunk.
+    recognizer, _ = load_recognizer(None, None, 1)
+    caplog.set_level(logging.INFO)
+    words, _ = recognizer.recognize(sample_audio[: 15 * SAMPLE_RATE], 0.0, None)
+    assert words and not [r for r in caplog.records if r.name.startswith("faster_whisper")]
 
 
 def test_vtt_escapes_names_and_words():

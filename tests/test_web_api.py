@@ -12,7 +12,7 @@ import pytest
 
 from diarist.api.routes.web import WEB_DIR
 from diarist.audio import PEAKS_BUCKET, PEAKS_MAX_VALUES, SAMPLE_RATE, PeaksMeter, stream_audio
-from diarist.exports import FORMATS
+from diarist.exports import FORMATS, media_stem
 from diarist.jobs.tables import STATUSES, TERMINAL
 from diarist.vocabulary import DEFAULT_MODEL, DIARIZATION_MODELS
 
@@ -92,7 +92,8 @@ def test_details_add_kind_redacted_url_model_and_options(api, finished, sample_m
     detailed = api.get(f"/v1/jobs/{finished}", params={"details": "true"}).json()
     # The options the job set to other than their defaults, and only those (the page lists them).
     options = {"exclusive": True, "turnLevelConfidence": True}
-    assert detailed == plain | {"kind": "diarize", "url": sample_media, "model": "community-1", "options": options}
+    expected = {"kind": "diarize", "url": sample_media, "model": "community-1", "options": options, "attempt": 1}
+    assert detailed == plain | expected
 
 
 def test_speaker_names_are_kept_applied_and_checked(api, finished, failed):
@@ -137,12 +138,12 @@ def test_exports_carry_the_names(api, finished, failed):
     for fmt in ("json", "rttm", "srt", "vtt", "txt"):
         answer = api.get(f"/v1/jobs/{finished}/export", params={"format": fmt})
         assert answer.status_code == 200, answer.text
-        assert answer.headers["content-disposition"] == f'attachment; filename="{finished}.{fmt}"'
+        assert answer.headers["content-disposition"] == f'attachment; filename="sample.{fmt}"'
         files[fmt] = answer
     assert files["json"].json() == named
     rttm = [line.split() for line in files["rttm"].text.splitlines()]
     assert len(rttm) == len(named["diarization"]) and {line[7] for line in rttm} == {"Alice", "Bob"}
-    assert all(line[1] == finished for line in rttm)
+    assert all(line[1] == "sample" for line in rttm)  # the file's stem, as the command line writes
     # No transcript: one cue per exclusive turn, its text the speaker's name.
     turns = named["exclusiveDiarization"]
     srt = files["srt"].text.strip().split("\n\n")
@@ -150,9 +151,35 @@ def test_exports_carry_the_names(api, finished, failed):
     assert files["srt"].headers["content-type"].startswith("application/x-subrip")
     assert files["vtt"].text.startswith("WEBVTT\n\n") and files["vtt"].headers["content-type"].startswith("text/vtt")
     assert set(re.findall(r"<v ([^>]+)>", files["vtt"].text)) == {"Alice", "Bob"}
-    assert len(files["txt"].text.splitlines()) == len(turns)
+    text, talk = files["txt"].text.split("\nTalk time:\n")
+    assert len(text.splitlines()) == len(turns)
+    assert [line.split()[0] for line in talk.splitlines()] == [t["speaker"] for t in named["talkTime"]]
     assert api.get(f"/v1/jobs/{finished}/export", params={"format": "mp3"}).status_code == 400
     assert api.get(f"/v1/jobs/{failed}/export", params={"format": "srt"}).status_code == 409
+
+
+def test_the_log_says_how_each_job_ended(server, finished, failed):
+    log = server.jobs_log()
+    ended = rf"job {finished} succeeded after ([\d.]+) s \(attempt 1\): 30\.0 s of audio, real-time factor ([\d.]+)"
+    ran = re.search(ended, log)
+    assert ran and float(ran[2]) == pytest.approx(float(ran[1]) / 30.0, abs=0.002)
+    assert re.search(rf"job {failed} failed after [\d.]+ s \(attempt 1\)\n", log)
+
+
+@pytest.mark.parametrize(
+    ("url", "stem"),
+    [
+        ("media://sample.wav", "sample"),
+        ("media://meetings/2024-01-15/call.tar.wav", "call.tar"),
+        ("media://web/lq3x9k2-a8f3zz-Board_meeting_.mp3", "Board_meeting"),  # the page's upload prefix goes
+        ("https://example.com/a/r%C3%A9union%20du%20lundi.m4a?token=x#t=3", "r_union_du_lundi"),
+        ("https://example.com/", "JOB"),
+        ("media://web/lq3x9k2-a8f3zz-", "JOB"),
+        (None, "JOB"),
+    ],
+)
+def test_exports_are_named_after_the_input_file(url, stem):
+    assert media_stem(url, "JOB") == stem
 
 
 def test_audio_download_answers_range_requests(api, sample_media):

@@ -9,11 +9,14 @@ spacing (the output strips it).
 from __future__ import annotations
 
 import json
+import re
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
-from diarist.result import Turn, to_rttm
+from diarist.result import Turn, talk_time, to_rttm
 from diarist.transcription.attribution import Utterance
-from diarist.transcription.formats import to_srt, to_text, to_vtt, write_srt, write_vtt
+from diarist.transcription.formats import talk_time_summary, to_srt, to_text, to_vtt, write_srt, write_vtt
 
 if TYPE_CHECKING:
     from diarist.result import DiarizationResult
@@ -31,6 +34,27 @@ FORMATS: dict[str, tuple[str, str]] = {
 SUBTITLE_FORMATS = ("srt", "vtt", "txt")
 TURN_LISTS = ("diarization", "exclusiveDiarization", "identification")
 TRANSCRIPT_LISTS = ("wordLevelTranscription", "turnLevelTranscription")
+
+# The web page uploads a file as media://web/<time>-<random>-<its name>: the prefix only keeps names apart.
+WEB_UPLOAD_PREFIX = re.compile(r"^[0-9a-z]+-[0-9a-z]+-")
+UNSAFE_IN_FILE_NAMES = re.compile(r"[^A-Za-z0-9._-]+")
+MAX_STEM = 120
+
+
+def media_stem(url: str | None, fallback: str) -> str:
+    """The stem of the file a job's input `url` names (media:// or http), safe in a file name and an
+    RTTM field: runs of other characters than letters, digits, `.`, `_` and `-` become `_`.
+    `fallback` where the URL names no file."""
+    if url is None:
+        return fallback
+    if url.startswith("media://"):
+        path = url.removeprefix("media://")
+        if path.startswith("web/"):
+            path = WEB_UPLOAD_PREFIX.sub("", path.removeprefix("web/"))
+    else:
+        path = unquote(urlsplit(url).path)
+    stem = PurePosixPath(path.rsplit("/", 1)[-1]).stem
+    return UNSAFE_IN_FILE_NAMES.sub("_", stem).strip("._")[-MAX_STEM:] or fallback
 
 
 def default_names(output: dict[str, Any] | None) -> dict[str, str]:
@@ -55,8 +79,8 @@ def output_speakers(output: dict[str, Any]) -> set[str]:
 def apply_names(output: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """`output` with every speaker field renamed by `names` (speaker ids without a name keep theirs).
 
-    Turns, identification segments, transcripts, per-turn confidence keys and the identify
-    `voiceprints` list; an identification segment's `diarizationSpeaker` stays the id it links to.
+    Turns, identification segments, transcripts, talk times, per-turn confidence keys and the
+    identify `voiceprints` list; an identification segment's `diarizationSpeaker` stays the id it links to.
     """
     if not names:
         return output
@@ -68,7 +92,7 @@ def apply_names(output: dict[str, Any], names: dict[str, str]) -> dict[str, Any]
         return item
 
     renamed = dict(output)
-    for name in ("diarization", "exclusiveDiarization", "voiceprints", *TRANSCRIPT_LISTS):
+    for name in ("diarization", "exclusiveDiarization", "voiceprints", "talkTime", *TRANSCRIPT_LISTS):
         if name in output:
             renamed[name] = [rename(item) for item in output[name]]
     if "identification" in output:
@@ -96,7 +120,8 @@ def render(
     """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM.
 
     SRT, WebVTT and text come from the transcript when there is one, else from the diarization:
-    one cue per exclusive turn (one speaker at a time), its text the speaker. RTTM takes the
+    one cue per exclusive turn (one speaker at a time), its text the speaker; text ends with each
+    speaker's talk time. RTTM takes the
     exclusive turns when `exclusive`. The command line passes the objects the output was made of
     (`transcript`, `result`: exact times and spacing, exclusive turns even when the output left
     them out); the API has only the stored output, with names applied by `apply_names`.
@@ -105,21 +130,34 @@ def render(
         return json.dumps(output, indent=2) + "\n"
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "txt":
+        turns = result.turns if result is not None else _turns(output.get("diarization", []))
+        return _text(output, transcript, result) + talk_time_summary(talk_time(turns))
     if fmt == "rttm":
         if result is not None:
             return result.to_rttm(uri=uri, exclusive=exclusive)
         turns = output.get("exclusiveDiarization") if exclusive else None
         return to_rttm(_turns(turns if turns is not None else output.get("diarization", [])), uri)
     if transcript is not None or "wordLevelTranscription" in output:
-        if fmt == "txt":
-            turns = transcript.turns if transcript else _utterances(output["turnLevelTranscription"])
-            return to_text(turns)
         words = transcript.words if transcript else _utterances(output["wordLevelTranscription"])
         return to_srt(words) if fmt == "srt" else to_vtt(words)
+    return {"srt": write_srt, "vtt": write_vtt}[fmt](_turn_cues(output, result))
+
+
+def _text(output: dict[str, Any], transcript: AttributedTranscript | None, result: DiarizationResult | None) -> str:
+    """The plain-text transcript: each turn with its words, or its speaker alone without a transcript."""
+    if transcript is not None:
+        return to_text(transcript.turns)
+    if "turnLevelTranscription" in output:
+        return to_text(_utterances(output["turnLevelTranscription"]))
+    return to_text(_turn_cues(output, result))
+
+
+def _turn_cues(output: dict[str, Any], result: DiarizationResult | None) -> list[Utterance]:
+    """One wordless cue per exclusive turn, in time order."""
     if result is not None:
         exclusive_turns = result.exclusive_turns
     else:  # without exclusiveDiarization in the output, its turns (which may overlap)
         exclusive_turns = _turns(output.get("exclusiveDiarization", output.get("diarization", [])))
     ordered = sorted(exclusive_turns, key=lambda t: (t.start, t.end))
-    cues = [Utterance(t.start, t.end, "", t.speaker) for t in ordered]
-    return {"srt": write_srt, "vtt": write_vtt, "txt": to_text}[fmt](cues)
+    return [Utterance(t.start, t.end, "", t.speaker) for t in ordered]

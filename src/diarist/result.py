@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from pyannote.core import Annotation
+
     from diarist.audio import Peaks
+    from diarist.transcription import AttributedTranscript
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class DiarizationResult:
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
     # The waveform overview, from the same decode (a file input only): the web page draws it.
     peaks: Peaks | None = None
+    # The words and turns with their speakers, where speech recognition ran (`diarize(transcription=True)`).
+    transcript: AttributedTranscript | None = None
 
     def to_dict(
         self, exclusive: bool = False, confidence: bool = False, turn_level_confidence: bool = False
@@ -54,6 +60,7 @@ class DiarizationResult:
             out["exclusiveDiarization"] = [t.to_dict(turn_level_confidence) for t in self.exclusive_turns]
         if confidence:
             out["confidence"] = {"score": self.confidence, "resolution": self.confidence_resolution}
+        out["talkTime"] = [{"speaker": name, "seconds": round(s, 3)} for name, s in self.talk_time().items()]
         if self.warnings:
             out["warning"] = " ".join(self.warnings)
         return out
@@ -61,6 +68,34 @@ class DiarizationResult:
     def to_rttm(self, uri: str = "audio", exclusive: bool = False) -> str:
         """NIST RTTM, one SPEAKER line per turn."""
         return to_rttm(self.exclusive_turns if exclusive else self.turns, uri)
+
+    def talk_time(self) -> dict[str, float]:
+        """Seconds each speaker talks, overlapping speech included, most talkative first."""
+        return talk_time(self.turns)
+
+    def to_annotation(self, uri: str = "audio", exclusive: bool = False) -> Annotation:
+        """The turns (`exclusive`: the exclusive ones) as a pyannote.core Annotation, as pyannote.audio gives."""
+        from pyannote.core import Annotation, Segment
+
+        annotation = Annotation(uri=uri)
+        for track, turn in enumerate(self.exclusive_turns if exclusive else self.turns):
+            annotation[Segment(turn.start, turn.end), track] = turn.speaker
+        return annotation
+
+    def to_srt(self) -> str:
+        """SubRip subtitles: the transcript's words with their speakers where there is a transcript,
+        else one cue per exclusive turn naming its speaker (the API's export)."""
+        from diarist.exports import render
+
+        return render(self.to_dict(), "srt", transcript=self.transcript, result=self)
+
+
+def talk_time(turns: Iterable[Turn]) -> dict[str, float]:
+    """Seconds each speaker talks in `turns` (one speaker's turns never overlap), most talkative first."""
+    seconds: dict[str, float] = {}
+    for turn in turns:
+        seconds[turn.speaker] = seconds.get(turn.speaker, 0.0) + turn.end - turn.start
+    return dict(sorted(seconds.items(), key=lambda item: -item[1]))
 
 
 def to_rttm(turns: list[Turn], uri: str = "audio") -> str:

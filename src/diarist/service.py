@@ -107,7 +107,6 @@ def diarize(engine: Engine, options: DiarizeOptions, path: Path, hook: Hook | No
     transcript = None
     if options.transcription:
         result, transcript = diarize_and_transcribe(engine, path, run, options.asr_model, options.asr_models_dir, hook)
-        result.warnings += transcript.transcript.warnings
     else:
         result = run(hook)
     output = result.to_dict(

@@ -94,9 +94,10 @@ class Settings(BaseSettings):
     max_input_bytes: int = GIB  # largest input file, uploaded or fetched
     max_duration_hours: float = 24.0  # longest input audio
     max_attempts: int = 3  # a job whose worker died this many times fails instead of running again
-    # Jobs of one key running at once, across the fleet; the others wait, pending. Default: every
-    # live worker slot but one (at least one), so one key cannot fill every worker. 0: no limit.
-    max_running_jobs_per_key: int | None = Field(default=None, ge=0)
+    # Jobs of one key running at once, across the fleet; the others wait, pending. 0: no limit (the
+    # default: a cap keeps a worker idle while one key has jobs waiting). A server shared by several
+    # keys sets it below its worker slots, so that one key cannot fill every worker.
+    max_running_jobs_per_key: int = Field(default=0, ge=0)
 
     allowed_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)  # may be private/loopback
     fetch_connect_timeout: float = 10.0  # seconds to connect to an input URL's host
@@ -123,9 +124,11 @@ class Settings(BaseSettings):
     # Live streams (POST /v1/live and its WebSocket). Each runs in this replica's live engine process;
     # a stream takes about a tenth of a core (docs/benchmarks.md).
     # Streams open at once on this replica, then 429 (0: live off): 16 held real time on 2 cores (benchmarks.md).
+    # Default: 4 per usable core.
     live_max_streams: int = Field(default_factory=lambda: 4 * usable_cores(), ge=0)
     live_max_streams_per_key: int = Field(default=2, ge=1)  # streams one key has open at once
-    live_threads: int = Field(default_factory=lambda: max(1, usable_cores()), ge=1)  # of the live engine process
+    # Threads of the live engine process; default: usable cores.
+    live_threads: int = Field(default_factory=lambda: max(1, usable_cores()), ge=1)
     live_token_ttl_seconds: float = Field(default=60.0, gt=0)  # a stream's URL must be opened within this
     live_idle_timeout: float = Field(default=30.0, gt=0)  # a connection that sends nothing this long is closed
     live_max_hours: float = Field(default=24.0, gt=0)  # longest stream

@@ -307,6 +307,14 @@ class TranscriptionSegment(BaseModel):
     speaker: str = Field(description="Speaker label", examples=["SPEAKER_00"])
 
 
+class TalkTime(BaseModel):
+    speaker: str = Field(description="Speaker label", examples=["SPEAKER_00"])
+    seconds: float = Field(description="Seconds the speaker talks, overlapping speech included", examples=[42.5])
+
+
+TALK_TIME = "Each speaker's talk time, most talkative first (diarist's own field; pyannoteAI has none)"
+
+
 class DiarizationJobOutput(BaseModel):
     """The output of a succeeded diarization job."""
 
@@ -319,6 +327,7 @@ class DiarizationJobOutput(BaseModel):
     turnLevelTranscription: list[TranscriptionSegment] | None = absent(
         "Speaker turns with their text; only with transcription"
     )
+    talkTime: list[TalkTime] | None = absent(TALK_TIME)
     warning: str | None = absent("Warning about the result, if any")
 
 
@@ -345,6 +354,7 @@ class IdentificationJobOutput(BaseModel):
     confidence: Confidence | None = absent("Confidence scores")
     identification: list[IdentificationSegment] | None = absent("Turns with their matched voiceprint")
     voiceprints: list[IdentificationVoiceprint] | None = absent("Match of each diarization speaker")
+    talkTime: list[TalkTime] | None = absent(TALK_TIME)
     warning: str | None = absent("Warning, if any")
 
 
@@ -372,6 +382,11 @@ class JobOut(BaseModel):
     )
     kind: JobKindName | None = absent("The job's type (a diarist extension, with `details=true` only)")
     url: str | None = absent("The job's input URL, credentials hidden (a diarist extension, with `details=true` only)")
+    attempt: int | None = absent(
+        "Which run of the job this is, 1 for the first, once a worker has taken it: a job whose worker died runs "
+        "again from the start (a diarist extension, with `details=true` only)",
+        ge=1,
+    )
 
 
 MAX_SPEAKER_NAME = 100

@@ -119,7 +119,7 @@ def make_celery(settings: Settings) -> Celery:
         name = f"{task.request.hostname}:{os.getpid()}"
 
         def claim() -> Job | None:
-            return here.store.claim_job(name, job_id, cap=running_cap(here.store, settings))
+            return here.store.claim_job(name, job_id, cap=running_cap(settings))
 
         job = here.store.patiently(f"claiming job {job_id}", claim)
         if job is None:
@@ -136,7 +136,7 @@ def make_celery(settings: Settings) -> Celery:
         ended made one: the reaper would, but only at its next tick, and a key's short jobs would
         spend as long waiting as running."""
         try:
-            due = store.claim_publishing(settings.republish_seconds, 0, cap=running_cap(store, settings))
+            due = store.claim_publishing(settings.republish_seconds, 0, cap=running_cap(settings))
             send = publisher(app, store)
             for waiting in due:
                 send(waiting)

@@ -249,6 +249,14 @@ def input_error_message(url: str, error: DiaristError) -> str:
     return f"Could not load audio from {redact_url(url)}: {reason}."
 
 
+def end_message(job_id: str, attempt: int, status: str, seconds: float, audio_seconds: float | None) -> str:
+    """The log line of a job's end: how it ended, how long the attempt took and, with audio, its real-time factor."""
+    message = f"job {job_id} {status} after {seconds:.1f} s (attempt {attempt})"
+    if audio_seconds:
+        message += f": {audio_seconds:.1f} s of audio, real-time factor {seconds / audio_seconds:.3f}"
+    return message
+
+
 def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: float, engine: Engine) -> None:
     """Run a job this worker has claimed on the worker's `engine`, and record how it ended. Never
     raises for a job's fault.
@@ -262,6 +270,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
     path: Path | None = None
     downloaded = False
 
+    started = time.monotonic()
+
     def finish(status: str, output: dict, audio_seconds: float | None = None, peaks: Peaks | None = None) -> None:
         if store.finish_job(job.id, token, status, output, audio_seconds=audio_seconds, peaks=peaks) is None:
             log.warning(
@@ -270,6 +280,8 @@ def run_job(job: Job, store: Store, config: RunnerConfig, heartbeat_seconds: flo
                 job.id,
                 token,
             )
+            return
+        log.info("%s", end_message(job.id, token, status, time.monotonic() - started, audio_seconds))
 
     with Lease(store, job.id, token, heartbeat_seconds) as lease:
         try:

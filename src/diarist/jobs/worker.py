@@ -66,14 +66,9 @@ def net_policy(settings: Settings) -> NetPolicy:
     )
 
 
-def running_cap(store: Store, settings: Settings) -> int | None:
-    """How many jobs of one key may run at once (`max_running_jobs_per_key`); None: no limit.
-
-    By default every live worker slot of the fleet but one, so that another key's job always finds one.
-    """
-    if settings.max_running_jobs_per_key is not None:
-        return settings.max_running_jobs_per_key or None
-    return max(1, store.worker_slots(settings.lease_seconds) - 1)
+def running_cap(settings: Settings) -> int | None:
+    """How many jobs of one key may run at once (`max_running_jobs_per_key`); None: no limit."""
+    return settings.max_running_jobs_per_key or None
 
 
 class WorkerStore(Store):
@@ -145,7 +140,7 @@ def work(settings: Settings, name: str, wake: Event, stop: Event) -> None:
     presence.start()
     log.info("worker %s ready (%d threads on %s)", name, threads, engine.device)
     while not stop.is_set() and os.getppid() == parent:
-        job = store.patiently("claiming a job", lambda: store.claim_job(name, cap=running_cap(store, settings)))
+        job = store.patiently("claiming a job", lambda: store.claim_job(name, cap=running_cap(settings)))
         if job is not None:
             log.info("worker %s runs job %s (attempt %d)", name, job.id, job.attempts)
             run_job(job, store, config, settings.heartbeat_seconds, engine)
@@ -181,7 +176,7 @@ def reaper(store: Store, settings: Settings, publish: Callable[[Job], None] | No
             stale_seconds=settings.republish_seconds,
             unpublished_seconds=settings.reaper_interval_seconds,
             job_ids=requeued,
-            cap=running_cap(store, settings),
+            cap=running_cap(settings),
         )
         for job in due:
             publish(job)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -223,6 +224,9 @@ def diarize(
     model: str = DEFAULT_MODEL,
     *,
     sample_rate: int | None = None,
+    transcription: bool = False,
+    asr_model: str | None = None,
+    threads: int | None = None,
     progress: Progress | None = None,
     hook: Hook | None = None,
     engine: Engine | None = None,
@@ -233,18 +237,54 @@ def diarize(
     tensor) needs its `sample_rate` in Hz, and is (samples,), (channels, samples) or (samples,
     channels), the channel axis being the shorter one (at most 64 channels, averaged); float
     samples are full scale at ±1, integer ones are PCM. `num_speakers` forces the count;
-    `min_speakers` / `max_speakers` bound it. `progress` is called with 0..1 as pages of audio
-    are done; `hook` hears each step (`diarist.hooks`: load, decode, segmentation, embeddings,
-    clustering, reconstruction). `engine` holds the models (default: one for the Python API, made
-    at the first call). Raises ``AudioError`` subclasses for unusable files, ``ValueError`` for
-    bad arguments or waveforms and ``ModelNotInstalledError`` when weights are missing.
+    `min_speakers` / `max_speakers` bound it. `transcription` (a file only) also runs speech
+    recognition with `asr_model` (default: whisper-base; one not installed falls back to it with a
+    warning) and gives the result a `transcript` of words and turns with their speakers.
+    `threads`: CPU threads for this call (default: PyTorch's count). `progress` is called with 0..1
+    as the work is done; `hook` hears each step (`diarist.hooks`: load, decode, segmentation,
+    embeddings, clustering, reconstruction, transcription). `engine` holds the models (default: one
+    for the Python API, made at the first call). Raises ``AudioError`` subclasses for unusable
+    files, ``ValueError`` for bad arguments or waveforms and ``ModelNotInstalledError`` when
+    weights are missing.
     """
     config = get_config(model)
     bounds = SpeakerBounds.from_request(num_speakers, min_speakers, max_speakers)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    is_file = isinstance(audio, (str, os.PathLike))
+    if transcription and not is_file:
+        raise ValueError("transcription needs a file: pass its path, not a waveform")
+    if sample_rate is not None and is_file:
+        raise ValueError("sample_rate is for waveforms only: a file's own rate is read from it")
     engine = engine or python_engine()
+    hook = fan_out(hook, Fraction(progress) if progress is not None else None)
+
+    def run(listener: Hook | None) -> DiarizationResult:
+        return _diarize(audio, bounds, config, sample_rate, listener, engine)
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        if not transcription:
+            return run(hook)
+        from diarist.transcription import diarize_and_transcribe
+
+        return diarize_and_transcribe(engine, Path(audio), run, asr_model, None, hook)[0]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _diarize(
+    audio: str | os.PathLike | np.ndarray | torch.Tensor,
+    bounds: SpeakerBounds,
+    config: PipelineConfig,
+    sample_rate: int | None,
+    hook: Hook | None,
+    engine: Engine,
+) -> DiarizationResult:
+    """`diarize` once its arguments are checked: the pipeline's steps, on `engine`."""
     if isinstance(audio, (str, os.PathLike)):
-        if sample_rate is not None:
-            raise ValueError("sample_rate is for waveforms only: a file's own rate is read from it")
         duration = duration_seconds(audio)
         blocks: Iterable[np.ndarray] = stream_audio(audio)
         total = int(duration * SAMPLE_RATE) if duration else None
@@ -252,7 +292,7 @@ def diarize(
         waveform = as_mono_16k(audio, sample_rate)
         blocks, total = [waveform] if len(waveform) else [], len(waveform)
     times = StageTimes()
-    hook = fan_out(times, hook, Fraction(progress) if progress is not None else None)
+    hook = fan_out(times, hook)
     engine.load()
     hook("load", engine)
     # The waveform overview rides on the same decode: only files get one (a waveform's caller has the samples).

@@ -361,16 +361,18 @@ def keep_requested_speakers(binary: np.ndarray, scores: np.ndarray, minimum: int
 
     A speaker the clustering kept can still win no frame: where windows overlap, most of them may
     give the same voice to another speaker. While fewer than `minimum` speak, each silent speaker
-    with any activity, the most active first, takes the frames where its share `scores` peaks, in
-    place of the weakest speaker there if any (so the number of voices in a frame stays as it was
-    where someone spoke); a speaker is never displaced from the last frames it speaks in.
+    heard where someone speaks, the most active there first, takes the frames of speech where its
+    share `scores` peaks, in place of the weakest speaker there (so the number of voices in a frame
+    stays as it was); a speaker is never displaced from the last frames it speaks in. Frames where
+    nobody speaks stay silent: a requested count never makes turns out of silence.
     """
     binary = binary.copy()
-    silent = np.flatnonzero(~binary.any(axis=0) & scores.any(axis=0))
-    for speaker in silent[np.argsort(-scores[:, silent].sum(axis=0), kind="stable")]:
+    heard = scores * binary.any(axis=1, keepdims=True)
+    silent = np.flatnonzero(~binary.any(axis=0) & heard.any(axis=0))
+    for speaker in silent[np.argsort(-heard[:, silent].sum(axis=0), kind="stable")]:
         if binary.any(axis=0).sum() >= minimum:
             break
-        frames = np.flatnonzero(scores[:, speaker] == scores[:, speaker].max())
+        frames = np.flatnonzero(heard[:, speaker] == heard[:, speaker].max())
         binary[frames, speaker] = True
         for frame in frames:
             rivals = [k for k in np.flatnonzero(binary[frame]) if k != speaker and binary[:, k].sum() > 1]

@@ -16,6 +16,7 @@ from diarist.result import DiarizationResult, Turn
 
 FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
 FRAME_CENTER = RECEPTIVE_FIELD_SAMPLES / 2 / SAMPLE_RATE
+NO_SPEECH = "No speech was found in this audio."
 RANKING_FRAMES = 65536  # frames ranked at once by `binarize` (18 minutes)
 
 
@@ -203,7 +204,7 @@ def reconstruct(
         duration=duration,
         confidence=_confidence_curve(scores.certainty, num_samples, config.confidence_resolution),
         confidence_resolution=config.confidence_resolution,
-        warnings=_count_warnings(len(names), bounds) + clustering.warnings,
+        warnings=_warnings(len(names), bounds, clustering),
         embeddings={} if centroids is None else {name: centroids[k] for k, name in names.items()},
     )
 
@@ -270,10 +271,15 @@ def _labels(binary: np.ndarray) -> np.ndarray:
     return np.where(binary.any(axis=1), np.argmax(binary, axis=1), -1)
 
 
-def _count_warnings(found: int, bounds: SpeakerBounds) -> list[str]:
+def _warnings(found: int, bounds: SpeakerBounds, clustering: Clustering) -> list[str]:
+    """The result's warnings about the count: none is found, fewer than asked, or the clustering's doubts."""
+    if found == 0:
+        # Doubts about how many voices there are, or advice to ask for more, mean nothing without speech.
+        return [NO_SPEECH]
     if found >= bounds.min:
-        return []
+        return clustering.warnings
     return [
         f"Only {found} speaker(s) could be told apart in this audio, fewer than the {bounds.min} requested: "
-        "it holds too little speech for more."
+        "it holds too little speech for more.",
+        *clustering.warnings,
     ]

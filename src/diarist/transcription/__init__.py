@@ -47,7 +47,7 @@ def diarize_and_transcribe(
     diarization. They share the caller's torch thread count (half each, rounded in favour of
     diarization) rather than each taking it all, which would run more threads than cores.
     `hook` hears the steps of both, "transcription" at 0 first (hooks.py); an exception it
-    raises (a canceled job) stops both.
+    raises (a canceled job) stops both. The result carries the transcript and its warnings.
     """
     import torch
 
@@ -71,4 +71,6 @@ def diarize_and_transcribe(
     if warning:
         transcript.warnings.append(warning)
     words = attribute_words(transcript.words, result.exclusive_turns)
-    return result, AttributedTranscript(words, join_turns(words), transcript)
+    result.transcript = AttributedTranscript(words, join_turns(words), transcript)
+    result.warnings += transcript.warnings
+    return result, result.transcript

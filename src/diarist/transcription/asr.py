@@ -61,6 +61,8 @@ class WhisperRecognizer:
     def __init__(self, name: str, directory: Path, threads: int, device: str = "cpu"):
         from faster_whisper import WhisperModel
 
+        # Its INFO lines ("Processing audio with duration ...", per chunk) would flood a server's log.
+        logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         self.name = name
         compute_type = "float16" if device == "cuda" else "int8"
         self.model = WhisperModel(str(directory), device=device, compute_type=compute_type, cpu_threads=threads)

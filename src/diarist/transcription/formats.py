@@ -79,3 +79,13 @@ def to_vtt(words: Sequence[Utterance]) -> str:
 
 def to_text(turns: Sequence[Utterance]) -> str:
     return "".join(f"[{_clock(t.start, '.')}] {t.speaker}{_said(t, ': ')}\n" for t in turns)
+
+
+def talk_time_summary(seconds: dict[str, float]) -> str:
+    """A text block of each speaker's talk time and share of all talk, one line each; nothing without speech."""
+    total = sum(seconds.values())
+    if not total:
+        return ""
+    width = max(len(name) for name in seconds)
+    lines = [f"{name:<{width}}  {_clock(talk, '.')}  {100 * talk / total:3.0f} %" for name, talk in seconds.items()]
+    return "\nTalk time:\n" + "".join(f"{line}\n" for line in lines)

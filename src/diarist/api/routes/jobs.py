@@ -181,8 +181,8 @@ def get_job(
     details: Annotated[
         bool,
         Query(
-            description="Add the job's `kind`, input `url`, `model` and `options` (those it set to other than their "
-            "defaults) (a diarist extension, for the web page)"
+            description="Add the job's `kind`, input `url`, `model`, `options` (those it set to other than their "
+            "defaults) and, once a worker has taken it, its `attempt` (a diarist extension, for the web page)"
         ),
     ] = False,
     names: Annotated[
@@ -203,6 +203,8 @@ def get_job(
         body["url"] = redact_url(spec.url)
         body["model"] = spec.model
         body["options"] = spec.changed_options()
+        if job.attempts:  # a job run again after its worker died starts over: say it is a new attempt
+            body["attempt"] = job.attempts
     return JSONResponse(body)
 
 

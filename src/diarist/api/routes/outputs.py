@@ -13,7 +13,7 @@ from diarist.api.errors import ApiProblem, InvalidRequest
 from diarist.api.routes.base import NO_JOB, JobId, Key, Svc, own_job, router, speaker_names
 from diarist.api.schemas import ApiError, Peaks, SpeakerNames, SpeakerRenames
 from diarist.api.services import Services
-from diarist.exports import FORMATS, apply_names, output_speakers, render
+from diarist.exports import FORMATS, apply_names, media_stem, output_speakers, render
 from diarist.jobs.kinds import KINDS
 from diarist.jobs.tables import SUCCEEDED, ApiKey, Job
 from diarist.vocabulary import name_problem
@@ -124,7 +124,8 @@ def put_speakers(jobId: JobId, body: Annotated[SpeakerRenames, Body()], key: Key
     response_class=Response,
     responses={
         200: {
-            "description": "The file, as an attachment named `<jobId>.<format>`",
+            "description": "The file, as an attachment named after the input file (`meeting.srt` for "
+            "`media://meeting.wav`; the job id where the URL names no file); RTTM's recording id is that name",
             "content": {kind: {"schema": {"type": "string"}} for _ext, kind in FORMATS.values()},
         },
         **OUTPUT_RESPONSES,
@@ -141,5 +142,7 @@ def export_job(
         raise ApiProblem(409, f"Job {jobId} is a {job.kind} job: it has no speaker turns for {format}, only json.")
     output = apply_names(job.output or {}, speaker_names(job))
     extension, kind = FORMATS[format]
-    headers = {"Content-Disposition": f'attachment; filename="{job.id}.{extension}"'}
-    return Response(render(output, format, uri=job.id), media_type=kind, headers=headers)
+    # Named after the input file, as the command line names its outputs.
+    stem = media_stem(job.request.get("url"), job.id)
+    headers = {"Content-Disposition": f'attachment; filename="{stem}.{extension}"'}
+    return Response(render(output, format, uri=stem), media_type=kind, headers=headers)

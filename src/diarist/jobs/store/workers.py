@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from diarist.jobs.store.core import Core
 from diarist.jobs.tables import Worker, db_now
@@ -38,9 +38,3 @@ class WorkersMixin(Core):
         with self.reading() as session:
             live = select(Worker).where(Worker.seen_at >= db_now(-seen_within)).order_by(Worker.name)
             return list(session.scalars(live))
-
-    def worker_slots(self, seen_within: float) -> int:
-        """How many jobs the workers seen in the last `seen_within` seconds run at once, all together."""
-        with self.reading() as session:
-            slots = select(func.sum(Worker.concurrency)).where(Worker.seen_at >= db_now(-seen_within))
-            return session.scalar(slots) or 0
