@@ -330,3 +330,12 @@ def test_models_command_reports_verified_weights():
     done = diarist_cli("models")
     assert done.returncode == 0
     assert done.stdout.count("ok  ") == 11 and "Apache-2.0" in done.stdout and "MIT (OpenAI)" in done.stdout
+
+
+@pytest.mark.slow
+def test_subtitles_without_transcribe_give_one_cue_per_turn():
+    done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--format", "srt")
+    assert done.returncode == 0, done.stderr
+    cues = done.stdout.strip().split("\n\n")
+    assert len(cues) > 2 and cues[0].startswith("1\n00:00:")
+    assert {c.splitlines()[2] for c in cues} == {"[SPEAKER_00]", "[SPEAKER_01]"}

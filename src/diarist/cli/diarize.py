@@ -126,7 +126,7 @@ def run_identify(args: argparse.Namespace) -> int:
         )
     voices = read_voiceprints(args.voiceprints)
     files = input_files(args.files)
-    target = destination(args, files, words_needed=False)
+    target = destination(args, files)
     matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
     options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)
     models = engine(args)

@@ -90,20 +90,14 @@ class Destination:
         return "".join(render(done, p, self.fmt, self.exclusive) for p, done in self.finished.items())
 
 
-def destination(args: argparse.Namespace, files: list[Path], words_needed: bool = True) -> Destination:
-    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work.
-
-    `words_needed`: srt, vtt and txt are transcripts, which need --transcribe (not so for identify).
-    """
+def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
+    """Where `args` sends the outputs of `files`; ValueError for a combination that cannot work."""
     # A string, not a Path: Path drops the final / that marks a folder yet to be made.
     out = None if args.output is None else Path(args.output)
     folder = out is not None and (out.is_dir() or args.output.endswith(("/", os.sep)))
     several = len(files) > 1
-    if args.format in SUBTITLE_FORMATS:
-        if words_needed and not args.transcribe:
-            raise ValueError(f"--format {args.format} needs --transcribe")
-        if several and not folder:
-            raise ValueError(f"--format {args.format} writes one file per input: use -o DIR/ for several inputs")
+    if args.format in SUBTITLE_FORMATS and several and not folder:
+        raise ValueError(f"--format {args.format} writes one file per input: use -o DIR/ for several inputs")
     if folder:
         names: dict[str, Path] = {}
         for path in files:

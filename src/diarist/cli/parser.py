@@ -136,7 +136,9 @@ def _add_diarize(commands: argparse._SubParsersAction) -> None:
         "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
     )
     _output_options(
-        diarize, "json (default): the pyannoteAI job output; rttm; srt, vtt, txt: transcripts, with --transcribe"
+        diarize,
+        "json (default): the pyannoteAI job output; rttm; srt, vtt, txt: the transcript with --transcribe, "
+        "else one cue per turn naming its speaker",
     )
 
 
