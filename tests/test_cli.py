@@ -339,3 +339,14 @@ def test_subtitles_without_transcribe_give_one_cue_per_turn():
     cues = done.stdout.strip().split("\n\n")
     assert len(cues) > 2 and cues[0].startswith("1\n00:00:")
     assert {c.splitlines()[2] for c in cues} == {"[SPEAKER_00]", "[SPEAKER_01]"}
+
+
+def test_an_asr_model_not_installed_is_an_error_on_the_command_line(tmp_path):
+    done = diarist_cli(
+        "diarize", str(SAMPLE), "--transcribe", "--asr-model", "parakeet-tdt-0.6b-v3", "--asr-models", str(tmp_path)
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(
+        f"diarist: error: --asr-model parakeet-tdt-0.6b-v3 is not installed in {tmp_path / 'parakeet-tdt-0.6b-v3'}: "
+    ), done.stderr
+    assert "docs/models.md" in done.stderr and done.stderr.count("\n") == 1

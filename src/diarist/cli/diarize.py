@@ -14,7 +14,7 @@ from diarist.cli.progress import progress_display
 from diarist.errors import AudioError, DiaristError
 from diarist.hooks import Fraction, Hook
 from diarist.service import Diarization, DiarizeOptions, diarize, probe
-from diarist.vocabulary import DEFAULT_DEVICE
+from diarist.vocabulary import DEFAULT_DEVICE, OPERATOR_ASR_MODELS
 
 if TYPE_CHECKING:
     from diarist.engine import Engine
@@ -63,6 +63,21 @@ def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook |
     return 1 if failed else 0
 
 
+def check_asr_model(name: str | None, models_dir: Path) -> None:
+    """Refuse an operator-installed ASR model that is not in `models_dir`, saying how to install it.
+
+    The API falls back to the default model with a warning, as pyannoteAI does; on the command line
+    the user who named the model is the one who can install it, so running another would only mislead.
+    """
+    from diarist.transcription.asr import operator_model_installed
+
+    if name in OPERATOR_ASR_MODELS and not operator_model_installed(name, models_dir / name):
+        raise DiaristError(
+            f"--asr-model {name} is not installed in {models_dir / name}: put its files there "
+            f'(docs/models.md, "Models an operator installs") or give their folder\'s parent with --asr-models DIR'
+        )
+
+
 def run_diarize(args: argparse.Namespace) -> int:
     """Diarize every input, writing each output as it is done; exit 1 when any input failed."""
     files = input_files(args.files)
@@ -72,6 +87,8 @@ def run_diarize(args: argparse.Namespace) -> int:
         from diarist.settings import Settings
 
         models_dir = Settings.load().asr_models_dir
+    if args.transcribe:
+        check_asr_model(args.asr_model, models_dir)
     options = DiarizeOptions(
         **diarize_options(args),
         transcription=args.transcribe,
