@@ -350,3 +350,21 @@ def test_an_asr_model_not_installed_is_an_error_on_the_command_line(tmp_path):
         f"diarist: error: --asr-model parakeet-tdt-0.6b-v3 is not installed in {tmp_path / 'parakeet-tdt-0.6b-v3'}: "
     ), done.stderr
     assert "docs/models.md" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_errors_name_the_options_and_the_command_and_refuse_stdin_and_urls():
+    for args, message in (
+        (["--min-speakers", "3", "--max-speakers", "2"], "--min-speakers (3) must be <= --max-speakers (2)"),
+        (["--num-speakers", "2", "--min-speakers", "1"], "--min-speakers cannot be used together with --num-speakers"),
+    ):
+        done = diarist_cli("diarize", str(SAMPLE), *args)
+        assert done.returncode == 1 and done.stderr == f"diarist: error: {message}\n"
+    wrong = diarist_cli("diarize", str(SAMPLE), "--speakers", "2")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("usage: diarist diarize"), wrong.stderr
+    assert wrong.stderr.endswith("diarist diarize: error: unrecognized arguments: --speakers 2\n")
+    stdin = diarist_cli("diarize", "-")
+    assert stdin.returncode == 1 and stdin.stderr.startswith("diarist: error: -: standard input is not supported")
+    url = "https://example.com/a.wav"
+    for command in (["diarize", url], ["identify", url, "--voiceprint", f"A={SAMPLE}"]):
+        done = diarist_cli(*command)
+        assert done.returncode == 1 and done.stderr.startswith(f"diarist: error: {url}: URLs are not supported here")

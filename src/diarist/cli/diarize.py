@@ -14,7 +14,7 @@ from diarist.cli.progress import progress_display
 from diarist.errors import AudioError, DiaristError
 from diarist.hooks import Fraction, Hook
 from diarist.service import Diarization, DiarizeOptions, diarize, probe
-from diarist.vocabulary import DEFAULT_DEVICE, OPERATOR_ASR_MODELS
+from diarist.vocabulary import DEFAULT_DEVICE, OPERATOR_ASR_MODELS, count_conflicts
 
 if TYPE_CHECKING:
     from diarist.engine import Engine
@@ -29,7 +29,15 @@ def engine(args: argparse.Namespace) -> Engine:
 
 
 def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments."""
+    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments.
+
+    ValueError for speaker counts that conflict, naming the options rather than the fields.
+    """
+    for name, other in count_conflicts(args.num_speakers, args.min_speakers, args.max_speakers):
+        option, other_option = (f"--{n.replace('_', '-')}" for n in (name, other))
+        if other == "num_speakers":
+            raise ValueError(f"{option} cannot be used together with {other_option}")
+        raise ValueError(f"{option} ({args.min_speakers}) must be <= {other_option} ({args.max_speakers})")
     return {
         "model": args.model,
         "num_speakers": args.num_speakers,
@@ -141,8 +149,8 @@ def run_identify(args: argparse.Namespace) -> int:
             "identify does not transcribe (nor does the pyannoteAI API): "
             "`diarist diarize --transcribe` gives a transcript with SPEAKER_xx labels"
         )
-    voices = read_voiceprints(args.voiceprints)
     files = input_files(args.files)
+    voices = read_voiceprints(args.voiceprints)
     target = destination(args, files)
     matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
     options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,10 +22,24 @@ MEDIA_EXTENSIONS = (
 )
 
 
-def input_files(arguments: Sequence[Path]) -> list[Path]:
-    """The files to diarize: each argument, a folder standing for its media files in name order."""
+def input_files(arguments: Sequence[str]) -> list[Path]:
+    """The files to diarize: each argument, a folder standing for its media files in name order.
+
+    ValueError for standard input and URLs, which only the server and `diarist live` take.
+    """
     files: list[Path] = []
-    for argument in arguments:
+    for text in arguments:
+        if text == "-":
+            raise ValueError(
+                "-: standard input is not supported here; give a file "
+                "(`diarist live -` reads raw 16 kHz float32 audio from stdin)"
+            )
+        if re.match(r"[a-z][a-z0-9+.-]*://", text, re.IGNORECASE):
+            raise ValueError(
+                f"{text}: URLs are not supported here; download the file first, "
+                "or send the URL to `diarist serve` (POST /v1/diarize)"
+            )
+        argument = Path(text)
         if not argument.is_dir():
             files.append(argument)
             continue

@@ -87,13 +87,16 @@ def _confidence(text: str) -> float:
 
 
 def _subcommand(commands, name: str, help: str, examples: str) -> argparse.ArgumentParser:
-    return commands.add_parser(
+    """A command's parser; `args.parser` is it, so that its errors show its own usage."""
+    parser = commands.add_parser(
         name,
         help=help,
         description=help[0].upper() + help[1:] + ".",
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -351,9 +354,8 @@ def _diarization_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files",
         nargs="+",
-        type=Path,
-        metavar="FILE",
-        help="audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
+        metavar="FILE",  # strings: Path would turn a URL's // into /, and input_files refuses URLs
+        help="local audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
     )
     _model_option(parser)
     parser.add_argument("--num-speakers", type=_positive, metavar="N", help="exactly N speakers")
