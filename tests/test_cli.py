@@ -69,7 +69,8 @@ def test_folder_in_folder_out_keeps_good_files_and_reports_the_bad_one(cuts, tmp
     # first.wav's 12 s hold two voices heard as one: the warning that says so may follow.
     error, *others = done.stderr.splitlines()
     assert error.startswith(f"diarist: error: {cuts / 'broken.wav'}: not an audio or video file")
-    assert all(line.startswith(f"diarist: warning: {cuts / 'first.wav'}: ") for line in others)
+    summaries = [line for line in others if not line.startswith(f"diarist: warning: {cuts / 'first.wav'}: ")]
+    assert [line.split(" -> ")[1] for line in summaries] == [str(out / "first.json"), str(out / "second.json")]
     assert done.stdout == ""
     assert sorted(p.name for p in out.iterdir()) == ["first.json", "second.json"]
     assert [t["speaker"] for t in json.loads((out / "second.json").read_text())["diarization"]][:2] == [
@@ -368,3 +369,13 @@ def test_errors_name_the_options_and_the_command_and_refuse_stdin_and_urls():
     for command in (["diarize", url], ["identify", url, "--voiceprint", f"A={SAMPLE}"]):
         done = diarist_cli(*command)
         assert done.returncode == 1 and done.stderr.startswith(f"diarist: error: {url}: URLs are not supported here")
+
+
+@pytest.mark.slow
+def test_each_file_written_is_said_on_stderr(tmp_path):
+    done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--format", "rttm", "-o", f"{tmp_path}/")
+    assert done.returncode == 0 and done.stdout == ""
+    written = tmp_path / "pyannote-sample.rttm"
+    said = rf"2 speakers in 30\.0 s of audio \(\d+\.\d s\) -> {re.escape(str(written))}"
+    assert re.fullmatch(rf"diarist: {re.escape(str(SAMPLE))}: {said}\n", done.stderr), done.stderr
+    assert {line.split()[7] for line in written.read_text().splitlines()} == {"SPEAKER_00", "SPEAKER_01"}

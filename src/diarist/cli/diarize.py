@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -49,10 +50,18 @@ def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def summary(path: Path, done: Diarization, written: Path, seconds: float) -> str:
+    """`a.wav: 2 speakers in 30.0 s of audio (3.1 s) -> out/a.json`: what came of one input, and where it went."""
+    speakers = len({turn.speaker for turn in done.result.turns})
+    found = "no speech" if not speakers else f"{speakers} speaker{'s' if speakers > 1 else ''}"
+    return f"{path}: {found} in {done.result.duration:.1f} s of audio ({seconds:.1f} s) -> {written}"
+
+
 def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook | None], Diarization]) -> int:
     """`run` every input, writing each output as it is done; exit 1 when any input failed."""
     failed = 0
     for path in files:
+        started = time.monotonic()
         try:
             display = progress_display(path, probe(path))
             try:
@@ -66,7 +75,9 @@ def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook |
             continue
         for warning in done.warnings:
             print(f"diarist: warning: {path}: {warning}", file=sys.stderr)
-        target.add(path, done)
+        written = target.add(path, done)
+        if written is not None:  # on stdout the output speaks for itself; a file needs saying where it went
+            print(f"diarist: {summary(path, done, written, time.monotonic() - started)}", file=sys.stderr)
     target.close()
     return 1 if failed else 0
 

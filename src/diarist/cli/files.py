@@ -83,16 +83,21 @@ class Destination:
     several: bool  # more than one input: JSON becomes {input path: output}
     finished: dict[Path, Diarization] = field(default_factory=dict)
 
-    def add(self, path: Path, done: Diarization) -> None:
+    def add(self, path: Path, done: Diarization) -> Path | None:
+        """Write or print `path`'s output; the file it went to (None: stdout)."""
         self.finished[path] = done
         if self.folder:
             assert self.target is not None
-            write_file(self.target / f"{path.stem}.{self.fmt}", render(done, path, self.fmt, self.exclusive))
-        elif self.target is not None:
+            written = self.target / f"{path.stem}.{self.fmt}"
+            write_file(written, render(done, path, self.fmt, self.exclusive))
+            return written
+        if self.target is not None:
             write_file(self.target, self.combined())
-        elif not (self.several and self.fmt == "json"):
+            return self.target
+        if not (self.several and self.fmt == "json"):
             sys.stdout.write(render(done, path, self.fmt, self.exclusive))
             sys.stdout.flush()
+        return None
 
     def close(self) -> None:
         """Print what could only be printed whole: several files as one JSON object."""
