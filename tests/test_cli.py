@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -379,3 +380,34 @@ def test_each_file_written_is_said_on_stderr(tmp_path):
     said = rf"2 speakers in 30\.0 s of audio \(\d+\.\d s\) -> {re.escape(str(written))}"
     assert re.fullmatch(rf"diarist: {re.escape(str(SAMPLE))}: {said}\n", done.stderr), done.stderr
     assert {line.split()[7] for line in written.read_text().splitlines()} == {"SPEAKER_00", "SPEAKER_01"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_refuses_a_busy_data_dir_or_port_in_one_line_and_stops_cleanly(tmp_path):
+    data, port = tmp_path / "data", _free_port()
+    command = [sys.executable, "-m", "diarist", "serve", "--workers", "0", "--host", "127.0.0.1"]
+    serving = [*command, "--data-dir", str(data), "--port", str(port)]
+    server = subprocess.Popen(serving, stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        while "Uvicorn running on" not in said:  # the data dir locked and the port bound
+            line = server.stderr.readline()
+            assert line, said
+            said += line
+        for args, message in (
+            (["--data-dir", str(data), "--port", str(_free_port())], f"another diarist server is using {data}"),
+            (["--data-dir", str(tmp_path / "other"), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}: "),
+        ):
+            refused = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+            assert refused.returncode == 1 and refused.stderr.startswith(f"diarist: error: {message}"), refused.stderr
+            assert refused.stderr.count("\n") == 1
+        server.terminate()
+        assert server.wait(timeout=60) == 0
+        assert "leaked" not in server.stderr.read()
+    finally:
+        server.kill()
