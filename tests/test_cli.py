@@ -411,3 +411,28 @@ def test_serve_refuses_a_busy_data_dir_or_port_in_one_line_and_stops_cleanly(tmp
         assert "leaked" not in server.stderr.read()
     finally:
         server.kill()
+
+
+def _cue_lines(subtitles: str, fmt: str) -> list[list[str]]:
+    """The text lines each cue of an SRT or WebVTT file shows (a WebVTT voice tag is not shown)."""
+    blocks = subtitles.strip().split("\n\n")
+    if fmt == "srt":
+        return [block.splitlines()[2:] for block in blocks]
+    return [re.sub(r"^<v [^>]*>", "", "\n".join(b.splitlines()[1:])).splitlines() for b in blocks[1:]]
+
+
+@pytest.mark.slow
+def test_subtitle_lines_are_wrapped(tmp_path):
+    transcribe = [str(SAMPLE), "--transcribe", "--asr-model", "whisper-tiny.en", "-o", f"{tmp_path}/"]
+    for fmt, options, width, count in (
+        ("srt", [], 42, 2),
+        ("vtt", ["--max-line-width", "20", "--max-line-count", "3"], 20, 3),
+    ):
+        done = diarist_cli("diarize", *transcribe, "--format", fmt, *options)
+        assert done.returncode == 0, done.stderr
+        cues = _cue_lines((tmp_path / f"pyannote-sample.{fmt}").read_text(), fmt)
+        assert len(cues) > 5 and all(1 <= len(lines) <= count for lines in cues), cues
+        assert any(len(lines) == count for lines in cues), cues  # the sample's turns are long enough to fill a cue
+        assert all(len(line) <= width or " " not in line.strip() for lines in cues for line in lines), cues
+        said = " ".join(" ".join(lines) for lines in cues)
+        assert "Chicago" in said or "chicago" in said.lower()

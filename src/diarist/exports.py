@@ -9,11 +9,13 @@ spacing (the output strips it).
 from __future__ import annotations
 
 import json
+import textwrap
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from diarist.result import Turn, to_rttm
 from diarist.transcription.attribution import Utterance
-from diarist.transcription.formats import to_srt, to_text, to_vtt, write_srt, write_vtt
+from diarist.transcription.formats import srt_text, to_srt, to_text, to_vtt, vtt_text, write_srt, write_vtt
 
 if TYPE_CHECKING:
     from diarist.result import DiarizationResult
@@ -31,6 +33,34 @@ FORMATS: dict[str, tuple[str, str]] = {
 SUBTITLE_FORMATS = ("srt", "vtt", "txt")
 TURN_LISTS = ("diarization", "exclusiveDiarization", "identification")
 TRANSCRIPT_LISTS = ("wordLevelTranscription", "turnLevelTranscription")
+
+
+@dataclass(frozen=True)
+class Wrapping:
+    """How SRT and WebVTT cues are laid out: lines of at most `width` characters, broken between
+    words, and at most `lines` of them, a longer cue being split in two. The defaults are broadcast
+    subtitles' (42 characters, 2 lines); a word longer than a line keeps a line to itself."""
+
+    width: int = 42
+    lines: int = 2
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.lines < 1:
+            raise ValueError(f"subtitle lines must be at least 1 character wide and 1 per cue, got {self}")
+
+    def _lines(self, text: str) -> list[str]:
+        return textwrap.wrap(text, self.width, break_long_words=False, break_on_hyphens=False)
+
+    def layout(self, text: str) -> str:
+        """`text` broken into lines of at most `width` characters."""
+        return "\n".join(self._lines(text))
+
+    def fits(self, text: str) -> bool:
+        """Whether `text` takes at most `lines` lines."""
+        return len(self._lines(text)) <= self.lines
+
+
+BROADCAST = Wrapping()  # the default layout: 42 characters, 2 lines
 
 
 def default_names(output: dict[str, Any] | None) -> dict[str, str]:
@@ -92,8 +122,10 @@ def render(
     exclusive: bool = False,
     transcript: AttributedTranscript | None = None,
     result: DiarizationResult | None = None,
+    wrapping: Wrapping = BROADCAST,
 ) -> str:
-    """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM.
+    """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM; `wrapping` lays out SRT and
+    WebVTT cues.
 
     SRT, WebVTT and text come from the transcript when there is one, else from the diarization:
     one cue per exclusive turn (one speaker at a time), its text the speaker. RTTM takes the
@@ -115,11 +147,15 @@ def render(
             turns = transcript.turns if transcript else _utterances(output["turnLevelTranscription"])
             return to_text(turns)
         words = transcript.words if transcript else _utterances(output["wordLevelTranscription"])
-        return to_srt(words) if fmt == "srt" else to_vtt(words)
+        if fmt == "srt":
+            return to_srt(words, lambda cue: wrapping.fits(srt_text(cue)), wrapping.layout)
+        return to_vtt(words, lambda cue: wrapping.fits(vtt_text(cue)), wrapping.layout)
     if result is not None:
         exclusive_turns = result.exclusive_turns
     else:  # without exclusiveDiarization in the output, its turns (which may overlap)
         exclusive_turns = _turns(output.get("exclusiveDiarization", output.get("diarization", [])))
     ordered = sorted(exclusive_turns, key=lambda t: (t.start, t.end))
     cues = [Utterance(t.start, t.end, "", t.speaker) for t in ordered]
-    return {"srt": write_srt, "vtt": write_vtt, "txt": to_text}[fmt](cues)
+    if fmt == "txt":
+        return to_text(cues)
+    return (write_srt if fmt == "srt" else write_vtt)(cues, wrapping.layout)

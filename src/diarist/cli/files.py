@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diarist.exports import SUBTITLE_FORMATS
+from diarist.exports import BROADCAST, SUBTITLE_FORMATS, Wrapping
 from diarist.service import Diarization
 
 # What a folder given as input contributes: files with these extensions, hidden ones skipped.
@@ -62,13 +62,19 @@ def write_file(path: Path, text: str) -> None:
     partial.replace(path)
 
 
-def render(done: Diarization, path: Path, fmt: str, exclusive: bool) -> str:
+def render(done: Diarization, path: Path, fmt: str, exclusive: bool, wrapping: Wrapping = BROADCAST) -> str:
     """One file's output in `fmt` (the API's export renderer); without a transcript, srt, vtt and txt give the
     speaker of each turn (identification: named after its match)."""
     from diarist.exports import render as render_output
 
     return render_output(
-        done.output, fmt, uri=path.stem, exclusive=exclusive, transcript=done.transcript, result=done.result
+        done.output,
+        fmt,
+        uri=path.stem,
+        exclusive=exclusive,
+        transcript=done.transcript,
+        result=done.result,
+        wrapping=wrapping,
     )
 
 
@@ -81,6 +87,7 @@ class Destination:
     fmt: str
     exclusive: bool
     several: bool  # more than one input: JSON becomes {input path: output}
+    wrapping: Wrapping
     finished: dict[Path, Diarization] = field(default_factory=dict)
 
     def add(self, path: Path, done: Diarization) -> Path | None:
@@ -89,13 +96,13 @@ class Destination:
         if self.folder:
             assert self.target is not None
             written = self.target / f"{path.stem}.{self.fmt}"
-            write_file(written, render(done, path, self.fmt, self.exclusive))
+            write_file(written, render(done, path, self.fmt, self.exclusive, self.wrapping))
             return written
         if self.target is not None:
             write_file(self.target, self.combined())
             return self.target
         if not (self.several and self.fmt == "json"):
-            sys.stdout.write(render(done, path, self.fmt, self.exclusive))
+            sys.stdout.write(render(done, path, self.fmt, self.exclusive, self.wrapping))
             sys.stdout.flush()
         return None
 
@@ -107,7 +114,7 @@ class Destination:
     def combined(self) -> str:
         if self.several and self.fmt == "json":
             return json.dumps({str(p): done.output for p, done in self.finished.items()}, indent=2) + "\n"
-        return "".join(render(done, p, self.fmt, self.exclusive) for p, done in self.finished.items())
+        return "".join(render(done, p, self.fmt, self.exclusive, self.wrapping) for p, done in self.finished.items())
 
 
 def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
@@ -124,7 +131,8 @@ def destination(args: argparse.Namespace, files: list[Path]) -> Destination:
             clash = names.setdefault(path.stem, path)
             if clash != path:
                 raise ValueError(f"{clash} and {path} would both write {out / path.stem}.{args.format}")
-    return Destination(out, folder, args.format, args.exclusive, several)
+    wrapping = Wrapping(args.max_line_width, args.max_line_count)
+    return Destination(out, folder, args.format, args.exclusive, several, wrapping)
 
 
 def file_error(path: Path, error: Exception) -> str:

@@ -9,7 +9,7 @@ from diarist.cli.diarize import run_diarize, run_identify, run_models, run_voice
 from diarist.cli.files import MEDIA_EXTENSIONS
 from diarist.cli.live import run_live
 from diarist.cli.server import run_keys, run_migrate, run_serve, run_worker
-from diarist.exports import FORMATS
+from diarist.exports import FORMATS, Wrapping
 from diarist.vocabulary import (
     ASR_MODELS,
     DEFAULT_ASR_MODEL,
@@ -374,6 +374,20 @@ def _output_options(parser: argparse.ArgumentParser, formats: str) -> None:
         metavar="OUT",
         help="write to this file instead of stdout; a folder (existing, or written with a final /) gets "
         "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
+    )
+    parser.add_argument(
+        "--max-line-width",
+        type=_positive,
+        default=Wrapping.width,
+        metavar="N",
+        help=f"srt, vtt: at most N characters a line, broken between words (default {Wrapping.width})",
+    )
+    parser.add_argument(
+        "--max-line-count",
+        type=_positive,
+        default=Wrapping.lines,
+        metavar="N",
+        help=f"srt, vtt: at most N lines a cue; a longer one is split (default {Wrapping.lines})",
     )
     parser.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
     _device_option(parser, DEFAULT_DEVICE)
