@@ -151,11 +151,9 @@ def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment)
 
 
 @pytest.mark.slow
-def test_voiceprint_errors_name_the_file(enrollment, minute_audio):
+def test_voiceprint_errors_name_the_file(enrollment):
     for path, why, detail in (
         (enrollment["short"], "The audio holds too little speech for a voiceprint", "at least 1 s needed"),
-        # (The duration itself reads "0.0 h" for 65 s: service._span's rounding, reported.)
-        (minute_audio, "the audio lasts ", "over the 30 s limit"),
         (enrollment["clean"].with_name("missing.wav"), "no such file", ""),
     ):
         done = diarist_cli("voiceprint", str(path))
@@ -436,3 +434,25 @@ def test_subtitle_lines_are_wrapped(tmp_path):
         assert all(len(line) <= width or " " not in line.strip() for lines in cues for line in lines), cues
         said = " ".join(" ".join(lines) for lines in cues)
         assert "Chicago" in said or "chicago" in said.lower()
+
+
+@pytest.mark.slow
+def test_voiceprint_of_a_longer_file_uses_its_best_30_s_or_the_part_asked_for(enrollment, minute_audio):
+    from diarist.voiceprints import decode
+
+    best = diarist_cli("voiceprint", str(minute_audio))
+    assert best.returncode == 0, best.stderr
+    said = re.match(
+        rf"diarist: {re.escape(str(minute_audio))}: 65\.0 s is over 30 s: using (\S+)-(\S+) s, ", best.stderr
+    )
+    assert said and float(said[2]) - float(said[1]) == pytest.approx(30.0, abs=0.11), best.stderr
+    part = diarist_cli("voiceprint", str(minute_audio), "--start", "31", "--end", "59")
+    assert part.returncode == 0 and "using" not in part.stderr, part.stderr
+    assert decode(best.stdout).seconds > decode(part.stdout).seconds > 5
+    for args, message in (
+        (["--start", "10", "--end", "50"], "--start 10 --end 50 is 40 s: at most 30 s"),
+        (["--start", "70"], "--start 70 must be before --end"),
+    ):
+        done = diarist_cli("voiceprint", str(minute_audio), *args)
+        assert done.returncode == 1 and done.stderr.startswith(f"diarist: error: {message}"), done.stderr
+        assert done.stderr.count("\n") == 1

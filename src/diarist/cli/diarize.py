@@ -117,13 +117,40 @@ def run_diarize(args: argparse.Namespace) -> int:
     return run_each(files, target, partial(diarize, engine(args), options))
 
 
+def voiceprint_span(args: argparse.Namespace, models: Engine) -> tuple[float, float] | None:
+    """The part of `args.file` to make the voiceprint of: `--start`/`--end`, the best part of a longer file
+    (said on stderr), or None for the whole of a short one."""
+    from diarist.service import best_voiceprint_span
+    from diarist.voiceprints import MAX_SECONDS
+
+    duration = probe(args.file)
+    if args.start is None and args.end is None:
+        if round(duration, 1) <= MAX_SECONDS:
+            return None
+        start, end = best_voiceprint_span(models, args.file, args.model)
+        print(
+            f"diarist: {args.file}: {duration:.1f} s is over {MAX_SECONDS:g} s: using {start:.1f}-{end:.1f} s, "
+            "where its main voice talks most alone (--start/--end choose another part)",
+            file=sys.stderr,
+        )
+        return start, end
+    start = args.start if args.start is not None else max(0.0, args.end - MAX_SECONDS)
+    end = args.end if args.end is not None else min(duration, start + MAX_SECONDS)
+    if start >= min(end, duration):
+        raise ValueError(f"--start {start:g} must be before --end {end:g} and the end of the audio ({duration:.1f} s)")
+    if end - start > MAX_SECONDS:
+        raise ValueError(f"--start {start:g} --end {end:g} is {end - start:g} s: at most {MAX_SECONDS:g} s")
+    return start, end
+
+
 def run_voiceprint(args: argparse.Namespace) -> int:
     """Print (or write) the voiceprint of one file; its warnings and errors name the file."""
     from diarist.service import voiceprint
     from diarist.voiceprints import VoiceprintError
 
     try:
-        made = voiceprint(engine(args), args.file, args.model)
+        models = engine(args)
+        made = voiceprint(models, args.file, args.model, span=voiceprint_span(args, models))
     except (AudioError, VoiceprintError) as e:  # the file's audio: unusable, too long, too little speech
         raise DiaristError(file_error(args.file, e)) from None
     for warning in made.warnings:

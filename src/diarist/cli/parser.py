@@ -19,7 +19,7 @@ from diarist.vocabulary import (
     DIARIZATION_MODELS,
     LIVE_LATENCY_RANGE,
 )
-from diarist.voiceprints import MAX_SECONDS, MAX_VOICEPRINTS
+from diarist.voiceprints import GOOD_SPEECH_SECONDS, MAX_SECONDS, MAX_VOICEPRINTS
 
 DIARIZE_EXAMPLES = """\
 examples:
@@ -30,7 +30,8 @@ examples:
 """
 VOICEPRINT_EXAMPLES = """\
 examples:
-  diarist voiceprint alice.wav -o alice.vp           10-30 s of Alice alone is best
+  diarist voiceprint alice.wav -o alice.vp           5-30 s of Alice alone is best
+  diarist voiceprint talk.mp4 --start 60 --end 90    a part of a longer file
   diarist voiceprint bob.m4a                         the voiceprint string on stdout
 """
 LIVE_EXAMPLES = """\
@@ -55,6 +56,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 on, got {text}")
     return value
 
 
@@ -155,8 +166,13 @@ def _add_voiceprint(commands: argparse._SubParsersAction) -> None:
         "file",
         type=Path,
         metavar="FILE",
-        help=f"audio or video of one person talking, {MAX_SECONDS:g} s at most (5 s or more of speech is best)",
+        help=f"audio or video of one person talking: {GOOD_SPEECH_SECONDS:g} to {MAX_SECONDS:g} s of their speech "
+        f"is best; of a longer file, the {MAX_SECONDS:g} s where they talk most alone is used, unless --start/--end",
     )
+    voiceprint.add_argument(
+        "--start", type=_seconds, metavar="S", help=f"use the audio from S seconds on ({MAX_SECONDS:g} s at most)"
+    )
+    voiceprint.add_argument("--end", type=_seconds, metavar="S", help="use the audio up to S seconds")
     voiceprint.add_argument("-o", "--output", type=Path, metavar="FILE.vp", help="write it to this file, not stdout")
     _model_option(voiceprint)
     _device_option(voiceprint, DEFAULT_DEVICE)
