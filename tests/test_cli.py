@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -69,7 +70,8 @@ def test_folder_in_folder_out_keeps_good_files_and_reports_the_bad_one(cuts, tmp
     # first.wav's 12 s hold two voices heard as one: the warning that says so may follow.
     error, *others = done.stderr.splitlines()
     assert error.startswith(f"diarist: error: {cuts / 'broken.wav'}: not an audio or video file")
-    assert all(line.startswith(f"diarist: warning: {cuts / 'first.wav'}: ") for line in others)
+    summaries = [line for line in others if not line.startswith(f"diarist: warning: {cuts / 'first.wav'}: ")]
+    assert [line.split(" -> ")[1] for line in summaries] == [str(out / "first.json"), str(out / "second.json")]
     assert done.stdout == ""
     assert sorted(p.name for p in out.iterdir()) == ["first.json", "second.json"]
     assert [t["speaker"] for t in json.loads((out / "second.json").read_text())["diarization"]][:2] == [
@@ -149,11 +151,9 @@ def test_voiceprint_writes_a_file_and_prints_to_stdout_with_warnings(enrollment)
 
 
 @pytest.mark.slow
-def test_voiceprint_errors_name_the_file(enrollment, minute_audio):
+def test_voiceprint_errors_name_the_file(enrollment):
     for path, why, detail in (
         (enrollment["short"], "The audio holds too little speech for a voiceprint", "at least 1 s needed"),
-        # (The duration itself reads "0.0 h" for 65 s: service._span's rounding, reported.)
-        (minute_audio, "the audio lasts ", "over the 30 s limit"),
         (enrollment["clean"].with_name("missing.wav"), "no such file", ""),
     ):
         done = diarist_cli("voiceprint", str(path))
@@ -333,3 +333,129 @@ def test_models_command_reports_verified_weights():
     done = diarist_cli("models")
     assert done.returncode == 0
     assert done.stdout.count("ok  ") == 11 and "Apache-2.0" in done.stdout and "MIT (OpenAI)" in done.stdout
+
+
+@pytest.mark.slow
+def test_subtitles_without_transcribe_give_one_cue_per_turn():
+    done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--format", "srt")
+    assert done.returncode == 0, done.stderr
+    cues = done.stdout.strip().split("\n\n")
+    assert len(cues) > 2 and cues[0].startswith("1\n00:00:")
+    assert {c.splitlines()[2] for c in cues} == {"[SPEAKER_00]", "[SPEAKER_01]"}
+
+
+def test_an_asr_model_not_installed_is_an_error_on_the_command_line(tmp_path):
+    done = diarist_cli(
+        "diarize", str(SAMPLE), "--transcribe", "--asr-model", "parakeet-tdt-0.6b-v3", "--asr-models", str(tmp_path)
+    )
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith(
+        f"diarist: error: --asr-model parakeet-tdt-0.6b-v3 is not installed in {tmp_path / 'parakeet-tdt-0.6b-v3'}: "
+    ), done.stderr
+    assert "docs/models.md" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_errors_name_the_options_and_the_command_and_refuse_stdin_and_urls():
+    for args, message in (
+        (["--min-speakers", "3", "--max-speakers", "2"], "--min-speakers (3) must be <= --max-speakers (2)"),
+        (["--num-speakers", "2", "--min-speakers", "1"], "--min-speakers cannot be used together with --num-speakers"),
+    ):
+        done = diarist_cli("diarize", str(SAMPLE), *args)
+        assert done.returncode == 1 and done.stderr == f"diarist: error: {message}\n"
+    wrong = diarist_cli("diarize", str(SAMPLE), "--speakers", "2")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("usage: diarist diarize"), wrong.stderr
+    assert wrong.stderr.endswith("diarist diarize: error: unrecognized arguments: --speakers 2\n")
+    stdin = diarist_cli("diarize", "-")
+    assert stdin.returncode == 1 and stdin.stderr.startswith("diarist: error: -: standard input is not supported")
+    url = "https://example.com/a.wav"
+    for command in (["diarize", url], ["identify", url, "--voiceprint", f"A={SAMPLE}"]):
+        done = diarist_cli(*command)
+        assert done.returncode == 1 and done.stderr.startswith(f"diarist: error: {url}: URLs are not supported here")
+
+
+@pytest.mark.slow
+def test_each_file_written_is_said_on_stderr(tmp_path):
+    done = diarist_cli("diarize", str(SAMPLE), "--num-speakers", "2", "--format", "rttm", "-o", f"{tmp_path}/")
+    assert done.returncode == 0 and done.stdout == ""
+    written = tmp_path / "pyannote-sample.rttm"
+    said = rf"2 speakers in 30\.0 s of audio \(\d+\.\d s\) -> {re.escape(str(written))}"
+    assert re.fullmatch(rf"diarist: {re.escape(str(SAMPLE))}: {said}\n", done.stderr), done.stderr
+    assert {line.split()[7] for line in written.read_text().splitlines()} == {"SPEAKER_00", "SPEAKER_01"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_refuses_a_busy_data_dir_or_port_in_one_line_and_stops_cleanly(tmp_path):
+    data, port = tmp_path / "data", _free_port()
+    command = [sys.executable, "-m", "diarist", "serve", "--workers", "0", "--host", "127.0.0.1"]
+    serving = [*command, "--data-dir", str(data), "--port", str(port)]
+    server = subprocess.Popen(serving, stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        while "Uvicorn running on" not in said:  # the data dir locked and the port bound
+            line = server.stderr.readline()
+            assert line, said
+            said += line
+        for args, message in (
+            (["--data-dir", str(data), "--port", str(_free_port())], f"another diarist server is using {data}"),
+            (["--data-dir", str(tmp_path / "other"), "--port", str(port)], f"cannot listen on 127.0.0.1:{port}: "),
+        ):
+            refused = subprocess.run([*command, *args], capture_output=True, text=True, timeout=120)
+            assert refused.returncode == 1 and refused.stderr.startswith(f"diarist: error: {message}"), refused.stderr
+            assert refused.stderr.count("\n") == 1
+        server.terminate()
+        assert server.wait(timeout=60) == 0
+        assert "leaked" not in server.stderr.read()
+    finally:
+        server.kill()
+
+
+def _cue_lines(subtitles: str, fmt: str) -> list[list[str]]:
+    """The text lines each cue of an SRT or WebVTT file shows (a WebVTT voice tag is not shown)."""
+    blocks = subtitles.strip().split("\n\n")
+    if fmt == "srt":
+        return [block.splitlines()[2:] for block in blocks]
+    return [re.sub(r"^<v [^>]*>", "", "\n".join(b.splitlines()[1:])).splitlines() for b in blocks[1:]]
+
+
+@pytest.mark.slow
+def test_subtitle_lines_are_wrapped(tmp_path):
+    transcribe = [str(SAMPLE), "--transcribe", "--asr-model", "whisper-tiny.en", "-o", f"{tmp_path}/"]
+    for fmt, options, width, count in (
+        ("srt", [], 42, 2),
+        ("vtt", ["--max-line-width", "20", "--max-line-count", "3"], 20, 3),
+    ):
+        done = diarist_cli("diarize", *transcribe, "--format", fmt, *options)
+        assert done.returncode == 0, done.stderr
+        cues = _cue_lines((tmp_path / f"pyannote-sample.{fmt}").read_text(), fmt)
+        assert len(cues) > 5 and all(1 <= len(lines) <= count for lines in cues), cues
+        assert any(len(lines) == count for lines in cues), cues  # the sample's turns are long enough to fill a cue
+        assert all(len(line) <= width or " " not in line.strip() for lines in cues for line in lines), cues
+        said = " ".join(" ".join(lines) for lines in cues)
+        assert "Chicago" in said or "chicago" in said.lower()
+
+
+@pytest.mark.slow
+def test_voiceprint_of_a_longer_file_uses_its_best_30_s_or_the_part_asked_for(enrollment, minute_audio):
+    from diarist.voiceprints import decode
+
+    best = diarist_cli("voiceprint", str(minute_audio))
+    assert best.returncode == 0, best.stderr
+    said = re.match(
+        rf"diarist: {re.escape(str(minute_audio))}: 65\.0 s is over 30 s: using (\S+)-(\S+) s, ", best.stderr
+    )
+    assert said and float(said[2]) - float(said[1]) == pytest.approx(30.0, abs=0.11), best.stderr
+    part = diarist_cli("voiceprint", str(minute_audio), "--start", "31", "--end", "59")
+    assert part.returncode == 0 and "using" not in part.stderr, part.stderr
+    assert decode(best.stdout).seconds > decode(part.stdout).seconds > 5
+    for args, message in (
+        (["--start", "10", "--end", "50"], "--start 10 --end 50 is 40 s: at most 30 s"),
+        (["--start", "70"], "--start 70 must be before --end"),
+    ):
+        done = diarist_cli("voiceprint", str(minute_audio), *args)
+        assert done.returncode == 1 and done.stderr.startswith(f"diarist: error: {message}"), done.stderr
+        assert done.stderr.count("\n") == 1

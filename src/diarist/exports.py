@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from diarist.result import Turn, talk_time, to_rttm
 from diarist.transcription.attribution import Utterance
-from diarist.transcription.formats import talk_time_summary, to_srt, to_text, to_vtt, write_srt, write_vtt
+from diarist.transcription.formats import (
+    srt_text,
+    talk_time_summary,
+    to_srt,
+    to_text,
+    to_vtt,
+    vtt_text,
+    write_srt,
+    write_vtt,
+)
 
 if TYPE_CHECKING:
     from diarist.result import DiarizationResult
@@ -55,6 +66,34 @@ def media_stem(url: str | None, fallback: str) -> str:
         path = unquote(urlsplit(url).path)
     stem = PurePosixPath(path.rsplit("/", 1)[-1]).stem
     return UNSAFE_IN_FILE_NAMES.sub("_", stem).strip("._")[-MAX_STEM:] or fallback
+
+
+@dataclass(frozen=True)
+class Wrapping:
+    """How SRT and WebVTT cues are laid out: lines of at most `width` characters, broken between
+    words, and at most `lines` of them, a longer cue being split in two. The defaults are broadcast
+    subtitles' (42 characters, 2 lines); a word longer than a line keeps a line to itself."""
+
+    width: int = 42
+    lines: int = 2
+
+    def __post_init__(self) -> None:
+        if self.width < 1 or self.lines < 1:
+            raise ValueError(f"subtitle lines must be at least 1 character wide and 1 per cue, got {self}")
+
+    def _lines(self, text: str) -> list[str]:
+        return textwrap.wrap(text, self.width, break_long_words=False, break_on_hyphens=False)
+
+    def layout(self, text: str) -> str:
+        """`text` broken into lines of at most `width` characters."""
+        return "\n".join(self._lines(text))
+
+    def fits(self, text: str) -> bool:
+        """Whether `text` takes at most `lines` lines."""
+        return len(self._lines(text)) <= self.lines
+
+
+BROADCAST = Wrapping()  # the default layout: 42 characters, 2 lines
 
 
 def default_names(output: dict[str, Any] | None) -> dict[str, str]:
@@ -116,8 +155,10 @@ def render(
     exclusive: bool = False,
     transcript: AttributedTranscript | None = None,
     result: DiarizationResult | None = None,
+    wrapping: Wrapping = BROADCAST,
 ) -> str:
-    """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM.
+    """`output` in `fmt` (one of FORMATS); `uri` names the recording in RTTM; `wrapping` lays out SRT and
+    WebVTT cues.
 
     SRT, WebVTT and text come from the transcript when there is one, else from the diarization:
     one cue per exclusive turn (one speaker at a time), its text the speaker; text ends with each
@@ -140,8 +181,10 @@ def render(
         return to_rttm(_turns(turns if turns is not None else output.get("diarization", [])), uri)
     if transcript is not None or "wordLevelTranscription" in output:
         words = transcript.words if transcript else _utterances(output["wordLevelTranscription"])
-        return to_srt(words) if fmt == "srt" else to_vtt(words)
-    return {"srt": write_srt, "vtt": write_vtt}[fmt](_turn_cues(output, result))
+        if fmt == "srt":
+            return to_srt(words, lambda cue: wrapping.fits(srt_text(cue)), wrapping.layout)
+        return to_vtt(words, lambda cue: wrapping.fits(vtt_text(cue)), wrapping.layout)
+    return (write_srt if fmt == "srt" else write_vtt)(_turn_cues(output, result), wrapping.layout)
 
 
 def _text(output: dict[str, Any], transcript: AttributedTranscript | None, result: DiarizationResult | None) -> str:

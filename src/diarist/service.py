@@ -119,17 +119,55 @@ def diarize(engine: Engine, options: DiarizeOptions, path: Path, hook: Hook | No
     return Diarization(output, result, transcript)
 
 
-def voiceprint(engine: Engine, path: Path, model: str = DEFAULT_MODEL, hook: Hook | None = None) -> Voiceprint:
-    """The voiceprint of the person who talks most in `path` (at most `voiceprints.MAX_SECONDS` long).
+def voiceprint(
+    engine: Engine,
+    path: Path,
+    model: str = DEFAULT_MODEL,
+    hook: Hook | None = None,
+    span: tuple[float, float] | None = None,
+) -> Voiceprint:
+    """The voiceprint of the person who talks most in `path` (at most `voiceprints.MAX_SECONDS` long),
+    or in its `span` (start, end seconds) of at most that length.
 
     Raises ``VoiceprintError`` when the audio holds too little speech, ``AudioError`` for a file
     that is not usable audio or is too long.
     """
+    from diarist.audio import SAMPLE_RATE, load_audio
     from diarist.pipeline import diarize as run_pipeline
     from diarist.voiceprints import MAX_SECONDS, voiceprint_of
 
-    probe(path, MAX_SECONDS)
-    return voiceprint_of(run_pipeline(path, model=model, hook=hook, engine=engine))
+    if span is None:
+        probe(path, MAX_SECONDS)
+        return voiceprint_of(run_pipeline(path, model=model, hook=hook, engine=engine))
+    start, end = span
+    if not 0 <= start < end or end - start > MAX_SECONDS + 0.05:
+        raise ValueError(f"a voiceprint's span must be 0 <= start < end, at most {MAX_SECONDS:g} s: got {start}-{end}")
+    cut = load_audio(path)[round(start * SAMPLE_RATE) : round(end * SAMPLE_RATE)]
+    return voiceprint_of(run_pipeline(cut, sample_rate=SAMPLE_RATE, model=model, hook=hook, engine=engine))
+
+
+def best_voiceprint_span(engine: Engine, path: Path, model: str = DEFAULT_MODEL) -> tuple[float, float]:
+    """The `voiceprints.MAX_SECONDS` of `path` where the person who talks most talks most alone:
+    the part a voiceprint of a longer recording is best made from."""
+    from diarist.pipeline import diarize as run_pipeline
+    from diarist.voiceprints import MAX_SECONDS, speech_seconds
+
+    result = run_pipeline(path, model=model, engine=engine)
+    seconds = speech_seconds(result)
+    if not seconds or result.duration <= MAX_SECONDS:
+        return 0.0, min(result.duration, MAX_SECONDS)
+    speaker = max(seconds, key=lambda name: seconds[name])
+    turns = [t for t in result.exclusive_turns if t.speaker == speaker]
+
+    def alone(start: float) -> float:
+        end = start + MAX_SECONDS
+        return sum(max(0.0, min(end, t.end) - max(start, t.start)) for t in turns)
+
+    # A best window starts where one of the speaker's turns starts, or ends where one ends.
+    starts = [min(t.start, result.duration - MAX_SECONDS) for t in turns]
+    starts += [max(0.0, t.end - MAX_SECONDS) for t in turns]
+    start = max(starts, key=alone)
+    return start, start + MAX_SECONDS
 
 
 def identify(engine: Engine, options: IdentifyOptions, path: Path, hook: Hook | None = None) -> Diarization:

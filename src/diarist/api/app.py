@@ -44,7 +44,7 @@ LIVE_STALE_AFTER = timedelta(seconds=60)  # a running stream refreshes its recor
 PART_TTL_SECONDS = 3600  # a half-written upload untouched this long (or the URL lifetime) was left by a crash
 
 
-def _lock_data_dir(data_dir: Path):
+def lock_data_dir(data_dir: Path):
     """One server per data dir: at start it re-queues every running job, which must be its own."""
     private_dir(data_dir)
     handle = os.fdopen(os.open(data_dir / "server.lock", os.O_WRONLY | os.O_CREAT, FILE_MODE), "w")
@@ -77,7 +77,7 @@ def _lifespan(settings: Settings, store: Store, media: MediaStore, executor: Exe
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Whatever this process and its workers create (SQLite files, uploads, downloads) is private.
         os.umask(PRIVATE_UMASK)
-        lock = _lock_data_dir(settings.data_dir)
+        lock = lock_data_dir(settings.data_dir)
         warn_if_open(settings.data_dir)
         store.migrate()
         services = app.state.services

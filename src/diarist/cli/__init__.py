@@ -16,7 +16,9 @@ from diarist.errors import DiaristError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:  # said by the command's own parser, so that its usage is the one shown
+        args.parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.run is None:  # `diarist` or `diarist keys` alone: show what there is to run
         args.parser.print_help()
         return 0

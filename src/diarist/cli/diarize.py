@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -14,7 +15,7 @@ from diarist.cli.progress import progress_display
 from diarist.errors import AudioError, DiaristError
 from diarist.hooks import Fraction, Hook
 from diarist.service import Diarization, DiarizeOptions, diarize, probe
-from diarist.vocabulary import DEFAULT_DEVICE
+from diarist.vocabulary import DEFAULT_DEVICE, OPERATOR_ASR_MODELS, count_conflicts
 
 if TYPE_CHECKING:
     from diarist.engine import Engine
@@ -29,7 +30,15 @@ def engine(args: argparse.Namespace) -> Engine:
 
 
 def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments."""
+    """The `DiarizeOptions` fields that `diarize` and `identify` share, from their arguments.
+
+    ValueError for speaker counts that conflict, naming the options rather than the fields.
+    """
+    for name, other in count_conflicts(args.num_speakers, args.min_speakers, args.max_speakers):
+        option, other_option = (f"--{n.replace('_', '-')}" for n in (name, other))
+        if other == "num_speakers":
+            raise ValueError(f"{option} cannot be used together with {other_option}")
+        raise ValueError(f"{option} ({args.min_speakers}) must be <= {other_option} ({args.max_speakers})")
     return {
         "model": args.model,
         "num_speakers": args.num_speakers,
@@ -41,10 +50,18 @@ def diarize_options(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def summary(path: Path, done: Diarization, written: Path, seconds: float) -> str:
+    """`a.wav: 2 speakers in 30.0 s of audio (3.1 s) -> out/a.json`: what came of one input, and where it went."""
+    speakers = len({turn.speaker for turn in done.result.turns})
+    found = "no speech" if not speakers else f"{speakers} speaker{'s' if speakers > 1 else ''}"
+    return f"{path}: {found} in {done.result.duration:.1f} s of audio ({seconds:.1f} s) -> {written}"
+
+
 def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook | None], Diarization]) -> int:
     """`run` every input, writing each output as it is done; exit 1 when any input failed."""
     failed = 0
     for path in files:
+        started = time.monotonic()
         try:
             display = progress_display(path, probe(path))
             try:
@@ -58,9 +75,26 @@ def run_each(files: list[Path], target: Destination, run: Callable[[Path, Hook |
             continue
         for warning in done.warnings:
             print(f"diarist: warning: {path}: {warning}", file=sys.stderr)
-        target.add(path, done)
+        written = target.add(path, done)
+        if written is not None:  # on stdout the output speaks for itself; a file needs saying where it went
+            print(f"diarist: {summary(path, done, written, time.monotonic() - started)}", file=sys.stderr)
     target.close()
     return 1 if failed else 0
+
+
+def check_asr_model(name: str | None, models_dir: Path) -> None:
+    """Refuse an operator-installed ASR model that is not in `models_dir`, saying how to install it.
+
+    The API falls back to the default model with a warning, as pyannoteAI does; on the command line
+    the user who named the model is the one who can install it, so running another would only mislead.
+    """
+    from diarist.transcription.asr import operator_model_installed
+
+    if name in OPERATOR_ASR_MODELS and not operator_model_installed(name, models_dir / name):
+        raise DiaristError(
+            f"--asr-model {name} is not installed in {models_dir / name}: put its files there "
+            f'(docs/models.md, "Models an operator installs") or give their folder\'s parent with --asr-models DIR'
+        )
 
 
 def run_diarize(args: argparse.Namespace) -> int:
@@ -72,6 +106,8 @@ def run_diarize(args: argparse.Namespace) -> int:
         from diarist.settings import Settings
 
         models_dir = Settings.load().asr_models_dir
+    if args.transcribe:
+        check_asr_model(args.asr_model, models_dir)
     options = DiarizeOptions(
         **diarize_options(args),
         transcription=args.transcribe,
@@ -81,13 +117,40 @@ def run_diarize(args: argparse.Namespace) -> int:
     return run_each(files, target, partial(diarize, engine(args), options))
 
 
+def voiceprint_span(args: argparse.Namespace, models: Engine) -> tuple[float, float] | None:
+    """The part of `args.file` to make the voiceprint of: `--start`/`--end`, the best part of a longer file
+    (said on stderr), or None for the whole of a short one."""
+    from diarist.service import best_voiceprint_span
+    from diarist.voiceprints import MAX_SECONDS
+
+    duration = probe(args.file)
+    if args.start is None and args.end is None:
+        if round(duration, 1) <= MAX_SECONDS:
+            return None
+        start, end = best_voiceprint_span(models, args.file, args.model)
+        print(
+            f"diarist: {args.file}: {duration:.1f} s is over {MAX_SECONDS:g} s: using {start:.1f}-{end:.1f} s, "
+            "where its main voice talks most alone (--start/--end choose another part)",
+            file=sys.stderr,
+        )
+        return start, end
+    start = args.start if args.start is not None else max(0.0, args.end - MAX_SECONDS)
+    end = args.end if args.end is not None else min(duration, start + MAX_SECONDS)
+    if start >= min(end, duration):
+        raise ValueError(f"--start {start:g} must be before --end {end:g} and the end of the audio ({duration:.1f} s)")
+    if end - start > MAX_SECONDS:
+        raise ValueError(f"--start {start:g} --end {end:g} is {end - start:g} s: at most {MAX_SECONDS:g} s")
+    return start, end
+
+
 def run_voiceprint(args: argparse.Namespace) -> int:
     """Print (or write) the voiceprint of one file; its warnings and errors name the file."""
     from diarist.service import voiceprint
     from diarist.voiceprints import VoiceprintError
 
     try:
-        made = voiceprint(engine(args), args.file, args.model)
+        models = engine(args)
+        made = voiceprint(models, args.file, args.model, span=voiceprint_span(args, models))
     except (AudioError, VoiceprintError) as e:  # the file's audio: unusable, too long, too little speech
         raise DiaristError(file_error(args.file, e)) from None
     for warning in made.warnings:
@@ -124,9 +187,9 @@ def run_identify(args: argparse.Namespace) -> int:
             "identify does not transcribe (nor does the pyannoteAI API): "
             "`diarist diarize --transcribe` gives a transcript with SPEAKER_xx labels"
         )
-    voices = read_voiceprints(args.voiceprints)
     files = input_files(args.files)
-    target = destination(args, files, words_needed=False)
+    voices = read_voiceprints(args.voiceprints)
+    target = destination(args, files)
     matching = Matching(exclusive=not args.non_exclusive_matching, threshold=args.threshold)
     options = IdentifyOptions(**diarize_options(args), voiceprints=voices, matching=matching)
     models = engine(args)

@@ -9,7 +9,7 @@ from diarist.cli.diarize import run_diarize, run_identify, run_models, run_voice
 from diarist.cli.files import MEDIA_EXTENSIONS
 from diarist.cli.live import run_live
 from diarist.cli.server import run_keys, run_migrate, run_serve, run_worker
-from diarist.exports import FORMATS
+from diarist.exports import FORMATS, Wrapping
 from diarist.vocabulary import (
     ASR_MODELS,
     DEFAULT_ASR_MODEL,
@@ -19,7 +19,7 @@ from diarist.vocabulary import (
     DIARIZATION_MODELS,
     LIVE_LATENCY_RANGE,
 )
-from diarist.voiceprints import MAX_SECONDS, MAX_VOICEPRINTS
+from diarist.voiceprints import GOOD_SPEECH_SECONDS, MAX_SECONDS, MAX_VOICEPRINTS
 
 DIARIZE_EXAMPLES = """\
 examples:
@@ -30,7 +30,8 @@ examples:
 """
 VOICEPRINT_EXAMPLES = """\
 examples:
-  diarist voiceprint alice.wav -o alice.vp           10-30 s of Alice alone is best
+  diarist voiceprint alice.wav -o alice.vp           5-30 s of Alice alone is best
+  diarist voiceprint talk.mp4 --start 60 --end 90    a part of a longer file
   diarist voiceprint bob.m4a                         the voiceprint string on stdout
 """
 LIVE_EXAMPLES = """\
@@ -55,6 +56,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 on, got {text}")
     return value
 
 
@@ -87,13 +98,16 @@ def _confidence(text: str) -> float:
 
 
 def _subcommand(commands, name: str, help: str, examples: str) -> argparse.ArgumentParser:
-    return commands.add_parser(
+    """A command's parser; `args.parser` is it, so that its errors show its own usage."""
+    parser = commands.add_parser(
         name,
         help=help,
         description=help[0].upper() + help[1:] + ".",
         epilog=examples,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,7 +150,9 @@ def _add_diarize(commands: argparse._SubParsersAction) -> None:
         "--asr-models", type=Path, metavar="DIR", help="operator-installed ASR models (default: <data dir>/asr-models)"
     )
     _output_options(
-        diarize, "json (default): the pyannoteAI job output; rttm; srt, vtt, txt: transcripts, with --transcribe"
+        diarize,
+        "json (default): the pyannoteAI job output; rttm; srt, vtt, txt: the transcript with --transcribe, "
+        "else one cue per turn naming its speaker",
     )
 
 
@@ -150,8 +166,13 @@ def _add_voiceprint(commands: argparse._SubParsersAction) -> None:
         "file",
         type=Path,
         metavar="FILE",
-        help=f"audio or video of one person talking, {MAX_SECONDS:g} s at most (5 s or more of speech is best)",
+        help=f"audio or video of one person talking: {GOOD_SPEECH_SECONDS:g} to {MAX_SECONDS:g} s of their speech "
+        f"is best; of a longer file, the {MAX_SECONDS:g} s where they talk most alone is used, unless --start/--end",
     )
+    voiceprint.add_argument(
+        "--start", type=_seconds, metavar="S", help=f"use the audio from S seconds on ({MAX_SECONDS:g} s at most)"
+    )
+    voiceprint.add_argument("--end", type=_seconds, metavar="S", help="use the audio up to S seconds")
     voiceprint.add_argument("-o", "--output", type=Path, metavar="FILE.vp", help="write it to this file, not stdout")
     _model_option(voiceprint)
     _device_option(voiceprint, DEFAULT_DEVICE)
@@ -349,9 +370,8 @@ def _diarization_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "files",
         nargs="+",
-        type=Path,
-        metavar="FILE",
-        help="audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
+        metavar="FILE",  # strings: Path would turn a URL's // into /, and input_files refuses URLs
+        help="local audio or video files ffmpeg can read, or folders: their " + " ".join(MEDIA_EXTENSIONS) + " files",
     )
     _model_option(parser)
     parser.add_argument("--num-speakers", type=_positive, metavar="N", help="exactly N speakers")
@@ -370,6 +390,20 @@ def _output_options(parser: argparse.ArgumentParser, formats: str) -> None:
         metavar="OUT",
         help="write to this file instead of stdout; a folder (existing, or written with a final /) gets "
         "one file per input, named after it (a.wav -> OUT/a.json); missing folders are created",
+    )
+    parser.add_argument(
+        "--max-line-width",
+        type=_positive,
+        default=Wrapping.width,
+        metavar="N",
+        help=f"srt, vtt: at most N characters a line, broken between words (default {Wrapping.width})",
+    )
+    parser.add_argument(
+        "--max-line-count",
+        type=_positive,
+        default=Wrapping.lines,
+        metavar="N",
+        help=f"srt, vtt: at most N lines a cue; a longer one is split (default {Wrapping.lines})",
     )
     parser.add_argument("--threads", type=_positive, metavar="N", help="CPU threads for inference (default: all)")
     _device_option(parser, DEFAULT_DEVICE)

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
+import socket
 import sys
+from typing import TYPE_CHECKING
 
 from diarist.errors import DiaristError
+
+if TYPE_CHECKING:
+    from diarist.settings import Settings
 
 
 def check_device(device: str) -> None:
@@ -20,6 +27,26 @@ def check_device(device: str) -> None:
 
         os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
         resolve_device(device)
+
+
+def check_can_serve(settings: Settings) -> None:
+    """Refuse, in one line and before claiming to serve, a data dir another server holds or a port in use.
+
+    The app takes the data dir lock again as it starts: this check only lets it fail early and clearly.
+    """
+    from diarist.api.app import lock_data_dir
+
+    lock_data_dir(settings.data_dir).close()
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a port in TIME_WAIT is free
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as e:
+            why = "it is in use (another server?)" if e.errno == errno.EADDRINUSE else e.strerror
+            raise DiaristError(
+                f"cannot listen on {settings.host}:{settings.port}: {why}; choose another with --port"
+            ) from None
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -39,9 +66,13 @@ def run_serve(args: argparse.Namespace) -> int:
             f"workers = {settings.workers} with executor = celery: the API runs no jobs itself in celery mode. "
             "Start `diarist worker` processes instead, and set no workers (or 0) for the API."
         )
+    check_can_serve(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     address = f"http://{settings.host}:{settings.port}"
     print(f"diarist: serving on {address} with state in {settings.data_dir}", file=sys.stderr)
+    # uvicorn shuts down on SIGTERM, then raises it again, which would kill the process before
+    # multiprocessing releases the workers' semaphores (and its tracker warns of leaks): exit instead.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     serve(settings)
     return 0
 

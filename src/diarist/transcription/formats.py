@@ -5,7 +5,7 @@ Turns without words (identification, which has no transcript) are written as the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from diarist.transcription.attribution import Utterance
 
@@ -20,18 +20,30 @@ def _clock(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{decimal}{rest % 1000:03d}"
 
 
-def cues(words: Sequence[Utterance]) -> Iterator[Utterance]:
-    """Subtitle-sized pieces of each speaker's turns: one speaker per cue, cut between words."""
+Fits = Callable[[Utterance], bool]  # whether a cue is short enough to show whole
+Layout = Callable[[str], str]  # a cue's text as the lines to show
+
+
+def short_enough(cue: Utterance) -> bool:
+    return len(cue.text.strip()) <= MAX_CUE_CHARS
+
+
+def unwrapped(text: str) -> str:
+    return text
+
+
+def cues(words: Sequence[Utterance], fits: Fits = short_enough) -> Iterator[Utterance]:
+    """Subtitle-sized pieces of each speaker's turns: one speaker per cue, cut between words where a
+    cue would last over MAX_CUE_SECONDS or no longer `fits` (a single word always makes a cue)."""
     cue: Utterance | None = None
     for word in words:
+        longer = None if cue is None else Utterance(cue.start, word.end, cue.text + word.text, cue.speaker)
         if cue is not None and (
-            word.speaker != cue.speaker
-            or word.end - cue.start > MAX_CUE_SECONDS
-            or len((cue.text + word.text).strip()) > MAX_CUE_CHARS
+            word.speaker != cue.speaker or word.end - cue.start > MAX_CUE_SECONDS or not fits(longer)
         ):
             yield cue
             cue = None
-        cue = word if cue is None else Utterance(cue.start, word.end, cue.text + word.text, cue.speaker)
+        cue = word if cue is None else longer
     if cue is not None:
         yield cue
 
@@ -42,11 +54,15 @@ def _said(cue: Utterance, separator: str) -> str:
     return f"{separator}{text}" if text else ""
 
 
-def write_srt(items: Iterable[Utterance]) -> str:
+def srt_text(cue: Utterance) -> str:
+    """What an SRT cue shows: `[SPEAKER] words`."""
+    return f"[{cue.speaker}]{_said(cue, ' ')}"
+
+
+def write_srt(items: Iterable[Utterance], layout: Layout = unwrapped) -> str:
     """SubRip with one block per item, as they are given (`to_srt` makes subtitle-sized cues of words)."""
     blocks = [
-        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n[{c.speaker}]{_said(c, ' ')}\n"
-        for i, c in enumerate(items, 1)
+        f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{layout(srt_text(c))}\n" for i, c in enumerate(items, 1)
     ]
     return "\n".join(blocks)
 
@@ -57,24 +73,29 @@ def _vtt_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def write_vtt(items: Iterable[Utterance]) -> str:
+def write_vtt(items: Iterable[Utterance], layout: Layout = unwrapped) -> str:
     """WebVTT with one cue per item, as they are given (`to_vtt` makes subtitle-sized cues of words)."""
     # WebVTT's voice span names the speaker, so players can style or filter by it; players show only
     # the span's text, so a turn without words shows the name.
     blocks = [
-        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n"
-        f"<v {_vtt_text(c.speaker)}>{_vtt_text(c.text.strip() or c.speaker)}\n"
+        f"{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {_vtt_text(c.speaker)}>{_vtt_text(layout(vtt_text(c)))}\n"
         for c in items
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def to_srt(words: Sequence[Utterance]) -> str:
-    return write_srt(cues(words))
+def vtt_text(cue: Utterance) -> str:
+    """What a WebVTT cue shows: its words (players show the voice span's text, not its name), or the
+    speaker of a turn without words."""
+    return cue.text.strip() or cue.speaker
 
 
-def to_vtt(words: Sequence[Utterance]) -> str:
-    return write_vtt(cues(words))
+def to_srt(words: Sequence[Utterance], fits: Fits = short_enough, layout: Layout = unwrapped) -> str:
+    return write_srt(cues(words, fits), layout)
+
+
+def to_vtt(words: Sequence[Utterance], fits: Fits = short_enough, layout: Layout = unwrapped) -> str:
+    return write_vtt(cues(words, fits), layout)
 
 
 def to_text(turns: Sequence[Utterance]) -> str:
