@@ -11,8 +11,9 @@ Per N it prints:
 - event delay: for each `diarization_speaker_start`, the time from when the audio at its timestamp
   was sent to when the event arrived; p50 / p95 / max over every stream's events. A stream that
   falls behind real time shows as a delay that grows with the stream's length.
-- word delay: the same from the end of the turn's first word (the first word Whisper base finds
-  starting at most 0.25 s before the event's timestamp), p50 / p95;
+- word delay: the same from the end of the turn's first word: the first word Whisper base finds
+  that ends after the event's timestamp less 0.25 s (the word being said when the turn was found
+  to start, or the next), p50 / p95;
 - the largest lag `/metrics` reported (audio received and not yet decided), sampled every second;
 - the finish delay: end_of_stream to the socket's close, the slowest stream;
 - streams that ended otherwise than with close code 1000;
@@ -48,7 +49,7 @@ from diarist.transcription.asr import load_recognizer, transcribe
 FRAME = 1600
 
 
-WORD_SLACK = 0.25  # s: a turn's detected start may come a little after its first word's start
+WORD_SLACK = 0.25  # s: a word ending this little before a turn's detected start is not its first
 
 
 @dataclass
@@ -69,8 +70,8 @@ def word_ends(audio: np.ndarray) -> list[tuple[float, float]]:
 
 
 def first_word_end(words: list[tuple[float, float]], timestamp: float) -> float | None:
-    """End of the first word starting no earlier than `timestamp` less WORD_SLACK."""
-    index = bisect.bisect_left(words, (timestamp - WORD_SLACK, 0.0))
+    """End of the first word ending after `timestamp` less WORD_SLACK (words in time order)."""
+    index = bisect.bisect_right([end for _, end in words], timestamp - WORD_SLACK)
     return words[index][1] if index < len(words) else None
 
 

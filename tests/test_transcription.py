@@ -162,7 +162,15 @@ def test_the_python_api_transcribes_on_the_threads_it_is_given():
     assert "texas" in "".join(w.text for w in words).lower()
     assert {w.speaker for w in words} == set(result.speakers)
     srt = result.to_srt()
-    assert "Texas" in srt and srt == to_srt(words)
+
+    def text_of(subtitles: str) -> list[str]:  # the cues' words, without numbers, times and speaker tags
+        lines = (line for line in subtitles.splitlines() if line and "-->" not in line and not line.isdigit())
+        return [word for word in " ".join(lines).split() if not (word.startswith("[") and word.endswith("]"))]
+
+    # The words' cues, laid out as subtitles: lines of at most 42 characters, 2 to a cue.
+    assert "Texas" in srt and text_of(srt) == text_of(to_srt(words))
+    cues = [block.splitlines()[2:] for block in srt.strip().split("\n\n")]
+    assert all(len(cue) <= 2 and all(len(line) <= 42 for line in cue) for cue in cues)
     with pytest.raises(ValueError, match="transcription needs a file"):
         diarist.diarize(np.zeros(16000, dtype=np.float32), sample_rate=16000, transcription=True)
     with pytest.raises(ValueError, match="threads must be a positive integer"):
