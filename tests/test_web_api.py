@@ -162,7 +162,8 @@ def test_the_log_says_how_each_job_ended(server, finished, failed):
     log = server.jobs_log()
     ended = rf"job {finished} succeeded after ([\d.]+) s \(attempt 1\): 30\.0 s of audio, real-time factor ([\d.]+)"
     ran = re.search(ended, log)
-    assert ran and float(ran[2]) == pytest.approx(float(ran[1]) / 30.0, abs=0.002)
+    # The time is printed to 0.1 s and the factor from the unrounded time: 0.005 is 0.15 s of 30.
+    assert ran and float(ran[2]) == pytest.approx(float(ran[1]) / 30.0, abs=0.005)
     assert re.search(rf"job {failed} failed after [\d.]+ s \(attempt 1\)\n", log)
 
 
