@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import sqlite3
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -300,6 +301,22 @@ def test_non_audio_upload_shows_why_it_failed(page, web, web_key):
     assert "not audio" in reason.inner_text()
     # The server names the input by the page's media URL; the user knows it by the file's name.
     assert "media://" not in reason.inner_text() and "from notes.txt:" in reason.inner_text()
+
+
+def test_a_job_run_again_says_which_attempt_it_is(page, web):
+    key = create_key(web.data_dir, "attempts", "--rate-limit", "0")
+    sign_in(page, web, key.key)
+    page.wait_for_selector("#work:not([hidden])")
+    page.set_input_files("#files", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a recording\n"})
+    job_id = page.wait_for_selector("#job-rows li[data-status=failed]", timeout=60_000).get_attribute("data-job")
+    facts = f'#job-rows li[data-job="{job_id}"] .job-facts'
+    assert "attempt" not in page.inner_text(facts)  # a first run says nothing of it
+    # As the reaper counts a run whose worker died: the job's row says it ran twice.
+    with sqlite3.connect(web.data_dir / "diarist.db") as database:
+        database.execute("UPDATE jobs SET attempts = 2 WHERE id = ?", (job_id,))
+    page.reload()
+    page.wait_for_selector(facts)
+    wait_until(page, f"document.querySelector('{facts}')?.textContent.includes('attempt 2')")
 
 
 WAVE_SCROLL = "document.querySelector('#waveform > div').shadowRoot.querySelector('[part=scroll]')"

@@ -103,12 +103,14 @@ function formatCreated(iso) {
   return `${date.toLocaleDateString([], { day: "numeric", month: "short" })} ${time}`;
 }
 
-/** The model, the options that differ from their defaults, and how long it ran (or has run). */
+/** The model, the options that differ from their defaults, how long it ran (or has run), and which
+ * attempt it is when a worker died and another started it again (its progress started over). */
 function jobFacts(job) {
   const options = Object.entries(job.options || {}).map(([name, value]) => (value === true ? name : `${name} ${value}`));
   const end = isTerminal(job.status) ? new Date(job.updatedAt) : new Date();
   const took = `${isTerminal(job.status) ? "took" : "for"} ${formatSpan((end - new Date(job.createdAt)) / 1000)}`;
-  return [job.model, ...options, job.updatedAt ? took : ""].filter(Boolean).join(" · ");
+  const attempt = job.attempt > 1 ? `attempt ${job.attempt}` : "";
+  return [job.model, ...options, job.updatedAt ? took : "", attempt].filter(Boolean).join(" · ");
 }
 
 function jobRow(job) {
