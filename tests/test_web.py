@@ -599,6 +599,7 @@ def test_phone_shows_whole_lane_labels_and_no_keyboard_hint_on_touch(page, web, 
     cut = page.eval_on_selector_all(".lane-name", "names => names.filter(n => n.scrollWidth > n.clientWidth).length")
     assert cut == 0
     # File names on one line each, whole in their title, never broken mid-word.
+    page.wait_for_selector("#job-rows .job-name")  # the list comes after the result, from its own request
     names = page.eval_on_selector_all(
         "#job-rows .job-name",
         "ns => ns.map(n => [n.title, n.getBoundingClientRect().height / parseFloat(getComputedStyle(n).fontSize)])",

@@ -62,7 +62,8 @@ def test_the_live_view_draws_lanes_from_the_microphone_and_from_a_file(tmp_path,
             page.set_input_files("#live-file", str(microphone))
             wait_until(page, "document.querySelector('#live-status').textContent.startsWith('Streaming')")
             wait_until(page, "document.querySelector('#live-status').textContent.includes('is open')", 180)
-            assert page.locator("#lanes .lane").count() == 2 and page.is_visible("#result")
+            wait_until(page, "document.querySelectorAll('#lanes .lane').length === 2")  # the result draws after
+            assert page.is_visible("#result")
             context.close()
             assert errors == [], f"the page threw: {errors}"
     finally:
