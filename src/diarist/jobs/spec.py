@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from diarist.service import DiarizeOptions, IdentifyOptions
 from diarist.vocabulary import DEFAULT_MODEL
@@ -26,14 +26,8 @@ def camel(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """What every job has: its audio, where to report its end, and the model."""
-
-    kind: ClassVar[str]
-    url: str
-    webhook: str | None = None
-    webhook_status_only: bool = False
-    model: str = DEFAULT_MODEL
+class StoredRequest:
+    """A request stored as the API names it (`camel(name): value`), read back field by field."""
 
     # Fields stored under another shape than `camel(name): value`, read and written by the subclass.
     _NESTED: ClassVar[tuple[str, ...]] = ()
@@ -42,15 +36,8 @@ class JobSpec:
         """The stored request."""
         return {camel(f.name): getattr(self, f.name) for f in fields(self) if f.name not in self._NESTED}
 
-    def changed_options(self) -> dict[str, Any]:
-        """The request's options that differ from their defaults, as the API names them; not the audio, the
-        webhook, the model or the voiceprints (long strings, secret to the key)."""
-        defaults = type(self)(url=self.url).to_json()
-        hidden = {"url", "webhook", "webhookStatusOnly", "model", "voiceprints"}
-        return {k: v for k, v in self.to_json().items() if k not in hidden and v != defaults[k]}
-
     @classmethod
-    def from_json(cls, stored: dict[str, Any]) -> JobSpec:
+    def from_json(cls, stored: dict[str, Any]) -> Self:
         """The spec of a stored request; a field it lacks takes its default."""
         return cls(**cls._read(stored))
 
@@ -61,6 +48,24 @@ class JobSpec:
             if f.name not in cls._NESTED and stored.get(camel(f.name)) is not None:
                 values[f.name] = stored[camel(f.name)]
         return values
+
+
+@dataclass(frozen=True)
+class JobSpec(StoredRequest):
+    """What every job has: its audio, where to report its end, and the model."""
+
+    kind: ClassVar[str]
+    url: str
+    webhook: str | None = None
+    webhook_status_only: bool = False
+    model: str = DEFAULT_MODEL
+
+    def changed_options(self) -> dict[str, Any]:
+        """The request's options that differ from their defaults, as the API names them; not the audio, the
+        webhook, the model or the voiceprints (long strings, secret to the key)."""
+        defaults = type(self)(url=self.url).to_json()
+        hidden = {"url", "webhook", "webhookStatusOnly", "model", "voiceprints"}
+        return {k: v for k, v in self.to_json().items() if k not in hidden and v != defaults[k]}
 
     @property
     def queue(self) -> str:
@@ -151,7 +156,7 @@ class IdentifySpec(DiarizeSpec):
 
 
 @dataclass(frozen=True)
-class LiveSpec:
+class LiveSpec(StoredRequest):
     """What a live stream asks for (`POST /v1/live`): stored with the stream, read when its socket opens.
 
     A stream is not a queued job: the replica holding its WebSocket runs it (`jobs/live.py`), so it
@@ -163,15 +168,6 @@ class LiveSpec:
     latency: float | None = None  # None: the server's
     keep_audio: bool = False
     webhook: str | None = None  # the kept audio's job's
-
-    def to_json(self) -> dict[str, Any]:
-        """The stored request, as the API names it."""
-        return {camel(f.name): getattr(self, f.name) for f in fields(self)}
-
-    @classmethod
-    def from_json(cls, stored: dict[str, Any]) -> LiveSpec:
-        """The spec of a stored request; a field it lacks takes its default."""
-        return cls(**{f.name: stored[camel(f.name)] for f in fields(cls) if stored.get(camel(f.name)) is not None})
 
     def recording_spec(self, url: str) -> DiarizeSpec:
         """The offline job of the stream's kept audio at `url`: the same model, this webhook."""
