@@ -202,3 +202,19 @@ def test_a_voice_far_from_its_speaker_is_assigned_but_does_not_move_its_centroid
     near = 0.95 * first + np.sqrt(1 - 0.95**2) * second
     assert window(near)[0] == 0
     assert diarizer._unit(0) @ second > 0.1
+
+
+def test_a_window_counts_less_for_the_frames_at_its_right_edge():
+    diarizer = StreamingDiarizer(engine=engine(), latency=0.5)
+    step = diarizer.config.step_frames
+    diarizer._centroids = np.ones((1, 192), dtype=np.float32)
+    # Window 10 hears speaker 0 in its last step; window 11 covers those frames a step (1 s) from
+    # its own edge, having heard the second after them, and hears no one there.
+    edge = np.zeros((589, 3), dtype=bool)
+    edge[-step:, 0] = True
+    diarizer._add_scores(10, edge, np.array([0, -1, -1]))
+    diarizer._add_scores(11, np.zeros((589, 3), dtype=bool), np.array([0, -1, -1]))
+    frames = slice(diarizer._window_first_frame(11) + 589 - 2 * step, diarizer._window_first_frame(11) + 589 - step)
+    share = diarizer._scores[frames, 0] / diarizer._coverage[frames]
+    # Counted equally the two windows would split them at the onset; the later one decides.
+    assert (share < diarizer.config.onset).all(), share
