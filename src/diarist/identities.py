@@ -71,7 +71,8 @@ class Identification:
     """Who spoke when, and who each speaker is among the voiceprints.
 
     `result` keeps the diarization's labels (SPEAKER_00, ...); `named` is the same with each
-    matched speaker renamed to its voiceprint's label; `matches` maps the former to the latter
+    matched speaker renamed to its voiceprint's label (and a part of a speaker that is another voice
+    named by itself, `voiceprints.second_voices`); `matches` maps the former to the latter
     (None: no voiceprint matched), and `confidence` gives each speaker's 0-100 score for every
     label. `output` is the identify job output, as the HTTP API answers it.
     """
@@ -94,7 +95,7 @@ class Identification:
 
     @property
     def named(self) -> DiarizationResult:
-        return named_result(self.result, self.matches)
+        return named_result(self.result, self.matches, self.output.get("identification"))
 
 
 def voiceprint(

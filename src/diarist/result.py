@@ -32,6 +32,22 @@ class Turn:
         return out
 
 
+@dataclass(frozen=True)
+class VoiceSegments:
+    """Short-segment embeddings of the speakers' voices, and where each was heard.
+
+    Segment i covers `starts[i]` to `ends[i]` (seconds) of the speech of `labels[i]`, the speaker
+    who talks alone at its middle; `vectors[i]` is its unit embedding (float16). Identification
+    uses them to find a matched speaker that holds a second voice (`voiceprints.second_voices`):
+    diarization sometimes gives two people one speaker.
+    """
+
+    starts: np.ndarray
+    ends: np.ndarray
+    labels: np.ndarray
+    vectors: np.ndarray
+
+
 @dataclass
 class DiarizationResult:
     """Who spoke when. `turns` may overlap; `exclusive_turns` never do."""
@@ -46,6 +62,8 @@ class DiarizationResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per pipeline stage
     # Each speaker's voice: a unit embedding (the centroid of its window embeddings), for identification.
     embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    # Resegmentation's 1.5 s segment embeddings of those voices (precision-2 only), for identification.
+    voice_segments: VoiceSegments | None = None
     # The waveform overview, from the same decode (a file input only): the web page draws it.
     peaks: Peaks | None = None
     # The words and turns with their speakers, where speech recognition ran (`diarize(transcription=True)`).

@@ -6,7 +6,9 @@ of their CAM++ window embeddings, as the pipeline computes it for every speaker 
 speaker's centroid with each voiceprint. The cosine similarity, and its margin over the
 recording's other speakers, become a 0-100 confidence through a logistic curve fitted on same-
 and different-speaker pairs of real speech, same-recording and same-room impostors among them
-(`bench/voiceprints.py`), so that 50 means "more likely the same person than not".
+(`bench/voiceprints.py`), so that 50 means "more likely the same person than not". A matched
+speaker that holds a second voice (diarization sometimes merges two people) keeps the name only
+where its own speech reaches the threshold (`second_voices`).
 
 The voiceprint string is opaque to users but versioned: base64 of a magic, the format version,
 the name of the voice model that made it, the vector (float16), the seconds of speech it was made
@@ -26,7 +28,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from diarist.errors import DiaristError
-from diarist.result import DiarizationResult, Turn
+from diarist.result import DiarizationResult, Turn, VoiceSegments
 from diarist.vocabulary import name_problem
 
 MAGIC = b"DVP"
@@ -55,6 +57,13 @@ CALIBRATION_1 = (13.08, -4.78)
 # that include same-recording and same-room impostors, each kind of pair weighing alike, cross-validated
 # by corpus (docs/benchmarks.md, issue 21).
 CALIBRATION = (8.24, 4.33, -3.29)
+
+# A matched speaker holding a second voice (`second_voices`): where in its speech, at this resolution (s),
+# and the segments each of its two halves needs before they can be told apart.
+PIECE_STEP = 0.1
+MIN_HALF_SEGMENTS = 2
+MAX_LINKAGE_SEGMENTS = 2000  # about 3 minutes of one speaker's speech
+ROUNDING = 0.001  # s: the output's times are rounded to this
 
 BASE64 = re.compile(r"[A-Za-z0-9+/]+=*")
 # What decode can read at all, as a JSON Schema (ECMA-262) pattern for the OpenAPI document: whole base64
@@ -284,6 +293,131 @@ def match_speakers(
     return matches, by_speaker
 
 
+@dataclass(frozen=True)
+class SecondVoice:
+    """The part of a matched speaker's speech that is another voice than its match: frames of
+    `PIECE_STEP` s from the start of the audio, and the voiceprint that part matches by itself (None: none)."""
+
+    frames: np.ndarray
+    match: str | None
+
+
+def _halves(segments: VoiceSegments, label: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The speaker's segment embeddings cut in two (Ward linkage): which half each is in, and the
+    halves' unit centroids; None when it has too few segments for two halves."""
+    from scipy.cluster.hierarchy import fcluster, linkage  # as in `assign`: slow to import
+
+    vectors = segments.vectors[segments.labels == label].astype(np.float64)
+    if len(vectors) < 2 * MIN_HALF_SEGMENTS:
+        return None
+    # The linkage costs memory in the square of its input: a long speaker's segments are sampled
+    # evenly for it, and all of them then go to the nearer half.
+    sample = np.linspace(0, len(vectors) - 1, min(len(vectors), MAX_LINKAGE_SEGMENTS)).astype(int)
+    halves = fcluster(linkage(vectors[sample], method="ward"), 2, criterion="maxclust") - 1
+    if len(sample) < len(vectors):
+        centroids = np.stack([vectors[sample][halves == half].mean(axis=0) for half in (0, 1)])
+        halves = np.argmax(vectors @ centroids.T / np.linalg.norm(centroids, axis=1), axis=1)
+    if min((halves == 0).sum(), (halves == 1).sum()) < MIN_HALF_SEGMENTS:
+        return None
+    centroids = np.stack([vectors[halves == half].mean(axis=0) for half in (0, 1)])
+    return halves, centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
+
+
+def _half_confidences(
+    centroids: np.ndarray, others: np.ndarray, vector: np.ndarray, calibration: tuple[float, float, float]
+) -> np.ndarray:
+    """Each half's 0-100 confidence for a version-2 voice, as a speaker's (`confidences`): its cosine, and
+    the margin over the recording's other speakers (rows of `others`) and the other half."""
+    cosines = centroids @ vector
+    rivals = np.maximum(cosines[::-1], (others @ vector).max(initial=-1.0))
+    slope, margin_slope, offset = calibration
+    logit = slope * cosines + margin_slope * (cosines - rivals) + offset
+    return np.rint(100 / (1 + np.exp(-logit))).astype(int)
+
+
+def _covered(starts: np.ndarray, ends: np.ndarray, frames: int) -> np.ndarray:
+    """How many of the spans cover the middle of each `PIECE_STEP` frame."""
+    first = np.clip(np.ceil(starts / PIECE_STEP - 0.5), 0, frames).astype(int)
+    last = np.clip(np.ceil(ends / PIECE_STEP - 0.5), 0, frames).astype(int)
+    count = np.zeros(frames + 1)
+    np.add.at(count, first, 1)
+    np.add.at(count, last, -1)
+    return np.cumsum(count)[:frames]
+
+
+def second_voices(
+    result: DiarizationResult,
+    matches: dict[str, str | None],
+    voices: dict[str, Voice],
+    matching: Matching,
+    calibration: tuple[float, float, float] = CALIBRATION,
+) -> dict[str, SecondVoice]:
+    """The matched speakers that hold a second voice, and where (`SecondVoice`).
+
+    Diarization sometimes gives two people one speaker, and the speaker then takes the name of
+    either for the speech of both. Each matched speaker's segment embeddings (`result.voice_segments`)
+    are cut in two halves; when one half reaches the threshold for its match by itself (its cosine
+    and its margin over the other speakers and the other half, as `confidences` scores a speaker)
+    and the other does not, the speech mostly covered by the other half is another voice. That part
+    is matched by itself with the other voiceprints (the best at or above the threshold), and is
+    otherwise left unnamed. Nothing is cut at threshold 0 (every speaker takes a name), nor for a
+    version-1 voiceprint or a result without segment embeddings (community-1).
+    """
+    segments = result.voice_segments
+    if segments is None or matching.threshold <= 0:
+        return {}
+    labels = list(result.embeddings)
+    frames = int(np.ceil(result.duration / PIECE_STEP))
+    out = {}
+    for label, match in matches.items():
+        if match is None or voices[match].seconds is None or (cut := _halves(segments, label)) is None:
+            continue
+        halves, centroids = cut
+        others = np.array([result.embeddings[o] for o in labels if o != label]).reshape(-1, DIMENSION)
+        scores = _half_confidences(centroids, others, voices[match].vector, calibration)
+        if scores.max() < matching.threshold or scores.min() >= matching.threshold:
+            continue
+        second = int(np.argmin(scores))
+        other = halves == second
+        mine = segments.labels == label
+        starts, ends = segments.starts[mine], segments.ends[mine]
+        heard = _covered(starts[other], ends[other], frames) > _covered(starts[~other], ends[~other], frames)
+        best, top = None, matching.threshold
+        for name, voice in voices.items():
+            if name != match and voice.seconds is not None:
+                score = _half_confidences(centroids, others, voice.vector, calibration)[second]
+                if score >= top:
+                    best, top = name, score
+        out[label] = SecondVoice(heard, best)
+    return out
+
+
+def named_pieces(
+    start: float, end: float, match: str | None, second: SecondVoice | None
+) -> list[tuple[float, float, str | None]]:
+    """A turn of a speaker matched with `match` as (start, end, name) pieces: cut where the speaker's
+    second voice (`second_voices`) talks, which takes its own name."""
+    if second is None:
+        return [(start, end, match)]
+    first, last = int(start / PIECE_STEP), int(np.ceil(end / PIECE_STEP))
+    other = second.frames[first:last]
+    if not len(other):
+        return [(start, end, match)]
+    changes = np.flatnonzero(np.diff(other.astype(np.int8))) + 1
+    bounds = [start, *(float(b) for b in (first + changes) * PIECE_STEP), end]
+    names = [second.match if other[i] else match for i in np.concatenate([[0], changes])]
+    pieces: list[tuple[float, float, str | None]] = []
+    for a, b, name in zip(bounds[:-1], bounds[1:], names, strict=True):
+        # A sliver where a frame edge falls just inside the turn goes with its neighbour.
+        if pieces and (b - a < PIECE_STEP / 2 or name == pieces[-1][2]):
+            pieces[-1] = (pieces[-1][0], b, pieces[-1][2])
+        elif pieces and pieces[-1][1] - pieces[-1][0] < PIECE_STEP / 2:
+            pieces[-1] = (pieces[-1][0], b, name)
+        else:
+            pieces.append((a, b, name))
+    return pieces
+
+
 def voice_warnings(voices: dict[str, Voice]) -> list[str]:
     """What makes the confidences of some voiceprints less certain: little speech, or an old format."""
     out = []
@@ -306,11 +440,13 @@ def identification(output: dict, result: DiarizationResult, voices: dict[str, Vo
     """`output` (a diarization job output of `result`) with `identification` and `voiceprints` added,
     and warnings about the voiceprints after the result's own (in its `warnings` and the output's)."""
     matches, scores = match_speakers(result.embeddings, voices, matching)
+    seconds = second_voices(result, matches, voices, matching)
     segments = []
     for turn in output["diarization"]:
-        match = matches.get(turn["speaker"])
-        segment = {**turn, "speaker": match or turn["speaker"], "diarizationSpeaker": turn["speaker"], "match": match}
-        segments.append(segment)
+        label = turn["speaker"]
+        for start, end, match in named_pieces(turn["start"], turn["end"], matches.get(label), seconds.get(label)):
+            piece = {"start": round(float(start), 3), "end": round(float(end), 3)}  # as `Turn.to_dict`
+            segments.append({**turn, **piece, "speaker": match or label, "diarizationSpeaker": label, "match": match})
     speakers = [{"speaker": s, "match": matches.get(s), "confidence": scores.get(s, {})} for s in result.speakers]
     # The result carries them too: the command line prints a result's warnings.
     result.warnings += voice_warnings(voices)
@@ -320,29 +456,62 @@ def identification(output: dict, result: DiarizationResult, voices: dict[str, Vo
     return identified
 
 
-def named_result(result: DiarizationResult, names: dict[str, str | None]) -> DiarizationResult:
+def named_result(
+    result: DiarizationResult, names: dict[str, str | None], identified: list[dict] | None = None
+) -> DiarizationResult:
     """`result` with each speaker renamed to its match, where it has one (for RTTM, SRT, VTT and text).
+
+    `identified` (the identify output's `identification` segments) names the parts of a speaker that
+    `second_voices` found to be another voice: those of its turns take that voice's name, or keep the
+    speaker's own label.
 
     Speakers matched with one name become one speaker: their turns are joined where they overlap
     or touch, so that each name has one list of turns.
     """
 
+    apart: dict[str, list[tuple[float, float, str | None]]] = {}  # by label: its parts named otherwise
+    for segment in identified or []:
+        label = segment["diarizationSpeaker"]
+        if segment["match"] != names.get(label):
+            apart.setdefault(label, []).append((segment["start"], segment["end"], segment["match"]))
+
+    def pieces(turn: Turn) -> list[Turn]:
+        """The turn under its final names: cut where a part of its speaker is named otherwise."""
+        own = names.get(turn.speaker) or turn.speaker
+        out, at = [], turn.start
+        for start, end, name in sorted(apart.get(turn.speaker, [])):
+            # The segments' times are rounded to the millisecond: what is left of a turn within that is the same time.
+            start = turn.start if start - turn.start < ROUNDING else start
+            end = turn.end if turn.end - end < ROUNDING else end
+            start, end = max(start, turn.start), min(end, turn.end)
+            if end - start < ROUNDING:
+                continue
+            if start > at:
+                out.append(replace(turn, start=at, end=start, speaker=own))
+            out.append(replace(turn, start=start, end=end, speaker=name or turn.speaker))
+            at = end
+        if at < turn.end:
+            out.append(replace(turn, start=at, speaker=own))
+        return out
+
     def rename(turns: list[Turn]) -> list[Turn]:
         out: list[Turn] = []
         last: dict[str, int] = {}  # each name's latest turn in `out`
-        for turn in sorted(turns, key=lambda t: t.start):
-            name = names.get(turn.speaker) or turn.speaker
+        for turn in sorted((piece for t in turns for piece in pieces(t)), key=lambda t: t.start):
+            name = turn.speaker
             previous = out[last[name]] if name in last else None
             if previous is not None and turn.start <= previous.end:
                 out[last[name]] = replace(previous, end=max(previous.end, turn.end), confidence=None)
             else:
                 last[name] = len(out)
-                out.append(replace(turn, speaker=name))
+                out.append(turn)
         return out
 
+    turns, exclusive = rename(result.turns), rename(result.exclusive_turns)
+    named = [names.get(s) or s for s in result.speakers]
     return replace(
         result,
-        turns=rename(result.turns),
-        exclusive_turns=rename(result.exclusive_turns),
-        speakers=list(dict.fromkeys(names.get(s) or s for s in result.speakers)),
+        turns=turns,
+        exclusive_turns=exclusive,
+        speakers=list(dict.fromkeys(named + [t.speaker for t in turns])),
     )

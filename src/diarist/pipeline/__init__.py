@@ -23,8 +23,8 @@ from diarist.pipeline.clustering import Clustering, SpeakerBounds, cluster_embed
 from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.parallel import release_freed_memory, threaded_map
-from diarist.pipeline.reconstruction import reconstruct
-from diarist.pipeline.resegmentation import SegmentEmbeddings, resegment, segment_embeddings
+from diarist.pipeline.reconstruction import reconstruct, speaker_segments
+from diarist.pipeline.resegmentation import SegmentEmbeddings, resegment, segment_embeddings, segment_middles
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
 from diarist.vocabulary import DEFAULT_MODEL
@@ -307,11 +307,17 @@ def _diarize(
     centroids = speaker_centroids(
         analysis.embeddings, analysis.clean_seconds, clustering.assignment[:, :3], clustering.num_speakers
     )
+    # The segment embeddings outlive resegmentation: identification looks for two voices in one speaker.
+    middles = None if analysis.segments is None else segment_middles(analysis.segments, config)
+    segment_vectors = None if analysis.segments is None else analysis.segments.vectors
     hook("clustering", clustering)
-    # Reconstruction needs neither the segment embeddings nor the memory freed so far.
+    # Reconstruction needs nothing more of the segment embeddings (their vectors are kept above), nor the
+    # memory freed so far.
     analysis.segments = None
     release_freed_memory()
     result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
+    if middles is not None:
+        result.voice_segments = speaker_segments(result, middles, segment_vectors, config.resegmentation_hop)
     hook("reconstruction", result)
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(analysis.bandwidth)

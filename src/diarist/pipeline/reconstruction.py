@@ -9,10 +9,10 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from diarist.nets.pyannet import FRAME_STEP_SAMPLES, RECEPTIVE_FIELD_SAMPLES, SAMPLE_RATE
-from diarist.pipeline.clustering import Clustering, SpeakerBounds, keep_requested_speakers
+from diarist.pipeline.clustering import Clustering, SpeakerBounds, keep_requested_speakers, unit_vectors
 from diarist.pipeline.config import PipelineConfig
 from diarist.pipeline.segmentation import frame_count
-from diarist.result import DiarizationResult, Turn
+from diarist.result import DiarizationResult, Turn, VoiceSegments
 
 FRAME_STEP = FRAME_STEP_SAMPLES / SAMPLE_RATE
 FRAME_CENTER = RECEPTIVE_FIELD_SAMPLES / 2 / SAMPLE_RATE
@@ -206,6 +206,22 @@ def reconstruct(
         confidence_resolution=config.confidence_resolution,
         warnings=_warnings(len(names), bounds, clustering),
         embeddings={} if centroids is None else {name: centroids[k] for k, name in names.items()},
+    )
+
+
+def speaker_segments(result: DiarizationResult, middles: np.ndarray, vectors: np.ndarray, hop: float) -> VoiceSegments:
+    """Resegmentation's short-segment embeddings (`middles`: the times of their middles, s), each given
+    to the speaker who talks alone at its middle and covering `hop` s around it; those at no one's are left out."""
+    starts = np.array([t.start for t in result.exclusive_turns])
+    ends = np.array([t.end for t in result.exclusive_turns])
+    turn = np.searchsorted(starts, middles, side="right") - 1  # exclusive turns neither overlap nor touch
+    inside = (turn >= 0) & (middles < ends[np.maximum(turn, 0)]) if len(starts) else np.zeros(len(middles), bool)
+    keep = np.flatnonzero(inside)
+    return VoiceSegments(
+        starts=np.maximum(middles[keep] - hop / 2, 0),
+        ends=np.minimum(middles[keep] + hop / 2, result.duration),
+        labels=np.array([result.exclusive_turns[i].speaker for i in turn[keep]], dtype=str),
+        vectors=unit_vectors(vectors[keep].astype(np.float64)).astype(np.float16),
     )
 
 

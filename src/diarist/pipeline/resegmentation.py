@@ -78,6 +78,13 @@ def segment_embeddings(
     return SegmentEmbeddings(scored, embeddings[scored].astype(np.float16))
 
 
+def segment_middles(segments: SegmentEmbeddings, config: PipelineConfig) -> np.ndarray:
+    """The time (s) of the middle of each scored segment, in the order of `segments.vectors`."""
+    length, hop, _ = segment_layout(config)
+    windows, _, index = np.nonzero(segments.scored)
+    return windows * config.step_samples / SAMPLE_RATE + (index * hop + length / 2) * FEATURE_SECONDS
+
+
 def viterbi(scores: np.ndarray, switch_penalty: float) -> np.ndarray:
     """Most likely state per step given (steps, states) scores, each change of state costing `switch_penalty`."""
     steps, states = scores.shape
