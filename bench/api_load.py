@@ -10,7 +10,9 @@ through the media API, and measures:
    `running` throughout; the script samples the database to check). Then `--clients` concurrent
    clients (asyncio + one httpx.AsyncClient and keep-alive connection each) loop for `--duration`
    seconds: POST /v1/diarize on the short clip, then GET /v1/jobs/{id} of that job. Per endpoint:
-   count, req/s, p50/p90/p99/max in ms, non-2xx. Target: p99 <= 50 ms. With `--pace S` (default 1)
+   count, req/s, p50/p90/p99/max in ms from when the request's first byte is written, non-2xx, and the
+   p99 from the call instead (with the client's own wait before sending, its event loop busy with the
+   other clients). Target: p99 <= 50 ms. With `--pace S` (default 1)
    each client waits 0.5-1.5 x S seconds after each request, as a client polling its job does;
    `--pace 0` is a closed loop with no think time, which measures saturation: latency is then
    ~= clients / throughput (Little's law).
@@ -342,6 +344,8 @@ class Latencies:
     ms: list[float] = field(default_factory=list)
     non_2xx: Counter[int] = field(default_factory=Counter)
     transport_errors: Counter[str] = field(default_factory=Counter)
+    # From the call instead, the client's own wait before sending included (what this script measured before).
+    from_call_ms: list[float] = field(default_factory=list)
 
     def summary(self, seconds: float) -> dict[str, Any]:
         values = sorted(self.ms)
@@ -353,6 +357,7 @@ class Latencies:
             "p90_ms": round(percentile(values, 0.90), 1),
             "p99_ms": round(percentile(values, 0.99), 1),
             "max_ms": round(values[-1], 1) if values else math.nan,
+            "p99_from_call_ms": round(percentile(sorted(self.from_call_ms), 0.99), 1),
             "non_2xx": sum(self.non_2xx.values()),
             "non_2xx_by_status": {str(k): v for k, v in sorted(self.non_2xx.items())},
             "transport_errors": dict(self.transport_errors),
@@ -362,14 +367,28 @@ class Latencies:
 async def timed(
     client: httpx.AsyncClient, record: Latencies, method: str, url: str, **kw: Any
 ) -> httpx.Response | None:
-    start = time.perf_counter()
+    """One request, timed from when its first byte is written to the socket until its body is read.
+
+    The load generator shares the machine and runs 100 clients on one event loop: between the call
+    and the write, a request can wait for the loop behind other clients' responses. That wait is the
+    client's, not the server's; `record.from_call_ms` keeps the times that include it.
+    """
+    called = time.perf_counter()
+    sent: list[float] = []
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event == "http11.send_request_headers.started":
+            sent.append(time.perf_counter())
+
     try:
-        r = await client.request(method, url, **kw)
+        r = await client.request(method, url, extensions={"trace": trace}, **kw)
     except httpx.HTTPError as e:
         record.transport_errors[type(e).__name__] += 1
         await asyncio.sleep(0.05)  # a refused connection must not turn the client into a busy loop
         return None
-    record.ms.append((time.perf_counter() - start) * 1000)
+    done = time.perf_counter()
+    record.ms.append((done - (sent[0] if sent else called)) * 1000)
+    record.from_call_ms.append((done - called) * 1000)
     if not 200 <= r.status_code < 300:
         record.non_2xx[r.status_code] += 1
     return r
@@ -658,7 +677,11 @@ def latency_phase(opts: Options, server: Server, key: str, db: Path, full: str, 
         "post": posts.summary(elapsed),
         "get": gets.summary(elapsed),
         "all": Latencies(
-            "all", posts.ms + gets.ms, posts.non_2xx + gets.non_2xx, posts.transport_errors + gets.transport_errors
+            "all",
+            posts.ms + gets.ms,
+            posts.non_2xx + gets.non_2xx,
+            posts.transport_errors + gets.transport_errors,
+            posts.from_call_ms + gets.from_call_ms,
         ).summary(elapsed),
         "baseline": baseline,
         "jobs_created": len(job_ids) + len(baseline_ids),
@@ -746,21 +769,24 @@ def markdown(r: dict[str, Any], opts: Options) -> str:
         "",
         f"### Latency under load ({opts.clients} clients, {loop}, {lat['elapsed_seconds']:g} s)",
         "",
-        "| request | count | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | transport errors |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| request | count | req/s | p50 ms | p90 ms | p99 ms | max ms | non-2xx | transport errors "
+        "| p99 from the call ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in (lat["post"], lat["get"], lat["all"], *lat["baseline"]):
         errors = sum(row["transport_errors"].values())
         lines.append(
             f"| {row['request']} | {row['count']} | {row['req_per_s']} | {row['p50_ms']} | {row['p90_ms']} "
-            f"| {row['p99_ms']} | {row['max_ms']} | {row['non_2xx']} | {errors} |"
+            f"| {row['p99_ms']} | {row['max_ms']} | {row['non_2xx']} | {errors} | {row['p99_from_call_ms']} |"
         )
     worst = max(lat["post"]["p99_ms"], lat["get"]["p99_ms"])
     verdict = "met" if worst <= TARGET_P99_MS else "NOT met"
     cpu, bcpu = lat["cpu_percent_of_one_core"], b["cpu_percent_of_one_core"]
     lines += [
         "",
-        f"- target p99 <= {TARGET_P99_MS:g} ms: **{verdict}** (worst p99 {worst} ms)",
+        f"- target p99 <= {TARGET_P99_MS:g} ms: **{verdict}** (worst p99 {worst} ms); times run from the "
+        "request's first byte written to its body read; the last column counts from the call, with the "
+        "client's own wait before sending (its event loop busy with the other clients)",
         (
             f"- closed loop without think time: mean latency ~ clients / throughput = "
             f"{1000 * opts.clients / lat['all']['req_per_s']:.0f} ms (Little's law)"

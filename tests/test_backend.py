@@ -172,7 +172,8 @@ def test_health_is_public_and_lists_its_checks(server):
     if server.fleet:  # no local workers (`diarist worker` processes elsewhere); rate limits in the broker's Redis
         assert set(body["checks"]) == {"database", "reaper", "webhooks", "retention", "liveReaper", "rateLimits"}
     else:
-        assert set(body["checks"]) == {"database", "workers", "reaper", "webhooks", "retention", "liveReaper"}
+        checks = {"database", "workers", "reaper", "webhooks", "retention", "liveReaper", "walCheckpoint"}
+        assert set(body["checks"]) == checks
         assert body["checks"]["workers"]["workers"] == 1
 
 

@@ -365,3 +365,22 @@ def test_the_access_log_hides_the_tokens_of_pre_signed_urls(tmp_path):
     for url in (target, link):
         assert urlsplit(url).path.rsplit("/", 1)[1] not in log
     assert '"PUT /v1/media/upload/*** HTTP/1.1" 200' in log and '"GET /v1/media/download/*** HTTP/1.1" 200' in log
+
+
+def test_serve_freezes_what_exists_before_serving(tmp_path, monkeypatch):
+    """The objects made at startup are kept out of the collector: a full collection scanning them all
+    paused every request in flight (issue 22, docs/benchmarks.md)."""
+    import gc
+    import sys
+
+    from diarist.api import server
+
+    frozen: list[int] = []
+    monkeypatch.setattr(server.uvicorn, "run", lambda app, **kw: frozen.append(gc.get_freeze_count()))
+    interval = sys.getswitchinterval()
+    try:
+        server.serve(Settings(data_dir=tmp_path, workers=0))
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(interval)
+    assert frozen and frozen[0] > 10_000

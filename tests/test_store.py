@@ -195,3 +195,24 @@ def test_pending_is_what_workers_take(store):
     store.requeue_jobs(None, max_attempts=3)  # a server start queues jobs it recorded but never queued
     assert store.get_job("j").status == PENDING
     assert store.claim_job("w").id == "j"
+
+
+def test_own_checkpoints_leave_the_wal_to_checkpoint(tmp_path):
+    """The API's store: no commit copies the WAL back (it would hold the process's write lock
+    meanwhile, issue 22); `checkpoint` does, from its own thread."""
+    store = Store(f"sqlite:///{tmp_path / 'own.db'}", own_checkpoints=True)
+    plain = Store(f"sqlite:///{tmp_path / 'plain.db'}")
+    try:
+        for s in (store, plain):
+            s.migrate()
+        with store.engine.connect() as connection, plain.engine.connect() as other:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            assert other.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+        # Past SQLite's 1000 pages, a commit would have copied the WAL back: nothing is copied yet.
+        queue_jobs(store, 300)
+        pages, copied = store.checkpoint()
+        assert pages > 1000 and copied == pages
+        assert store.checkpoint() == (pages, pages)  # nothing new to copy
+    finally:
+        store.close()
+        plain.close()

@@ -8,6 +8,7 @@ caps on connections, and answers malformed requests in the API's error shape.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -174,8 +175,14 @@ def serve(settings: Settings) -> None:
         header_timeout=settings.header_timeout,
         max_header_bytes=settings.max_header_bytes,
     )
+    app = create_app(settings)
+    # What exists now (the imports, the app) lives as long as the process. A full collection scanned
+    # all of it, about 130k objects: a pause of 30-100 ms for every request in flight, twice a
+    # minute at 90 req/s. Frozen, the collector skips it.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",

@@ -98,13 +98,17 @@ def _is_temporary(error: BaseException | None) -> bool:
     return state is None or state.startswith(PG_TEMPORARY_CLASSES) or state in PG_TEMPORARY
 
 
-def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
+def _sqlite_pragmas(engine: Engine, busy_timeout: float, own_checkpoints: bool = False) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        if own_checkpoints:
+            # The commit that fills the WAL would copy it back (with two fsyncs) while its thread
+            # holds the process's write lock; `Core.checkpoint` does it from a thread of its own.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -133,8 +137,10 @@ def database_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5) -> Engine:
+def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5, own_checkpoints: bool = False) -> Engine:
     """An engine for `url`; a write waits `busy_timeout` seconds for a lock, then fails.
+
+    `own_checkpoints`: SQLite's commits never copy the WAL back into the database (`Core.checkpoint` must).
 
     On PostgreSQL the pool holds `pool_size` connections and half as many again at peaks; connections are
     pinged at checkout, so one the server dropped (restart, pg_terminate_backend) is replaced unseen.
@@ -146,7 +152,7 @@ def make_engine(url: str, busy_timeout: float = 30.0, pool_size: int = 5) -> Eng
             # SQLite gives the -wal and -shm files the mode of the database file: 0600 covers all three.
             private_file(private_dir(Path(path).parent) / Path(path).name)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout})
-        _sqlite_pragmas(engine, busy_timeout)
+        _sqlite_pragmas(engine, busy_timeout, own_checkpoints)
         return engine
     lock_timeout = int(busy_timeout * 1000)
     return create_engine(
@@ -186,8 +192,8 @@ class Core:
     Records come back detached, safe to keep.
     """
 
-    def __init__(self, url: str, busy_timeout: float = 30.0, pool_size: int = 5):
-        self.engine = make_engine(url, busy_timeout, pool_size)
+    def __init__(self, url: str, busy_timeout: float = 30.0, pool_size: int = 5, own_checkpoints: bool = False):
+        self.engine = make_engine(url, busy_timeout, pool_size, own_checkpoints)
         self.busy_timeout = busy_timeout
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.engine.execution_options(write=True), expire_on_commit=False)
@@ -231,6 +237,19 @@ class Core:
             yield
         finally:
             self._write_lock.release()
+
+    def checkpoint(self) -> tuple[int, int]:
+        """On SQLite, copy the WAL's committed pages back into the database, beside the writers (they
+        do not wait for it); the WAL's pages and how many of them are now copied. (0, 0) elsewhere."""
+        if not self.sqlite:
+            return 0, 0
+        with database_errors():
+            connection = self.engine.raw_connection()  # outside a transaction, which would hold it back
+            try:
+                _busy, pages, copied = connection.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                connection.close()
+        return pages, copied
 
     def ping(self) -> None:
         """Raise StoreUnavailableError unless the database answers a read."""
