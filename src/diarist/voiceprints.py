@@ -324,15 +324,11 @@ def _halves(segments: VoiceSegments, label: str) -> tuple[np.ndarray, np.ndarray
 
 
 def _half_confidences(
-    centroids: np.ndarray, others: np.ndarray, vector: np.ndarray, calibration: tuple[float, float, float]
+    centroids: np.ndarray, others: np.ndarray, voice: Voice, calibration: tuple[float, float, float]
 ) -> np.ndarray:
-    """Each half's 0-100 confidence for a version-2 voice, as a speaker's (`confidences`): its cosine, and
-    the margin over the recording's other speakers (rows of `others`) and the other half."""
-    cosines = centroids @ vector
-    rivals = np.maximum(cosines[::-1], (others @ vector).max(initial=-1.0))
-    slope, margin_slope, offset = calibration
-    logit = slope * cosines + margin_slope * (cosines - rivals) + offset
-    return np.rint(100 / (1 + np.exp(-logit))).astype(int)
+    """Each half's 0-100 confidence for a version-2 voice, scored as a speaker is (`confidences`) among
+    the other half and the recording's other speakers (rows of `others`)."""
+    return confidences(np.concatenate([centroids, others]), [voice], calibration)[:2, 0]
 
 
 def _covered(starts: np.ndarray, ends: np.ndarray, frames: int) -> np.ndarray:
@@ -374,7 +370,7 @@ def second_voices(
             continue
         halves, centroids = cut
         others = np.array([result.embeddings[o] for o in labels if o != label]).reshape(-1, DIMENSION)
-        scores = _half_confidences(centroids, others, voices[match].vector, calibration)
+        scores = _half_confidences(centroids, others, voices[match], calibration)
         if scores.max() < matching.threshold or scores.min() >= matching.threshold:
             continue
         second = int(np.argmin(scores))
@@ -385,7 +381,7 @@ def second_voices(
         best, top = None, matching.threshold
         for name, voice in voices.items():
             if name != match and voice.seconds is not None:
-                score = _half_confidences(centroids, others, voice.vector, calibration)[second]
+                score = _half_confidences(centroids, others, voice, calibration)[second]
                 if score >= top:
                     best, top = name, score
         out[label] = SecondVoice(heard, best)
