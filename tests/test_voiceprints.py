@@ -383,6 +383,29 @@ def test_a_second_voice_in_a_matched_speaker_is_not_named_after_its_match(tmp_pa
     assert named == [x for s in segments if s["match"] for x in (s["start"], s["end"])]
 
 
+def test_a_turn_talked_over_throughout_is_not_named(tmp_path):
+    # MEE068 enrolled from his 3.9 s alone in the first half of EN2001a, identified in its second
+    # half (from 15 s), matched at 99. His speaker has a turn (1.9-4.3 s) inside another speaker's
+    # where MEE067 and MEO069 talk over each other and he hardly talks: 2.2 s of MEE067's speech
+    # and 2.8 s of MEO069's were named MEE068. He is never heard alone there (`_talked_over`): the
+    # turn keeps the speaker's label.
+    recording, half = "ami-EN2001a-0-30", 15.0
+    audio, turns = load_audio(DEV / f"{recording}.wav"), reference_turns(DEV / f"{recording}.rttm")
+    enrollment = np.concatenate(
+        [audio[int(a * 16000) : int(b * 16000)] for a, b in spoken_alone(turns, "MEE068", half)]
+    )
+    (tmp_path / "MEE068.wav").write_bytes(wav_bytes(enrollment))
+    (tmp_path / "half.wav").write_bytes(wav_bytes(audio[int(half * 16000) :]))
+    found = diarist.identify(
+        tmp_path / "half.wav", {"MEE068": diarist.voiceprint(tmp_path / "MEE068.wav")}, threshold=THRESHOLD
+    )
+    assert "MEE068" in found.matches.values(), found.confidence
+    segments = found.output["identification"]
+    assert named_seconds(segments, turns, "MEE067", "MEE068", half) < 0.5, segments
+    assert named_seconds(segments, turns, "MEO069", "MEE068", half) < 2.0, segments
+    assert named_seconds(segments, turns, "MEE068", "MEE068", half) > 6.5, segments
+
+
 @pytest.mark.parametrize(("person", "other", "most"), [("caller", "agent", 0.6), ("agent", "caller", 1.8)])
 def test_two_people_on_one_line_diarized_as_one_speaker_are_told_apart(tmp_path, person, other, most):
     # The second half of a bank call (from 25.55 s) comes out as one speaker, agent and caller. One
