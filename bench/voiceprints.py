@@ -27,8 +27,9 @@ scores (`as_norm`: against a cohort of every reference speaker's voiceprint of a
 speech, and the test recording's other speakers), with or without the margin over the recording's
 other speakers (`voiceprints.margins`) and the seconds of speech on either side. Shipped: cosine
 and margin (`voiceprints.CALIBRATION`).
-Identification names a matched speaker's second voice by itself (`voiceprints.second_voices`),
-with each fold's calibration; "one name per speaker" is without it.
+Identification names a matched speaker's second voice by itself and leaves its turns talked over
+throughout unnamed (`voiceprints.second_voices`), with each fold's calibration; "one name per
+speaker" is without it.
 Each is cross-validated leaving one corpus out: a fold's fit (and cohort) hold no pair (and no
 voice) of the held-out corpus, and predict the pairs whose test recording is in it. Pairs are
 weighed so that each class weighs half and, within a class, each kind of pair alike.

@@ -28,6 +28,8 @@ from diarist.voiceprints import (
 
 from .conftest import DEV, reference_turns, solo_speech, wav_bytes
 
+WIDE = DEV.parent / "wide"
+
 RNG = np.random.default_rng(11)
 
 
@@ -379,6 +381,52 @@ def test_a_second_voice_in_a_matched_speaker_is_not_named_after_its_match(tmp_pa
     }
     named = [round(x, 3) for t in found.named.turns if t.speaker == "MEE009" for x in (t.start, t.end)]
     assert named == [x for s in segments if s["match"] for x in (s["start"], s["end"])]
+
+
+def test_a_turn_talked_over_throughout_is_not_named(tmp_path):
+    # MEE068 enrolled from his 3.9 s alone in the first half of EN2001a, identified in its second
+    # half (from 15 s), matched at 99. His speaker has a turn (1.9-4.3 s) inside another speaker's
+    # where MEE067 and MEO069 talk over each other and he hardly talks: 2.2 s of MEE067's speech
+    # and 2.8 s of MEO069's were named MEE068. He is never heard alone there (`_talked_over`): the
+    # turn keeps the speaker's label.
+    recording, half = "ami-EN2001a-0-30", 15.0
+    audio, turns = load_audio(DEV / f"{recording}.wav"), reference_turns(DEV / f"{recording}.rttm")
+    enrollment = np.concatenate(
+        [audio[int(a * 16000) : int(b * 16000)] for a, b in spoken_alone(turns, "MEE068", half)]
+    )
+    (tmp_path / "MEE068.wav").write_bytes(wav_bytes(enrollment))
+    (tmp_path / "half.wav").write_bytes(wav_bytes(audio[int(half * 16000) :]))
+    found = diarist.identify(
+        tmp_path / "half.wav", {"MEE068": diarist.voiceprint(tmp_path / "MEE068.wav")}, threshold=THRESHOLD
+    )
+    assert "MEE068" in found.matches.values(), found.confidence
+    segments = found.output["identification"]
+    assert named_seconds(segments, turns, "MEE067", "MEE068", half) < 0.5, segments
+    assert named_seconds(segments, turns, "MEO069", "MEE068", half) < 2.0, segments
+    assert named_seconds(segments, turns, "MEE068", "MEE068", half) > 6.5, segments
+
+
+@pytest.mark.parametrize(("person", "other", "most"), [("caller", "agent", 0.6), ("agent", "caller", 1.8)])
+def test_two_people_on_one_line_diarized_as_one_speaker_are_told_apart(tmp_path, person, other, most):
+    # The second half of a bank call (from 25.55 s) comes out as one speaker, agent and caller. One
+    # of them enrolled from all their speech alone in the first half (3.5 s and 6.8 s), matched at
+    # 90 and 97: each half of the speaker reaches 50 for that voiceprint by itself (one line, one
+    # channel), and 5.4 s and 4.9 s of the other one's speech were named after it. The segmentation
+    # heard two people in most of the speaker's windows (`_heard_as_two`): only the half closer to
+    # the voiceprint keeps its name.
+    recording, half = WIDE / "hvb_0002f70f", 25.55
+    audio, turns = load_audio(recording.with_suffix(".wav")), reference_turns(recording.with_suffix(".rttm"))
+    enrollment = np.concatenate([audio[int(a * 16000) : int(b * 16000)] for a, b in spoken_alone(turns, person, half)])
+    (tmp_path / "enrolled.wav").write_bytes(wav_bytes(enrollment))
+    (tmp_path / "half.wav").write_bytes(wav_bytes(audio[int(half * 16000) :]))
+    made = diarist.voiceprint(tmp_path / "enrolled.wav")
+    found = diarist.identify(tmp_path / "half.wav", {person: made}, threshold=THRESHOLD)
+    assert list(found.matches.values()) == [person], found.confidence
+    segments = found.result.voice_segments
+    assert segments.sources.shape == (len(segments.labels), 2)
+    identified = found.output["identification"]
+    assert named_seconds(identified, turns, other, person, half) <= most + 0.5, identified
+    assert named_seconds(identified, turns, person, person, half) > 3.0, identified
 
 
 def test_a_voiceprint_of_two_voices_warns(enrolled):

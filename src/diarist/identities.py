@@ -71,8 +71,9 @@ class Identification:
     """Who spoke when, and who each speaker is among the voiceprints.
 
     `result` keeps the diarization's labels (SPEAKER_00, ...); `named` is the same with each
-    matched speaker renamed to its voiceprint's label (and a part of a speaker that is another voice
-    named by itself, `voiceprints.second_voices`); `matches` maps the former to the latter
+    matched speaker renamed to its voiceprint's label (a part of a speaker that is another voice
+    named by itself, and its turns talked over throughout left under its label,
+    `voiceprints.second_voices`); `matches` maps the former to the latter
     (None: no voiceprint matched), and `confidence` gives each speaker's 0-100 score for every
     label. `output` is the identify job output, as the HTTP API answers it.
     """

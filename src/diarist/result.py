@@ -46,6 +46,9 @@ class VoiceSegments:
     ends: np.ndarray
     labels: np.ndarray
     vectors: np.ndarray
+    # (segments, 2): the segmentation's window and local speaker each was embedded from. The
+    # segmentation tells the people of one window apart: two local speakers are two people.
+    sources: np.ndarray | None = None
 
 
 @dataclass

@@ -295,11 +295,14 @@ def match_speakers(
 
 @dataclass(frozen=True)
 class SecondVoice:
-    """The part of a matched speaker's speech that is another voice than its match: frames of
-    `PIECE_STEP` s from the start of the audio, and the voiceprint that part matches by itself (None: none)."""
+    """The parts of a matched speaker's speech that do not take its match, as frames of `PIECE_STEP` s
+    from the start of the audio: `frames`, another voice than its match, named `match` (the voiceprint
+    that part matches by itself; None: none), and `talked_over`, its turns that other speakers talk
+    over from start to end (no name: the speaker is never heard alone there)."""
 
     frames: np.ndarray
     match: str | None
+    talked_over: np.ndarray | None = None
 
 
 def _halves(segments: VoiceSegments, label: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -323,6 +326,23 @@ def _halves(segments: VoiceSegments, label: str) -> tuple[np.ndarray, np.ndarray
     return halves, centroids / np.linalg.norm(centroids, axis=1, keepdims=True)
 
 
+def _heard_as_two(segments: VoiceSegments, label: str) -> bool:
+    """Whether the segmentation heard two people in the speaker: in more than half of the windows
+    where it talks, its segments come from two or more of the window's local speakers.
+
+    The segmentation tells the people of one window apart; the clustering then gives each local
+    speaker a speaker. When it finds fewer speakers than there are people (one for a whole phone
+    call), both people of a window go to one speaker, and its two halves are then two people even
+    where the match's voice is close to both (one line, one channel). One person's segments come
+    from two local speakers of a window mostly at the edges of turns: in a third of its windows
+    at most on the bench, against 65 and 86 % for the two calls that came out as one speaker."""
+    if segments.sources is None:  # results made before the segments recorded where they came from
+        return False
+    sources = segments.sources[segments.labels == label]
+    windows, counts = np.unique(np.unique(sources, axis=0)[:, 0], return_counts=True)
+    return 2 * int((counts > 1).sum()) > len(windows)
+
+
 def _half_confidences(
     centroids: np.ndarray, others: np.ndarray, voice: Voice, calibration: tuple[float, float, float]
 ) -> np.ndarray:
@@ -341,6 +361,70 @@ def _covered(starts: np.ndarray, ends: np.ndarray, frames: int) -> np.ndarray:
     return np.cumsum(count)[:frames]
 
 
+def _talked_over(result: DiarizationResult, label: str, frames: int) -> np.ndarray:
+    """The `PIECE_STEP` frames of the speaker's turns that other speakers' turns cover from start to end.
+
+    The speaker's voice (its embedding, its segments) is heard where it talks alone; a turn where it
+    never does is the diarization's guess at who else talks in overlapped speech, the part of
+    diarization most often wrong, and no evidence that the voiceprint's person talks there.
+    """
+    # The other speakers' speech as disjoint spans (touching within the output's rounding: joined).
+    spans: list[list[float]] = []
+    for start, end in sorted((t.start, t.end) for t in result.turns if t.speaker != label):
+        if spans and start <= spans[-1][1] + ROUNDING:
+            spans[-1][1] = max(spans[-1][1], end)
+        else:
+            spans.append([start, end])
+    out = np.zeros(frames, dtype=bool)
+    if not spans:
+        return out
+    starts, ends = np.array(spans).T
+    for turn in result.turns:
+        if turn.speaker != label:
+            continue
+        span = int(np.searchsorted(starts, turn.start + ROUNDING, side="right")) - 1
+        if span >= 0 and ends[span] + ROUNDING >= turn.end:
+            out[int(turn.start / PIECE_STEP) : int(np.ceil(turn.end / PIECE_STEP))] = True
+    return out
+
+
+def _second_voice(
+    result: DiarizationResult,
+    label: str,
+    match: str,
+    voices: dict[str, Voice],
+    matching: Matching,
+    calibration: tuple[float, float, float],
+    frames: int,
+) -> tuple[np.ndarray, str | None] | None:
+    """The frames of the speaker's second voice and the voiceprint it matches by itself, or None
+    (`second_voices`)."""
+    segments = result.voice_segments
+    if segments is None or (cut := _halves(segments, label)) is None:
+        return None
+    halves, centroids = cut
+    others = np.array([result.embeddings[o] for o in result.embeddings if o != label]).reshape(-1, DIMENSION)
+    scores = _half_confidences(centroids, others, voices[match], calibration)
+    if scores.max() < matching.threshold:
+        return None
+    # Both halves reach the threshold: one person, unless the segmentation heard two, and then
+    # only the half closer to the match is that person.
+    if scores.min() >= matching.threshold and not _heard_as_two(segments, label):
+        return None
+    second = int(np.argmin(scores))
+    other = halves == second
+    mine = segments.labels == label
+    starts, ends = segments.starts[mine], segments.ends[mine]
+    heard = _covered(starts[other], ends[other], frames) > _covered(starts[~other], ends[~other], frames)
+    best, top = None, matching.threshold
+    for name, voice in voices.items():
+        if name != match and voice.seconds is not None:
+            score = _half_confidences(centroids, others, voice, calibration)[second]
+            if score >= top:
+                best, top = name, score
+    return heard, best
+
+
 def second_voices(
     result: DiarizationResult,
     matches: dict[str, str | None],
@@ -348,43 +432,32 @@ def second_voices(
     matching: Matching,
     calibration: tuple[float, float, float] = CALIBRATION,
 ) -> dict[str, SecondVoice]:
-    """The matched speakers that hold a second voice, and where (`SecondVoice`).
+    """The matched speakers that hold a second voice or turns talked over throughout, and where (`SecondVoice`).
 
     Diarization sometimes gives two people one speaker, and the speaker then takes the name of
     either for the speech of both. Each matched speaker's segment embeddings (`result.voice_segments`)
     are cut in two halves; when one half reaches the threshold for its match by itself (its cosine
     and its margin over the other speakers and the other half, as `confidences` scores a speaker)
-    and the other does not, the speech mostly covered by the other half is another voice. That part
-    is matched by itself with the other voiceprints (the best at or above the threshold), and is
-    otherwise left unnamed. Nothing is cut at threshold 0 (every speaker takes a name), nor for a
-    version-1 voiceprint or a result without segment embeddings (community-1).
+    and the other does not, or both do but the segmentation heard two people in the speaker
+    (`_heard_as_two`) and the other scores lower, the speech mostly covered by the other half is
+    another voice. That part is matched by itself with the other voiceprints (the best at or above
+    the threshold), and is otherwise left unnamed. The speaker's turns that other speakers talk
+    over from start to end (`_talked_over`) are left unnamed too. Nothing is cut at threshold 0
+    (every speaker takes a name), nor for a version-1 voiceprint or a result without segment
+    embeddings (community-1).
     """
-    segments = result.voice_segments
-    if segments is None or matching.threshold <= 0:
+    if result.voice_segments is None or matching.threshold <= 0:
         return {}
-    labels = list(result.embeddings)
     frames = int(np.ceil(result.duration / PIECE_STEP))
     out = {}
     for label, match in matches.items():
-        if match is None or voices[match].seconds is None or (cut := _halves(segments, label)) is None:
+        if match is None or voices[match].seconds is None:
             continue
-        halves, centroids = cut
-        others = np.array([result.embeddings[o] for o in labels if o != label]).reshape(-1, DIMENSION)
-        scores = _half_confidences(centroids, others, voices[match], calibration)
-        if scores.max() < matching.threshold or scores.min() >= matching.threshold:
-            continue
-        second = int(np.argmin(scores))
-        other = halves == second
-        mine = segments.labels == label
-        starts, ends = segments.starts[mine], segments.ends[mine]
-        heard = _covered(starts[other], ends[other], frames) > _covered(starts[~other], ends[~other], frames)
-        best, top = None, matching.threshold
-        for name, voice in voices.items():
-            if name != match and voice.seconds is not None:
-                score = _half_confidences(centroids, others, voice, calibration)[second]
-                if score >= top:
-                    best, top = name, score
-        out[label] = SecondVoice(heard, best)
+        found = _second_voice(result, label, match, voices, matching, calibration, frames)
+        talked_over = _talked_over(result, label, frames)
+        if found is not None or talked_over.any():
+            heard, best = found if found is not None else (np.zeros(frames, dtype=bool), None)
+            out[label] = SecondVoice(heard, best, talked_over)
     return out
 
 
@@ -392,16 +465,19 @@ def named_pieces(
     start: float, end: float, match: str | None, second: SecondVoice | None
 ) -> list[tuple[float, float, str | None]]:
     """A turn of a speaker matched with `match` as (start, end, name) pieces: cut where the speaker's
-    second voice (`second_voices`) talks, which takes its own name."""
+    second voice (`second_voices`) talks, which takes its own name, and where it is talked over
+    throughout, which takes none."""
     if second is None:
         return [(start, end, match)]
     first, last = int(start / PIECE_STEP), int(np.ceil(end / PIECE_STEP))
-    other = second.frames[first:last]
+    other = second.frames[first:last].astype(np.int8)
     if not len(other):
         return [(start, end, match)]
-    changes = np.flatnonzero(np.diff(other.astype(np.int8))) + 1
+    if second.talked_over is not None:
+        other = np.where(second.talked_over[first:last], 2, other)
+    changes = np.flatnonzero(np.diff(other)) + 1
     bounds = [start, *(float(b) for b in (first + changes) * PIECE_STEP), end]
-    names = [second.match if other[i] else match for i in np.concatenate([[0], changes])]
+    names = [(match, second.match, None)[other[i]] for i in np.concatenate([[0], changes])]
     pieces: list[tuple[float, float, str | None]] = []
     for a, b, name in zip(bounds[:-1], bounds[1:], names, strict=True):
         # A sliver where a frame edge falls just inside the turn goes with its neighbour.

@@ -24,7 +24,13 @@ from diarist.pipeline.config import CONFIGS, PipelineConfig
 from diarist.pipeline.embedding import FEATURE_STEP_SAMPLES, backbone_features, pool_embeddings
 from diarist.pipeline.parallel import release_freed_memory, threaded_map
 from diarist.pipeline.reconstruction import reconstruct, speaker_segments
-from diarist.pipeline.resegmentation import SegmentEmbeddings, resegment, segment_embeddings, segment_middles
+from diarist.pipeline.resegmentation import (
+    SegmentEmbeddings,
+    resegment,
+    segment_embeddings,
+    segment_middles,
+    segment_sources,
+)
 from diarist.pipeline.segmentation import segment_windows, window_count
 from diarist.result import DiarizationResult
 from diarist.vocabulary import DEFAULT_MODEL
@@ -310,6 +316,7 @@ def _diarize(
     # The segment embeddings outlive resegmentation: identification looks for two voices in one speaker.
     middles = None if analysis.segments is None else segment_middles(analysis.segments, config)
     segment_vectors = None if analysis.segments is None else analysis.segments.vectors
+    sources = None if analysis.segments is None else segment_sources(analysis.segments)
     hook("clustering", clustering)
     # Reconstruction needs nothing more of the segment embeddings (their vectors are kept above), nor the
     # memory freed so far.
@@ -317,7 +324,7 @@ def _diarize(
     release_freed_memory()
     result = reconstruct(activity, analysis.certainty, clustering, analysis.num_samples, bounds, config, centroids)
     if middles is not None:
-        result.voice_segments = speaker_segments(result, middles, segment_vectors, config.resegmentation_hop)
+        result.voice_segments = speaker_segments(result, middles, segment_vectors, config.resegmentation_hop, sources)
     hook("reconstruction", result)
     if result.speakers:  # without speech there are no voices to confuse
         result.warnings += bandwidth_warnings(analysis.bandwidth)

@@ -209,9 +209,12 @@ def reconstruct(
     )
 
 
-def speaker_segments(result: DiarizationResult, middles: np.ndarray, vectors: np.ndarray, hop: float) -> VoiceSegments:
+def speaker_segments(
+    result: DiarizationResult, middles: np.ndarray, vectors: np.ndarray, hop: float, sources: np.ndarray | None = None
+) -> VoiceSegments:
     """Resegmentation's short-segment embeddings (`middles`: the times of their middles, s), each given
-    to the speaker who talks alone at its middle and covering `hop` s around it; those at no one's are left out."""
+    to the speaker who talks alone at its middle and covering `hop` s around it; those at no one's are left out.
+    `sources`: the window and local speaker of each (`resegmentation.segment_sources`)."""
     starts = np.array([t.start for t in result.exclusive_turns])
     ends = np.array([t.end for t in result.exclusive_turns])
     turn = np.searchsorted(starts, middles, side="right") - 1  # exclusive turns neither overlap nor touch
@@ -222,6 +225,7 @@ def speaker_segments(result: DiarizationResult, middles: np.ndarray, vectors: np
         ends=np.minimum(middles[keep] + hop / 2, result.duration),
         labels=np.array([result.exclusive_turns[i].speaker for i in turn[keep]], dtype=str),
         vectors=unit_vectors(vectors[keep].astype(np.float64)).astype(np.float16),
+        sources=None if sources is None else sources[keep],
     )
 
 

@@ -85,6 +85,13 @@ def segment_middles(segments: SegmentEmbeddings, config: PipelineConfig) -> np.n
     return windows * config.step_samples / SAMPLE_RATE + (index * hop + length / 2) * FEATURE_SECONDS
 
 
+def segment_sources(segments: SegmentEmbeddings) -> np.ndarray:
+    """(scored segments, 2): the window and local speaker of each scored segment, in the order of
+    `segments.vectors`."""
+    windows, speakers, _ = np.nonzero(segments.scored)
+    return np.column_stack([windows, speakers]).astype(np.int32)
+
+
 def viterbi(scores: np.ndarray, switch_penalty: float) -> np.ndarray:
     """Most likely state per step given (steps, states) scores, each change of state costing `switch_penalty`."""
     steps, states = scores.shape
