@@ -302,7 +302,7 @@ class SecondVoice:
 
     frames: np.ndarray
     match: str | None
-    talked_over: np.ndarray | None = None
+    talked_over: np.ndarray
 
 
 def _halves(segments: VoiceSegments, label: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -344,11 +344,11 @@ def _heard_as_two(segments: VoiceSegments, label: str) -> bool:
 
 
 def _half_confidences(
-    centroids: np.ndarray, others: np.ndarray, voice: Voice, calibration: tuple[float, float, float]
+    centroids: np.ndarray, others: np.ndarray, voices: list[Voice], calibration: tuple[float, float, float]
 ) -> np.ndarray:
-    """Each half's 0-100 confidence for a version-2 voice, scored as a speaker is (`confidences`) among
-    the other half and the recording's other speakers (rows of `others`)."""
-    return confidences(np.concatenate([centroids, others]), [voice], calibration)[:2, 0]
+    """(2 halves, voices): each half's 0-100 confidence for each version-2 voice, scored as a speaker
+    is (`confidences`) among the other half and the recording's other speakers (rows of `others`)."""
+    return confidences(np.concatenate([centroids, others]), voices, calibration)[:2]
 
 
 def _covered(starts: np.ndarray, ends: np.ndarray, frames: int) -> np.ndarray:
@@ -404,7 +404,7 @@ def _second_voice(
         return None
     halves, centroids = cut
     others = np.array([result.embeddings[o] for o in result.embeddings if o != label]).reshape(-1, DIMENSION)
-    scores = _half_confidences(centroids, others, voices[match], calibration)
+    scores = _half_confidences(centroids, others, [voices[match]], calibration)[:, 0]
     if scores.max() < matching.threshold:
         return None
     # Both halves reach the threshold: one person, unless the segmentation heard two, and then
@@ -416,12 +416,13 @@ def _second_voice(
     mine = segments.labels == label
     starts, ends = segments.starts[mine], segments.ends[mine]
     heard = _covered(starts[other], ends[other], frames) > _covered(starts[~other], ends[~other], frames)
-    best, top = None, matching.threshold
-    for name, voice in voices.items():
-        if name != match and voice.seconds is not None:
-            score = _half_confidences(centroids, others, voice, calibration)[second]
-            if score >= top:
-                best, top = name, score
+    names = [name for name, voice in voices.items() if name != match and voice.seconds is not None]
+    best = None
+    if names:
+        row = _half_confidences(centroids, others, [voices[name] for name in names], calibration)[second]
+        # The best at or above the threshold; of equal scores, the last voiceprint given.
+        last = len(row) - 1 - int(np.argmax(row[::-1]))
+        best = names[last] if row[last] >= matching.threshold else None
     return heard, best
 
 
@@ -473,8 +474,7 @@ def named_pieces(
     other = second.frames[first:last].astype(np.int8)
     if not len(other):
         return [(start, end, match)]
-    if second.talked_over is not None:
-        other = np.where(second.talked_over[first:last], 2, other)
+    other = np.where(second.talked_over[first:last], 2, other)
     changes = np.flatnonzero(np.diff(other)) + 1
     bounds = [start, *(float(b) for b in (first + changes) * PIECE_STEP), end]
     names = [(match, second.match, None)[other[i]] for i in np.concatenate([[0], changes])]
