@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import httpx
@@ -295,12 +296,16 @@ def test_quota_of_audio_hours(server):
     assert "quota" in listing and key.webhook_secret not in listing and key.key not in listing
 
 
-def test_revoked_key_is_refused_at_once(server):
+def test_revoked_key_is_refused_within_the_key_cache_seconds(server):
     key = create_key(server.data_dir, "revoked")
     with server.client(key) as api:
         assert api.get("/v1/test").status_code == 200
         run_cli("keys", "revoke", key.id, data_dir=server.data_dir)
-        assert api.get("/v1/test").status_code == 401
+        revoked = time.monotonic()
+        # The server holds a key it read for key_cache_seconds (1 s); a loaded machine may answer late.
+        while (answer := api.get("/v1/test")).status_code == 200 and time.monotonic() - revoked < 3.0:
+            time.sleep(0.05)
+        assert answer.status_code == 401 and answer.json()["message"] == "Invalid API key."
 
 
 def test_openapi_and_docs(server):

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from diarist.api.auth import KeyCache
 from diarist.audio import PeaksMeter, stream_audio
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
@@ -171,6 +173,29 @@ def test_keys_are_stored_hashed(store):
     assert store.authenticate(new.key[:-1] + ("A" if new.key[-1] != "A" else "B")) is None
     assert store.authenticate("Bearer nonsense") is None
     assert store.revoke_key(new.record.id) and store.authenticate(new.key) is None
+
+
+def test_the_key_cache_reads_a_key_once_per_its_seconds_and_checks_the_secret_every_time(store):
+    new = store.create_key("k")
+    reads: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def count(_conn, _cursor, statement, *_):
+        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
+            reads.append(statement)
+
+    cache = KeyCache(store, seconds=0.5)
+    assert cache.fresh(new.key) is None
+    assert all(cache.authenticate(new.key).id == new.record.id for _ in range(20))
+    assert len(reads) == 1 and cache.fresh(new.key).id == new.record.id
+    # The same id with another secret is refused from the held record.
+    assert cache.authenticate(new.key[:-1] + ("A" if new.key[-1] != "A" else "B")) is None
+    assert store.revoke_key(new.record.id)
+    time.sleep(0.6)
+    assert cache.fresh(new.key) is None and cache.authenticate(new.key) is None and len(reads) == 2
+    # Ids that match no key are not held: made-up ones cannot fill the cache.
+    assert cache.authenticate("dia_0123456789ab_secret") is None and cache.fresh("dia_0123456789ab_secret") is None
+    assert len(reads) == 3 and cache.authenticate("Bearer nonsense") is None and len(reads) == 3
 
 
 def test_settings_precedence_flags_env_file(tmp_path, monkeypatch):

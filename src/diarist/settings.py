@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     body_rate_window: float = Field(default=30.0, gt=0)  # seconds
     max_connections: int = Field(default=1024, ge=1)  # beyond it, new connections are closed at once
     max_connections_per_ip: int = Field(default=256, ge=1)  # open connections from one client address
+    # A key is read from the database at most this often per API process: a revoked key is refused this
+    # long after at most. 0: every request reads its key.
+    key_cache_seconds: float = Field(default=1.0, ge=0)
     auth_failures_per_minute: int = Field(default=60, ge=0)  # per client IP; then 429; 0 = unlimited
     # Reverse proxies whose X-Forwarded-For names the client; none: the header is ignored, so a
     # local client cannot spoof its address around (or onto others with) the per-address limits.

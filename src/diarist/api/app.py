@@ -15,6 +15,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from diarist import __version__
+from diarist.api.auth import KeyCache
 from diarist.api.errors import RequestIdMiddleware, install_error_handlers
 from diarist.api.guard import EdgeGuard
 from diarist.api.openapi import openapi_schema
@@ -149,6 +150,7 @@ def create_app(settings: Settings) -> FastAPI:
         media=media,
         queue=JobQueue(store, executor),
         policy=net_policy(settings),
+        keys=KeyCache(store, settings.key_cache_seconds),
         limiter=limiter,
         failures=failures,
         live=LiveEngine(settings.live_threads, settings.device),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from fastapi import Request
 
 from diarist.api.errors import ApiProblem
+from diarist.jobs.store import Store, admits, id_of_key
 from diarist.jobs.tables import ApiKey
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class RateDecision:
 class Limiter(Protocol):
     """Counts hits per name in a sliding minute; None: it cannot tell now (its store is away), let the hit through."""
 
+    blocking: bool  # whether a check waits on another server (Redis)
+
     def check(self, name: str, limit: int) -> RateDecision | None: ...
 
     def peek(self, name: str, limit: int) -> RateDecision | None: ...
@@ -56,6 +59,8 @@ class Limiter(Protocol):
 
 class RateLimiter:
     """Sliding one-minute window per name (a key id, a client address): the times of the hits it counted."""
+
+    blocking = False
 
     def __init__(self) -> None:
         self._hits: dict[str, deque[float]] = {}
@@ -87,6 +92,37 @@ class RateLimiter:
             return RateDecision(allowed, limit, max(0, limit - len(hits)), reset_at)
 
 
+class KeyCache:
+    """The key records this process read in the last `seconds`, so that most requests are admitted without
+    reading the store: a key revoked meanwhile is refused here `seconds` later at most.
+
+    Only keys that exist are held, so made-up ids cannot fill it; a presented key is checked against its
+    record's hash every time.
+    """
+
+    def __init__(self, store: Store, seconds: float):
+        self.store, self.seconds = store, seconds
+        self._records: dict[str, tuple[ApiKey, float]] = {}  # key id: (record, time.monotonic() when read)
+
+    def fresh(self, key: str) -> ApiKey | None:
+        """The record of a presented key if one read under `seconds` ago is held (no read); else None."""
+        key_id = id_of_key(key)
+        held = None if key_id is None else self._records.get(key_id)
+        if held is None or time.monotonic() - held[1] >= self.seconds:
+            return None
+        return held[0]
+
+    def authenticate(self, key: str) -> ApiKey | None:
+        """The live record of a presented key, or None. Blocking: it reads the store unless `fresh` holds it."""
+        record = self.fresh(key)
+        key_id = id_of_key(key)
+        if record is None and key_id is not None:
+            record = self.store.get_key(key_id)
+            if record is not None:
+                self._records[key_id] = (record, time.monotonic())
+        return record if record is not None and admits(record, key) else None
+
+
 def bearer_token(authorization: str) -> str | None:
     scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
@@ -97,8 +133,9 @@ def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, 
 
     Raises ApiProblem: 429 when `client` (an address) sent too many requests without a valid key in the
     last minute, which bounds key guessing; 401 for a missing or unknown key; 429 over the key's own
-    limit. Blocking: it reads the store. A limiter that cannot tell (Redis away) lets the request
-    through without rate-limit headers.
+    limit. Blocking: it reads the store (unless the key cache holds the key) and Redis when the limits
+    are kept there. A limiter that cannot tell (Redis away) lets the request through without rate-limit
+    headers.
     """
     settings, failures = services.settings, services.failures
     per_client = settings.auth_failures_per_minute
@@ -108,7 +145,7 @@ def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, 
             message = "Too many requests without a valid API key from this address; try again later."
             raise ApiProblem(429, message, {"Retry-After": blocked.retry_after})
     token = bearer_token(authorization)
-    key = services.store.authenticate(token) if token is not None else None
+    key = services.keys.authenticate(token) if token is not None else None
     if key is None:
         if per_client > 0:
             failures.check(client, per_client)

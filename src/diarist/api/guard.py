@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from diarist.api.auth import KEY_STATE, admit
+from diarist.api.auth import KEY_STATE, admit, bearer_token
 from diarist.api.errors import ApiProblem, deny_socket
 from diarist.api.services import Services
 from diarist.jobs.store import one_lock_wait
@@ -149,7 +149,12 @@ class EdgeGuard:
         if needs_key(scope["path"]):
             client = scope["client"][0] if scope.get("client") else ""
             authorization = Headers(scope=scope).get("authorization", "")
-            key, headers = await run_in_threadpool(admit, services, client, authorization)
+            token = bearer_token(authorization)
+            limits_wait = services.limiter.blocking or services.failures.blocking
+            if limits_wait or token is None or services.keys.fresh(token) is None:
+                key, headers = await run_in_threadpool(admit, services, client, authorization)
+            else:  # nothing in it waits (a held key, limits in memory): a thread would cost more than the check
+                key, headers = admit(services, client, authorization)
             scope.setdefault("state", {})[KEY_STATE] = key
             exchange.extra_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         limit = exchange.body_limit

@@ -35,6 +35,8 @@ RETRY_SECONDS = 5.0  # after a failure, requests skip Redis this long rather tha
 class RedisRateLimiter:
     """The moving one-minute window of each name under `scope` ("key", "client"), in Redis."""
 
+    blocking = True
+
     def __init__(self, storage: RedisStorage, scope: str, where: str):
         self.storage, self.scope, self.where = storage, scope, where
         self._window = MovingWindowRateLimiter(storage)

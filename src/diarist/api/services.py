@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from fastapi import Request
 
-from diarist.api.auth import Limiter, RateLimiter
+from diarist.api.auth import KeyCache, Limiter, RateLimiter
 from diarist.jobs.live import LiveEngine
 from diarist.jobs.media import MediaStore, UploadsInFlight
 from diarist.jobs.queue import JobQueue
@@ -22,6 +22,7 @@ class Services:
     media: MediaStore
     queue: JobQueue
     policy: NetPolicy
+    keys: KeyCache  # what admits a request's key
     limiter: Limiter = field(default_factory=RateLimiter)  # per API key
     failures: Limiter = field(default_factory=RateLimiter)  # requests without a valid key, per client address
     uploads: UploadsInFlight = field(default_factory=UploadsInFlight)

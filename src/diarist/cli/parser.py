@@ -339,7 +339,8 @@ def _add_keys(commands: argparse._SubParsersAction) -> None:
     listing = _subcommand(key_commands, "list", "list keys (never their secrets)", "example:\n  diarist keys list\n")
     listing.set_defaults(run=run_keys)
     _state_options(listing)
-    revoke = _subcommand(key_commands, "revoke", "revoke a key at once", "example:\n  diarist keys revoke 3f9a1c2b\n")
+    revoked = "revoke a key: servers refuse it within key_cache_seconds (1 s)"
+    revoke = _subcommand(key_commands, "revoke", revoked, "example:\n  diarist keys revoke 3f9a1c2b\n")
     revoke.set_defaults(run=run_keys)
     _state_options(revoke)
     revoke.add_argument("key_id", metavar="KEY_ID", help="the id shown by `keys list`")

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Query
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from diarist.api.errors import ApiProblem, InvalidRequest
 from diarist.api.routes.base import (
@@ -81,9 +82,18 @@ def _check_input(body: JobRequest, svc: Services, errors: list[tuple[str, str]])
     return name
 
 
-def _submit(body: JobRequest, key: ApiKey, svc: Services, errors: list[tuple[str, str]]) -> JobCreated:
+async def _submit(body: JobRequest, key: ApiKey, svc: Services, errors: list[tuple[str, str]]) -> JobCreated:
     """Queue a request whose own checks found `errors`: 400 for any, 404 for a media:// URL never uploaded,
-    402 past the audio quota."""
+    402 past the audio quota.
+
+    The submit routes are `async` and send only this to a thread: FastAPI would otherwise run a plain
+    `def` route in one thread hop, then check its answer against `JobCreated` in a second.
+    """
+    return await run_in_threadpool(_queue, body, key, svc, errors)
+
+
+def _queue(body: JobRequest, key: ApiKey, svc: Services, errors: list[tuple[str, str]]) -> JobCreated:
+    """`_submit`'s blocking part: the URLs' checks (DNS), the upload's record, the job's."""
     name = _check_input(body, svc, errors)
     try:
         job = submit(svc.store, svc.media, svc.queue, key, body.to_spec(), name)
@@ -112,11 +122,11 @@ JOB_RESPONSES: dict[int | str, dict[str, Any]] = {
     "by default (settings `max_input_bytes`, `max_duration_hours`).",
     responses=JOB_RESPONSES,
 )
-def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
+async def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body)
     if body.transcription and (body.model or DEFAULT_MODEL) not in TRANSCRIBING_MODELS:
         errors.append(("transcription", f"Only available with the {' or '.join(TRANSCRIBING_MODELS)} model"))
-    return _submit(body, key, svc, errors)
+    return await _submit(body, key, svc, errors)
 
 
 @router.post(
@@ -130,8 +140,8 @@ def diarize(body: DiarizeRequest, key: Key, svc: Svc) -> JobCreated:
     "is `{voiceprint[, warning]}`; pass the voiceprint to POST /v1/identify.",
     responses=JOB_RESPONSES,
 )
-def voiceprint(body: VoiceprintRequest, key: Key, svc: Svc) -> JobCreated:
-    return _submit(body, key, svc, [])
+async def voiceprint(body: VoiceprintRequest, key: Key, svc: Svc) -> JobCreated:
+    return await _submit(body, key, svc, [])
 
 
 def _check_voiceprints(body: IdentifyRequest) -> list[tuple[str, str]]:
@@ -159,11 +169,11 @@ def _check_voiceprints(body: IdentifyRequest) -> list[tuple[str, str]]:
     "0-100, for every label). Same limits as diarize.",
     responses=JOB_RESPONSES,
 )
-def identify(body: IdentifyRequest, key: Key, svc: Svc) -> JobCreated:
+async def identify(body: IdentifyRequest, key: Key, svc: Svc) -> JobCreated:
     errors = _check_speakers(body) + _check_voiceprints(body)
     if body.transcription:
         errors.append(("transcription", "Cannot be used with speaker identification"))
-    return _submit(body, key, svc, errors)
+    return await _submit(body, key, svc, errors)
 
 
 @router.get(

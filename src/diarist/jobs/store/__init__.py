@@ -14,7 +14,7 @@ from diarist.jobs.store.core import (
     one_lock_wait,
 )
 from diarist.jobs.store.jobs import JobsMixin
-from diarist.jobs.store.keys import KeysMixin, NewKey
+from diarist.jobs.store.keys import KeysMixin, NewKey, admits, id_of_key
 from diarist.jobs.store.leases import LeasesMixin
 from diarist.jobs.store.live import LiveCapError, LiveMixin
 from diarist.jobs.store.media import MediaMixin, StorageQuotaError, storage_quota_message
@@ -29,10 +29,12 @@ __all__ = [
     "QuotaExceededError",
     "StorageQuotaError",
     "Store",
+    "admits",
     "alembic_config",
     "database_errors",
     "database_url",
     "head_revision",
+    "id_of_key",
     "known_revision",
     "one_lock_wait",
     "storage_quota_message",

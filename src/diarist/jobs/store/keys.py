@@ -27,6 +27,17 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def id_of_key(key: str) -> str | None:
+    """The public id inside a presented key (`dia_<id>_<secret>`); None for anything else."""
+    parts = key.split("_", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "dia" else None
+
+
+def admits(record: ApiKey, key: str) -> bool:
+    """Whether `record` lets the presented `key` in: not revoked, and the key's hash is its own."""
+    return record.revoked_at is None and hmac.compare_digest(record.key_hash, hash_key(key))
+
+
 class KeysMixin(Core):
     """The store's API keys."""
 
@@ -58,14 +69,9 @@ class KeysMixin(Core):
 
     def authenticate(self, key: str) -> ApiKey | None:
         """The live key record for a presented key, or None."""
-        parts = key.split("_", 2)
-        if len(parts) != 3 or parts[0] != "dia":
-            return None
-        with self.reading() as session:
-            record = session.get(ApiKey, parts[1])
-        if record is None or record.revoked_at is not None:
-            return None
-        return record if hmac.compare_digest(record.key_hash, hash_key(key)) else None
+        key_id = id_of_key(key)
+        record = None if key_id is None else self.get_key(key_id)
+        return record if record is not None and admits(record, key) else None
 
     def get_key(self, key_id: str) -> ApiKey | None:
         with self.reading() as session:
