@@ -262,3 +262,29 @@ def test_the_broker_check_says_whether_the_broker_answers():
     assert broker_check(services.redis_url("ops"))["ok"]
     down = broker_check("redis://:hunter2@127.0.0.1:1/0")
     assert not down["ok"] and "hunter2" not in down["error"] and "127.0.0.1" not in down["error"]
+
+
+def server_time_ms(response: httpx.Response) -> float:
+    """The `dur` of the answer's `Server-Timing: app;dur=<ms>` header."""
+    name, _, duration = response.headers["server-timing"].partition(";dur=")
+    assert name == "app", response.headers["server-timing"]
+    return float(duration)
+
+
+def test_each_answer_says_how_long_the_server_took(tmp_path):
+    from .test_backend import held_lock
+
+    settings = Settings(data_dir=tmp_path / "data", workers=0, database_busy_timeout_seconds=0.3)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        key = Store(settings.database).create_key("k").key
+        client.headers["Authorization"] = f"Bearer {key}"
+        for path in ("/v1/test", "/healthz", "/v1/jobs/unknown"):  # answered, a probe, an error
+            start = time.perf_counter()
+            answer = client.get(path)
+            assert 0 < server_time_ms(answer) <= (time.perf_counter() - start) * 1000, path
+        with held_lock(settings.data_dir / "diarist.db"):
+            start = time.perf_counter()
+            busy = client.post("/v1/diarize", json={"url": "https://example.com/a.wav"})
+            took = (time.perf_counter() - start) * 1000
+    # The submit waited the busy timeout for the write lock, then answered 503: the server's time says so.
+    assert busy.status_code == 503 and 300 <= server_time_ms(busy) <= took

@@ -183,10 +183,12 @@ def buckets(values: list[float], bounds: tuple[float, ...]) -> list[tuple[str, f
 
 
 class RequestMetrics:
-    """Times each HTTP request into a histogram by route template, method and status class.
+    """Times each HTTP request into a histogram by route template, method and status class, and tells
+    the client in a `Server-Timing: app;dur=<ms>` header (the time to its response's start).
 
     Route templates (`/v1/jobs/{job_id}`), not raw paths, and a fixed set of methods keep the label
-    count bounded whatever clients send.
+    count bounded whatever clients send. The header lets a client tell the server's time from the
+    network's and its own (browsers' developer tools show it).
     """
 
     def __init__(self, app: ASGIApp, histogram: Histogram):
@@ -203,6 +205,8 @@ class RequestMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                took = f"app;dur={(time.perf_counter() - start) * 1000:.2f}"
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", took.encode())]}
             await send(message)
 
         try:
