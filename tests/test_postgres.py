@@ -69,6 +69,8 @@ def test_an_unreachable_database_is_a_store_unavailable_error():
     store = Store("postgresql+psycopg://postgres@127.0.0.1:1/none")
     with pytest.raises(StoreUnavailableError, match="busy or unreachable"):
         store.ping()
+    with pytest.raises(StoreUnavailableError, match="busy or unreachable"):  # the lean reads too
+        store.get_job("j")
 
 
 def test_a_write_waiting_too_long_for_a_row_lock_is_a_store_unavailable_error(store):

@@ -18,7 +18,7 @@ from diarist.audio import PeaksMeter, stream_audio
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store, alembic_config, head_revision
-from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED
+from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED, Job, Media
 from diarist.settings import Settings
 
 from .conftest import SAMPLE
@@ -196,6 +196,26 @@ def test_the_key_cache_reads_a_key_once_per_its_seconds_and_checks_the_secret_ev
     # Ids that match no key are not held: made-up ones cannot fill the cache.
     assert cache.authenticate("dia_0123456789ab_secret") is None and cache.fresh("dia_0123456789ab_secret") is None
     assert len(reads) == 3 and cache.authenticate("Bearer nonsense") is None and len(reads) == 3
+
+
+def test_the_lean_reads_give_what_the_orm_gives(store):
+    """get_job and get_media read through RowReader, not a Session: every column, value and type the same."""
+    key = store.create_key("k").record
+    store.create_job("j", key.id, "diarize", {"url": "media://a.wav", "numSpeakers": 2}, PENDING, reserve_seconds=1.5)
+    store.claim_job("w")
+    store.finish_job("j", 1, SUCCEEDED, {"diarization": [{"speaker": "SPEAKER_00", "start": 0.5}]}, audio_seconds=29.5)
+    store.record_upload(key.id, "a.wav", 123, origin="http://replica-a:8000")
+    with store.reading() as session:
+        records = {"job": session.get(Job, "j"), "media": session.get(Media, (key.id, "a.wav"))}
+    lean = {"job": store.get_job("j"), "media": store.get_media(key.id, "a.wav")}
+    for name, record in records.items():
+        for column in type(record).__table__.columns:
+            value = getattr(record, column.key)
+            assert getattr(lean[name], column.key) == value, (name, column.key)
+            assert type(getattr(lean[name], column.key)) is type(value), (name, column.key)
+    assert lean["job"].finished_at.tzinfo is not None and lean["job"].output["diarization"][0]["start"] == 0.5
+    assert store.get_job("missing") is None and store.get_media(key.id, "b.wav") is None
+    assert store.get_job("j", key_id="another key") is None
 
 
 def test_settings_precedence_flags_env_file(tmp_path, monkeypatch):

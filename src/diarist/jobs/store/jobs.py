@@ -54,8 +54,7 @@ class JobsMixin(Core):
         return Job(**row)
 
     def get_job(self, job_id: str, key_id: str | None = None) -> Job | None:
-        with self.reading() as session:
-            job = session.get(Job, job_id)
+        job = self.rows(Job).get(job_id)
         return job if job is not None and (key_id is None or job.key_id == key_id) else None
 
     def list_jobs(

@@ -55,8 +55,7 @@ class MediaMixin(Core):
             return _storage_used(session, key_id, excluding)
 
     def get_media(self, key_id: str, object_key: str) -> Media | None:
-        with self.reading() as session:
-            return session.get(Media, (key_id, object_key))
+        return self.rows(Media).get(key_id, object_key)
 
     def expire_media(self, uploaded_before: datetime) -> list[Media]:
         with self.writing() as session:
