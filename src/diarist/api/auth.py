@@ -128,8 +128,11 @@ def bearer_token(authorization: str) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, dict[str, str]]:
-    """The caller's key and the rate-limit headers for its response, from the `Authorization` header.
+def admit(
+    services: Services, client: str, authorization: str, held: ApiKey | None = None
+) -> tuple[ApiKey, dict[str, str]]:
+    """The caller's key and the rate-limit headers for its response, from the `Authorization` header;
+    `held`: the record the key cache holds for it (`KeyCache.fresh`), checked instead of reading one.
 
     Raises ApiProblem: 429 when `client` (an address) sent too many requests without a valid key in the
     last minute, which bounds key guessing; 401 for a missing or unknown key; 429 over the key's own
@@ -145,7 +148,10 @@ def admit(services: Services, client: str, authorization: str) -> tuple[ApiKey, 
             message = "Too many requests without a valid API key from this address; try again later."
             raise ApiProblem(429, message, {"Retry-After": blocked.retry_after})
     token = bearer_token(authorization)
-    key = services.keys.authenticate(token) if token is not None else None
+    if token is None:
+        key = None
+    else:
+        key = services.keys.authenticate(token) if held is None else held if admits(held, token) else None
     if key is None:
         if per_client > 0:
             failures.check(client, per_client)

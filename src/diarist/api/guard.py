@@ -151,10 +151,11 @@ class EdgeGuard:
             authorization = Headers(scope=scope).get("authorization", "")
             token = bearer_token(authorization)
             limits_wait = services.limiter.blocking or services.failures.blocking
-            if limits_wait or token is None or services.keys.fresh(token) is None:
+            held = None if limits_wait or token is None else services.keys.fresh(token)
+            if held is None:
                 key, headers = await run_in_threadpool(admit, services, client, authorization)
-            else:  # nothing in it waits (a held key, limits in memory): a thread would cost more than the check
-                key, headers = admit(services, client, authorization)
+            else:  # nothing in it waits (the key held, limits in memory): a thread would cost more than the check
+                key, headers = admit(services, client, authorization, held)
             scope.setdefault("state", {})[KEY_STATE] = key
             exchange.extra_headers = [(name.lower().encode(), value.encode()) for name, value in headers.items()]
         limit = exchange.body_limit
