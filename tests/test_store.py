@@ -11,14 +11,14 @@ from datetime import timedelta
 
 import pytest
 from alembic import command
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from diarist.api.auth import KeyCache
 from diarist.audio import PeaksMeter, stream_audio
 from diarist.jobs.media import MediaStore
 from diarist.jobs.retention import expire
 from diarist.jobs.store import Store, alembic_config, head_revision
-from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED, Job, Media
+from diarist.jobs.tables import FAILED, PENDING, RUNNING, SUCCEEDED, ApiKey, Job, Media
 from diarist.settings import Settings
 
 from .conftest import SAMPLE
@@ -169,20 +169,23 @@ def test_keys_are_stored_hashed(store):
         dump = " ".join(str(row) for row in connection.execute(text("select * from api_keys")))
     # The secret is all after the second underscore: it may hold underscores of its own (base64url).
     assert new.key not in dump and new.key.split("_", 2)[2] not in dump
-    assert store.authenticate(new.key).quota_seconds == 7200
-    assert store.authenticate(new.key[:-1] + ("A" if new.key[-1] != "A" else "B")) is None
-    assert store.authenticate("Bearer nonsense") is None
-    assert store.revoke_key(new.record.id) and store.authenticate(new.key) is None
+    keys = KeyCache(store, seconds=0)  # reads the store every time
+    assert keys.authenticate(new.key).quota_seconds == 7200
+    assert keys.authenticate(new.key[:-1] + ("A" if new.key[-1] != "A" else "B")) is None
+    assert keys.authenticate("Bearer nonsense") is None
+    assert store.revoke_key(new.record.id) and keys.authenticate(new.key) is None
 
 
-def test_the_key_cache_reads_a_key_once_per_its_seconds_and_checks_the_secret_every_time(store):
+def test_the_key_cache_reads_a_key_once_per_its_seconds_and_checks_the_secret_every_time(store, monkeypatch):
     new = store.create_key("k")
     reads: list[str] = []
+    read_key = store.get_key
 
-    @event.listens_for(store.engine, "before_cursor_execute")
-    def count(_conn, _cursor, statement, *_):
-        if statement.lstrip().upper().startswith("SELECT") and "api_keys" in statement:
-            reads.append(statement)
+    def counted(key_id: str):
+        reads.append(key_id)
+        return read_key(key_id)
+
+    monkeypatch.setattr(store, "get_key", counted)
 
     cache = KeyCache(store, seconds=0.5)
     assert cache.fresh(new.key) is None
@@ -199,22 +202,23 @@ def test_the_key_cache_reads_a_key_once_per_its_seconds_and_checks_the_secret_ev
 
 
 def test_the_lean_reads_give_what_the_orm_gives(store):
-    """get_job and get_media read through RowReader, not a Session: every column, value and type the same."""
-    key = store.create_key("k").record
+    """get_job, get_media and get_key read through RowReader, not a Session: every column, value and type the same."""
+    key = store.create_key("k", rate_limit_per_minute=5, quota_hours=2).record
     store.create_job("j", key.id, "diarize", {"url": "media://a.wav", "numSpeakers": 2}, PENDING, reserve_seconds=1.5)
     store.claim_job("w")
     store.finish_job("j", 1, SUCCEEDED, {"diarization": [{"speaker": "SPEAKER_00", "start": 0.5}]}, audio_seconds=29.5)
     store.record_upload(key.id, "a.wav", 123, origin="http://replica-a:8000")
     with store.reading() as session:
         records = {"job": session.get(Job, "j"), "media": session.get(Media, (key.id, "a.wav"))}
-    lean = {"job": store.get_job("j"), "media": store.get_media(key.id, "a.wav")}
+        records["key"] = session.get(ApiKey, key.id)
+    lean = {"job": store.get_job("j"), "media": store.get_media(key.id, "a.wav"), "key": store.get_key(key.id)}
     for name, record in records.items():
         for column in type(record).__table__.columns:
             value = getattr(record, column.key)
             assert getattr(lean[name], column.key) == value, (name, column.key)
             assert type(getattr(lean[name], column.key)) is type(value), (name, column.key)
     assert lean["job"].finished_at.tzinfo is not None and lean["job"].output["diarization"][0]["start"] == 0.5
-    assert store.get_job("missing") is None and store.get_media(key.id, "b.wav") is None
+    assert store.get_job("missing") is None and store.get_media(key.id, "b.wav") is None and store.get_key("x") is None
     assert store.get_job("j", key_id="another key") is None
 
 
