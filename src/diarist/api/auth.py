@@ -112,9 +112,10 @@ class KeyCache:
             return None
         return held[0]
 
-    def authenticate(self, key: str) -> ApiKey | None:
-        """The live record of a presented key, or None. Blocking: it reads the store unless `fresh` holds it."""
-        record = self.fresh(key)
+    def authenticate(self, key: str, held: ApiKey | None = None) -> ApiKey | None:
+        """The live record of a presented key, or None; `held`: what `fresh` answered for it, checked
+        as it is. Blocking: it reads the store unless a record is held."""
+        record = held if held is not None else self.fresh(key)
         key_id = id_of_key(key)
         if record is None and key_id is not None:
             record = self.store.get_key(key_id)
@@ -148,10 +149,7 @@ def admit(
             message = "Too many requests without a valid API key from this address; try again later."
             raise ApiProblem(429, message, {"Retry-After": blocked.retry_after})
     token = bearer_token(authorization)
-    if token is None:
-        key = None
-    else:
-        key = services.keys.authenticate(token) if held is None else held if admits(held, token) else None
+    key = None if token is None else services.keys.authenticate(token, held)
     if key is None:
         if per_client > 0:
             failures.check(client, per_client)

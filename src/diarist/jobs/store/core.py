@@ -79,12 +79,10 @@ def database_errors() -> Iterator[None]:
         yield
     except PoolTimeoutError as e:  # every pooled connection is busy for longer than the pool timeout
         raise StoreUnavailableError(BUSY) from e
-    except (OperationalError, InterfaceError, sqlite3.OperationalError) as e:
-        # sqlite3's own errors come from the statements that the begin hook runs on the raw connection.
-        cause = e if isinstance(e, sqlite3.OperationalError) else e.orig
-        if _is_full(cause):
+    except (OperationalError, InterfaceError) as e:
+        if _is_full(e.orig):
             raise StorageFullError("The server's disk is full.") from e
-        if _is_temporary(cause):
+        if _is_temporary(e.orig):
             raise StoreUnavailableError(BUSY) from e
         raise
 
@@ -121,17 +119,20 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float, own_checkpoints: bool =
         # On the sqlite3 connection itself: through SQLAlchemy each statement would cost ~50 µs of Python.
         raw = conn.connection.dbapi_connection
         wait = _lock_wait.get() or LockWait(busy_timeout)
-        if not conn.get_execution_options().get("write"):
-            raw.execute(f"PRAGMA busy_timeout={int(wait.left * 1000)}")
-            raw.execute("BEGIN")
-            return
-        # Write transactions take the lock up front, so they wait for it here instead of failing later.
-        raw.execute("PRAGMA busy_timeout=0")
-        start = time.monotonic()
         try:
-            begin_immediate(raw, wait.left)
-        finally:
-            wait.spend(start)
+            if not conn.get_execution_options().get("write"):
+                raw.execute(f"PRAGMA busy_timeout={int(wait.left * 1000)}")
+                raw.execute("BEGIN")
+                return
+            # Write transactions take the lock up front, so they wait for it here instead of failing later.
+            raw.execute("PRAGMA busy_timeout=0")
+            start = time.monotonic()
+            try:
+                begin_immediate(raw, wait.left)
+            finally:
+                wait.spend(start)
+        except sqlite3.Error as e:  # as SQLAlchemy raises its own statements' errors, for database_errors
+            raise DBAPIError.instance("BEGIN", None, e, sqlite3.Error) from e
 
 
 def begin_immediate(connection: sqlite3.Connection, seconds: float) -> None:
